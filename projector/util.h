@@ -1,0 +1,111 @@
+/* util.h - allocation that never returns NULL, error codes, diagnostics, string buffers.
+ *
+ * Everything here is pure and thread-safe. The x* allocators abort with the requested
+ * size when memory runs out: a daemon that cannot allocate cannot make progress, and this
+ * removes NULL checks from every caller.
+ */
+#ifndef PROJECTOR_UTIL_H
+#define PROJECTOR_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define PJ_MUSTCHECK __attribute__((warn_unused_result))
+#define PJ_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Error codes; functions return 0 or the negated code. */
+enum {
+    PJ_OK = 0,
+    PJ_EINVAL = 1,   /* bad input: configuration, YAML, event data */
+    PJ_ENOTFOUND,    /* a named thing does not exist */
+    PJ_ERANGE,       /* a value is outside its bounds */
+    PJ_EIO,          /* file or socket failure */
+    PJ_ETRANSIENT,   /* a server fault that a later attempt may survive */
+    PJ_EPERMANENT,   /* an event that can never be applied */
+    PJ_ETIMEDOUT,    /* a bounded wait ran out */
+    PJ_ESTOPPED,     /* shutdown was requested while waiting */
+};
+
+/* One error with an optional source position (line and column are 1-based; 0 = unknown). */
+typedef struct PjError {
+    int code;
+    char message[1024];
+    char sqlstate[6]; /* five characters and NUL when the error came from PostgreSQL */
+} PjError;
+
+/* Formats the message into err (which may be NULL) and returns -code. */
+int pj_error_set(PjError *err, int code, const char *fmt, ...) PJ_PRINTF(3, 4);
+void pj_error_clear(PjError *err);
+
+/* A list of diagnostics printed as "file:line:column: message", compiler style. */
+typedef struct Diagnostic {
+    char *file; /* owned */
+    int line;
+    int column;
+    char *message; /* owned */
+} Diagnostic;
+
+typedef struct Diagnostics {
+    Diagnostic *items;
+    size_t count;
+    size_t cap;
+} Diagnostics;
+
+/* Appends one diagnostic; file may be NULL. Copies everything it is given. */
+void diag_add(Diagnostics *d, const char *file, int line, int column, const char *fmt, ...)
+    PJ_PRINTF(5, 6);
+void diag_addv(Diagnostics *d, const char *file, int line, int column, const char *fmt,
+               va_list ap) PJ_PRINTF(5, 0);
+/* Prints every diagnostic, one a line, in the order added. */
+void diag_print(const Diagnostics *d, FILE *out);
+void diag_done(Diagnostics *d);
+
+void *xmalloc(size_t size);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *ptr, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) PJ_PRINTF(1, 2);
+
+/* Grows *items (of *cap elements of elem_size) so that it holds at least need elements. */
+void xgrow(void **items, size_t *cap, size_t need, size_t elem_size);
+
+/* A growable NUL-terminated string. Zero-initialise, append, then take or free buf. */
+typedef struct StrBuf {
+    char *buf;
+    size_t len;
+    size_t cap;
+} StrBuf;
+
+void strbuf_append(StrBuf *sb, const char *s);
+void strbuf_appendn(StrBuf *sb, const char *s, size_t n);
+void strbuf_appendf(StrBuf *sb, const char *fmt, ...) PJ_PRINTF(2, 3);
+void strbuf_reset(StrBuf *sb);
+/* Returns the buffer (never NULL, caller frees) and leaves sb empty. */
+char *strbuf_take(StrBuf *sb);
+void strbuf_done(StrBuf *sb);
+
+/* True when s is a safe SQL identifier: [a-z_][a-z0-9_]*, at most 63 bytes. */
+bool sql_ident_is_safe(const char *s);
+/* Appends s as a double-quoted identifier; s must pass sql_ident_is_safe. */
+void sql_append_ident(StrBuf *sb, const char *s);
+/* Appends s as a single-quoted SQL string literal (standard_conforming_strings). */
+void sql_append_literal(StrBuf *sb, const char *s);
+
+/* Reads a whole file; returns 0 or -PJ_EIO with err set. *ret_len may be NULL. */
+int read_file(const char *path, char **ret_text, size_t *ret_len, PjError *err) PJ_MUSTCHECK;
+
+/* Milliseconds on CLOCK_MONOTONIC, and since the Unix epoch on CLOCK_REALTIME. */
+int64_t now_monotonic_ms(void);
+int64_t now_wall_ms(void);
+/* Formats epoch milliseconds as "2026-01-15T10:30:00.123Z" into buf (at least 32 bytes). */
+void format_wall_ms(int64_t ms, char *buf, size_t size);
+
+/* 64-bit FNV-1a, for fingerprints (not for security). */
+uint64_t fnv1a64(const void *data, size_t len, uint64_t seed);
+
+#endif
