@@ -111,7 +111,7 @@ bool expr_looks_like_expression(const char *text);
 /* Parses text as an expression. line/column give the position of text[0] in the file;
  * errors are reported with the column of the offending token (for single-line text).
  * On error returns -PJ_EINVAL, fills err->message (without position) and sets
- * *reterr_line/*reterr_column (either may be NULL). *ret is owned by the caller. */
+ * *reterr_line and *reterr_column (either may be NULL). *ret is owned by the caller. */
 int expr_parse(const char *text, int line, int column, Expr **ret, PjError *err,
                int *reterr_line, int *reterr_column) PJ_MUSTCHECK;
 /* A literal from YAML: a plain null scalar gives VAL_NULL, anything else VAL_STRING

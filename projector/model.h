@@ -1,4 +1,4 @@
-/* model.h - read-model declarations (readmodels/*.yaml) loaded into a validated ModelSet.
+/* model.h - read-model declarations (readmodels/NAME.yaml) loaded into a validated ModelSet.
  *
  * Loading is pure (no servers): it parses every file, checks everything that can be
  * checked (keys, types, columns, key and version columns, expressions, functions, paths,

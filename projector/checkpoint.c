@@ -1,0 +1,135 @@
+/* checkpoint.c - SQL for checkpoints and dead letters in the bookkeeping schema.
+ *
+ * Statement names are fixed ("pj_checkpoint", "pj_dead_letter"); the schema is baked into
+ * their text when they are prepared, once per session.
+ */
+#include "checkpoint.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "migrations.h"
+
+static const char checkpoint_sql[] =
+    "INSERT INTO :\"schema\".checkpoints AS c (readmodel, stream, last_id, last_ms, last_seq, "
+    "applied_total) VALUES ($1, $2, $3, $4, $5, $6) "
+    "ON CONFLICT (readmodel, stream) DO UPDATE SET last_id = EXCLUDED.last_id, "
+    "last_ms = EXCLUDED.last_ms, last_seq = EXCLUDED.last_seq, "
+    "applied_total = c.applied_total + EXCLUDED.applied_total, updated_at = now() "
+    "WHERE (c.last_ms, c.last_seq) < (EXCLUDED.last_ms, EXCLUDED.last_seq)";
+
+static const char dead_letter_sql[] =
+    "INSERT INTO :\"schema\".dead_letters AS d (readmodel, stream, entry_id, entry_ms, entry_seq, "
+    "event_type, raw, error, sqlstate) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9) "
+    "ON CONFLICT (readmodel, stream, entry_id) DO UPDATE SET attempts = d.attempts + 1, "
+    "error = EXCLUDED.error, sqlstate = EXCLUDED.sqlstate, raw = EXCLUDED.raw, "
+    "last_failed_at = now()";
+
+static int prepare_rendered(Pg *pg, const char *name, const char *sql, const char *schema,
+                            int nparams, PjError *err)
+{
+    char *text = migrations_render(sql, schema);
+    int rc = pg_prepare(pg, name, text, nparams, err);
+    free(text);
+    return rc;
+}
+
+int checkpoint_prepare(Pg *pg, const char *schema, PjError *err)
+{
+    int rc = prepare_rendered(pg, "pj_checkpoint", checkpoint_sql, schema, 6, err);
+    if (rc == 0)
+        rc = prepare_rendered(pg, "pj_dead_letter", dead_letter_sql, schema, 9, err);
+    return rc;
+}
+
+int checkpoint_load(Pg *pg, const char *schema, const Model *m, StreamId *ret, PjError *err)
+{
+    char *sql = migrations_render(
+        "SELECT stream, last_id FROM :\"schema\".checkpoints WHERE readmodel = $1", schema);
+    const char *params[] = {m->name};
+    PGresult *res;
+    int rc = pg_query(pg, sql, 1, params, &res, err);
+    free(sql);
+    if (rc < 0)
+        return rc;
+    for (size_t s = 0; s < m->nstreams; s++)
+        ret[s] = STREAM_ID_ZERO;
+    for (int row = 0; row < PQntuples(res); row++) {
+        int s = model_find_stream(m, PQgetvalue(res, row, 0));
+        StreamId id;
+        if (s < 0)
+            continue; /* a stream the model no longer reads */
+        if (stream_id_parse(PQgetvalue(res, row, 1), &id) < 0) {
+            rc = pj_error_set(err, PJ_EINVAL, "invalid checkpoint \"%s\" for read model \"%s\"",
+                              PQgetvalue(res, row, 1), m->name);
+            break;
+        }
+        ret[s] = id;
+    }
+    PQclear(res);
+    return rc;
+}
+
+int checkpoint_init(Pg *pg, const char *schema, const char *readmodel, const char *stream,
+                    StreamId id, PjError *err)
+{
+    char idt[STREAM_ID_BUFSZ], ms[24], seq[24];
+    stream_id_format(id, idt);
+    snprintf(ms, sizeof ms, "%" PRIu64, id.ms);
+    snprintf(seq, sizeof seq, "%" PRIu64, id.seq);
+    char *sql = migrations_render(
+        "INSERT INTO :\"schema\".checkpoints (readmodel, stream, last_id, last_ms, last_seq) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (readmodel, stream) DO NOTHING",
+        schema);
+    const char *params[] = {readmodel, stream, idt, ms, seq};
+    int rc = pg_query(pg, sql, 5, params, NULL, err);
+    free(sql);
+    return rc;
+}
+
+int checkpoint_count_dead(Pg *pg, const char *schema, const Model *m, uint64_t *ret, PjError *err)
+{
+    char *sql = migrations_render("SELECT stream, count(*) FROM :\"schema\".dead_letters "
+                                  "WHERE readmodel = $1 GROUP BY stream",
+                                  schema);
+    const char *params[] = {m->name};
+    PGresult *res;
+    int rc = pg_query(pg, sql, 1, params, &res, err);
+    free(sql);
+    if (rc < 0)
+        return rc;
+    for (size_t s = 0; s < m->nstreams; s++)
+        ret[s] = 0;
+    for (int row = 0; row < PQntuples(res); row++) {
+        int s = model_find_stream(m, PQgetvalue(res, row, 0));
+        if (s >= 0)
+            ret[s] = strtoull(PQgetvalue(res, row, 1), NULL, 10);
+    }
+    PQclear(res);
+    return 0;
+}
+
+void checkpoint_send(Pg *pg, const char *readmodel, const char *stream, StreamId id,
+                     uint64_t applied, long tag)
+{
+    char idt[STREAM_ID_BUFSZ], ms[24], seq[24], n[24];
+    stream_id_format(id, idt);
+    snprintf(ms, sizeof ms, "%" PRIu64, id.ms);
+    snprintf(seq, sizeof seq, "%" PRIu64, id.seq);
+    snprintf(n, sizeof n, "%" PRIu64, applied);
+    const char *params[] = {readmodel, stream, idt, ms, seq, n};
+    pg_pipeline_send(pg, "pj_checkpoint", 6, params, tag);
+}
+
+void checkpoint_send_dead_letter(Pg *pg, const DeadLetter *d, long tag)
+{
+    char idt[STREAM_ID_BUFSZ], ms[24], seq[24];
+    stream_id_format(d->id, idt);
+    snprintf(ms, sizeof ms, "%" PRIu64, d->id.ms);
+    snprintf(seq, sizeof seq, "%" PRIu64, d->id.seq);
+    const char *state = d->sqlstate != NULL && d->sqlstate[0] != '\0' ? d->sqlstate : NULL;
+    const char *params[] = {d->readmodel, d->stream, idt, ms, seq, d->event_type, d->raw_json,
+                            d->error, state};
+    pg_pipeline_send(pg, "pj_dead_letter", 9, params, tag);
+}

@@ -1,0 +1,44 @@
+/* checkpoint.h - the bookkeeping rows a batch writes: the checkpoint (last settled entry
+ * per read model and stream) and dead letters. Both are queued into the batch's pipeline,
+ * so they commit atomically with the read-table changes they describe.
+ */
+#ifndef PROJECTOR_CHECKPOINT_H
+#define PROJECTOR_CHECKPOINT_H
+
+#include "model.h"
+#include "pg.h"
+#include "stream_id.h"
+#include "util.h"
+
+/* Prepares the checkpoint and dead-letter statements on this session. */
+int checkpoint_prepare(Pg *pg, const char *schema, PjError *err) PJ_MUSTCHECK;
+
+/* Reads the checkpoint of every stream of m into ret[0..m->nstreams) (0-0 where none). */
+int checkpoint_load(Pg *pg, const char *schema, const Model *m, StreamId *ret,
+                    PjError *err) PJ_MUSTCHECK;
+/* Writes a first checkpoint unless one exists (a group created at "$" starts there). */
+int checkpoint_init(Pg *pg, const char *schema, const char *readmodel, const char *stream,
+                    StreamId id, PjError *err) PJ_MUSTCHECK;
+/* Dead letters per stream of m into ret[0..m->nstreams). */
+int checkpoint_count_dead(Pg *pg, const char *schema, const Model *m, uint64_t *ret,
+                          PjError *err) PJ_MUSTCHECK;
+
+/* Queues "checkpoint of (readmodel, stream) = id, applied_total += applied" into the
+ * current pipeline; the row never moves back. */
+void checkpoint_send(Pg *pg, const char *readmodel, const char *stream, StreamId id,
+                     uint64_t applied, long tag);
+
+typedef struct DeadLetter {
+    const char *readmodel;
+    const char *stream;
+    StreamId id;
+    const char *event_type; /* may be NULL */
+    const char *raw_json;   /* the raw entry as a JSON object */
+    const char *error;
+    const char *sqlstate; /* may be NULL or "" */
+} DeadLetter;
+
+/* Queues the dead letter (a repeat of the same entry counts another attempt). */
+void checkpoint_send_dead_letter(Pg *pg, const DeadLetter *d, long tag);
+
+#endif

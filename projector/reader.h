@@ -1,0 +1,79 @@
+/* reader.h - Redis Streams through hiredis: connect, consumer groups, XREADGROUP, XACK,
+ * XAUTOCLAIM, and the lag sample of one stream. Every reply's shape is checked before use.
+ *
+ * A Reader owns one redisContext. Any error on it is reported as -PJ_ETRANSIENT (the
+ * caller drops the Reader and reconnects) except replies that say the data is wrong
+ * (a key that is not a stream: -PJ_EPERMANENT).
+ */
+#ifndef PROJECTOR_READER_H
+#define PROJECTOR_READER_H
+
+#include <hiredis/hiredis.h>
+
+#include "config.h"
+#include "event.h"
+#include "lag.h"
+#include "stream_id.h"
+#include "util.h"
+
+typedef struct Reader Reader;
+
+/* Connects, authenticates and selects the database. timeout_ms bounds the connect and
+ * every command beyond block_ms (a stalled network is an error, not a hang). */
+int reader_connect(const RedisAddr *addr, int connect_timeout_ms, int command_timeout_ms,
+                   Reader **ret, PjError *err) PJ_MUSTCHECK;
+Reader *reader_free(Reader *r);
+
+/* Creates the group at 0 (from_beginning) or $ with MKSTREAM. *ret_created tells whether
+ * it was created now (false: it already existed). */
+int reader_ensure_group(Reader *r, const char *stream, const char *group, bool from_beginning,
+                        bool *ret_created, PjError *err) PJ_MUSTCHECK;
+/* The stream's last generated ID (0-0 for an empty stream). */
+int reader_last_id(Reader *r, const char *stream, StreamId *ret, PjError *err) PJ_MUSTCHECK;
+/* Takes over every pending entry of the group, from any consumer, for consumer. */
+int reader_claim_all(Reader *r, const char *stream, const char *group, const char *consumer,
+                     PjError *err) PJ_MUSTCHECK;
+
+/* One entry of a batch; strings point into the batch's reply. */
+typedef struct Entry {
+    size_t stream; /* index into the streams passed to reader_read */
+    StreamId id;
+    char id_text[STREAM_ID_BUFSZ];
+    bool deleted; /* a pending entry whose content is gone (trimmed or XDEL) */
+    EntryFields fields;
+} Entry;
+
+/* Entries read by one XREADGROUP, in reply order (per stream in stream order). Owns the
+ * reply; reset it before the next read. */
+typedef struct Batch {
+    redisReply *reply;
+    Entry *entries;
+    size_t count;
+    size_t cap;
+    /* storage for the EntryFields arrays */
+    const char **strs;
+    size_t *lens;
+    size_t strs_cap;
+} Batch;
+
+void batch_reset(Batch *b);
+void batch_done(Batch *b);
+
+/* XREADGROUP GROUP group consumer COUNT count [BLOCK block_ms] STREAMS s... ids...
+ * ids[i] is NULL for ">" (new entries) or the ID after which to re-read this consumer's
+ * pending entries. BLOCK is only sent when every id is ">". Fills *out (reset first). */
+int reader_read(Reader *r, const char *group, const char *consumer, const char *const *streams,
+                const char *const *ids, size_t nstreams, int count, int block_ms, Batch *out,
+                PjError *err) PJ_MUSTCHECK;
+
+/* XACK stream group id... */
+int reader_ack(Reader *r, const char *stream, const char *group, const char *const *ids, size_t n,
+               PjError *err) PJ_MUSTCHECK;
+
+/* The lag of one stream for a group whose committed position is applied: last entry ID,
+ * entries after applied (exact up to a bound, via XINFO GROUPS lag + pending when
+ * available), and the ms part of the first entry after applied. */
+int reader_sample(Reader *r, const char *stream, const char *group, StreamId applied,
+                  LagSample *ret, PjError *err) PJ_MUSTCHECK;
+
+#endif

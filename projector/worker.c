@@ -1,0 +1,610 @@
+/* worker.c - the read loop of one read model: session set-up, batches, retries.
+ *
+ * Owns its Redis and PostgreSQL sessions, the compiled applier plan and the in-memory
+ * copy of its checkpoints. Invariant: an entry is acknowledged in Redis only after the
+ * transaction that settled it (applied, skipped or dead-lettered, together with the
+ * checkpoint covering it) has committed; so after any crash, entries are either pending
+ * (re-read, and skipped if at or below the checkpoint) or done.
+ */
+#include "worker.h"
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "applier.h"
+#include "checkpoint.h"
+#include "event.h"
+#include "log.h"
+#include "pg.h"
+#include "reader.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 30000
+#define SAMPLE_EVERY_MS 250
+#define LOOKUP_WAIT_SLICE_MS 1000
+
+typedef enum { ITEM_ACK_ONLY, ITEM_APPLY, ITEM_SKIP, ITEM_DEAD } ItemKind;
+
+/* One entry of the batch and what this read model does with it. */
+typedef struct Item {
+    const Entry *entry;
+    ItemKind kind;
+    size_t first_stmt, nstmts; /* ITEM_APPLY: range in the worker's Bound */
+    char *event_type;          /* may be NULL */
+    char *error;               /* ITEM_DEAD */
+    char sqlstate[6];
+} Item;
+
+struct Worker {
+    WorkerOpts o;
+    const Model *m;
+    pthread_t thread;
+    char ctx[96]; /* log context */
+    char *group;
+    Reader *reader;
+    Pg *pg;
+    ApplierPlan *plan;
+    StreamId *checkpoint;  /* per stream: last committed (settled) entry */
+    char (*cursor)[STREAM_ID_BUFSZ]; /* per stream, history phase: re-read pending after this */
+    bool *history;         /* per stream: still re-reading pending entries */
+    Batch batch;
+    Bound bound;
+    Item *items;
+    size_t nitems, items_cap;
+    int backoff_ms;
+    bool faulted;
+    int64_t next_sample_ms;
+    int64_t next_stats_ms;
+    uint64_t stat_applied, stat_skipped, stat_dead;
+};
+
+/* ---- small helpers ---- */
+
+static bool stopping(const Worker *w)
+{
+    return atomic_load(w->o.stop);
+}
+
+/* Sleeps ms, waking early on stop. Only used between retries. */
+static void pause_ms(const Worker *w, int ms)
+{
+    int64_t until = now_monotonic_ms() + ms;
+    while (!stopping(w)) {
+        int64_t left = until - now_monotonic_ms();
+        if (left <= 0)
+            return;
+        int slice = left > 50 ? 50 : (int)left;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)slice * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Capped exponential backoff with full jitter. */
+static int next_backoff(Worker *w)
+{
+    w->backoff_ms = w->backoff_ms == 0 ? BACKOFF_MIN_MS : w->backoff_ms * 2;
+    if (w->backoff_ms > BACKOFF_MAX_MS)
+        w->backoff_ms = BACKOFF_MAX_MS;
+    unsigned seed = (unsigned)now_monotonic_ms() ^ (unsigned)(uintptr_t)w;
+    return BACKOFF_MIN_MS / 2 + (int)(rand_r(&seed) % (unsigned)w->backoff_ms);
+}
+
+/* Logs once per change of fault, not once per attempt. */
+static void set_fault(Worker *w, const char *reason)
+{
+    if (!w->faulted)
+        log_warn(w->ctx, "%s, retrying", reason);
+    else
+        log_debug(w->ctx, "%s, retrying", reason);
+    w->faulted = true;
+    lag_set_state(w->o.board, w->o.rm, RM_STATE_RETRYING, reason);
+}
+
+static void clear_fault(Worker *w)
+{
+    if (w->faulted)
+        log_info(w->ctx, "recovered, resuming");
+    w->faulted = false;
+    w->backoff_ms = 0;
+    lag_set_state(w->o.board, w->o.rm, RM_STATE_RUNNING, NULL);
+}
+
+static void drop_session(Worker *w)
+{
+    batch_reset(&w->batch);
+    w->reader = reader_free(w->reader);
+    w->pg = pg_free(w->pg);
+}
+
+/* ---- session set-up ---- */
+
+static int prepare_statements(Worker *w, PjError *err)
+{
+    int rc = checkpoint_prepare(w->pg, w->o.cfg->pg_schema, err);
+    for (size_t i = 0; rc == 0 && i < applier_plan_count(w->plan); i++) {
+        const PlanStatement *st = applier_plan_statement(w->plan, i);
+        rc = pg_prepare(w->pg, st->name, st->sql, st->nparams, err);
+    }
+    return rc;
+}
+
+/* Creates the group of every stream; a group created now at "$" gets its first
+ * checkpoint at the stream's end, so "start: end" means "after what exists now". */
+static int ensure_groups(Worker *w, PjError *err)
+{
+    const Model *m = w->m;
+    for (size_t s = 0; s < m->nstreams; s++) {
+        bool created;
+        int rc = reader_ensure_group(w->reader, m->streams[s], w->group, m->start == START_BEGINNING,
+                                     &created, err);
+        if (rc < 0)
+            return rc;
+        if (created)
+            log_info(w->ctx, "created consumer group \"%s\" on stream \"%s\"", w->group, m->streams[s]);
+        if (created && m->start == START_END) {
+            StreamId last;
+            rc = reader_last_id(w->reader, m->streams[s], &last, err);
+            if (rc == 0)
+                rc = checkpoint_init(w->pg, w->o.cfg->pg_schema, m->name, m->streams[s], last, err);
+            if (rc < 0)
+                return rc;
+        }
+        rc = reader_claim_all(w->reader, m->streams[s], w->group, w->o.cfg->consumer, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void publish_positions(Worker *w, const uint64_t *dead)
+{
+    for (size_t s = 0; s < w->m->nstreams; s++) {
+        lag_committed(w->o.board, w->o.rm, s, w->checkpoint[s], NULL, 0);
+        if (dead != NULL)
+            lag_set_dead_letters(w->o.board, w->o.rm, s, dead[s]);
+    }
+}
+
+static int open_session(Worker *w, PjError *err)
+{
+    const Config *cfg = w->o.cfg;
+    uint64_t *dead = xcalloc(w->m->nstreams, sizeof *dead);
+    int rc = pg_connect(cfg->pg_conninfo, &w->pg, err);
+    if (rc == 0)
+        rc = reader_connect(&cfg->redis, cfg->connect_timeout_ms,
+                            cfg->block_ms + cfg->connect_timeout_ms + 5000, &w->reader, err);
+    if (rc == 0)
+        rc = prepare_statements(w, err);
+    if (rc == 0)
+        rc = ensure_groups(w, err);
+    if (rc == 0)
+        rc = checkpoint_load(w->pg, cfg->pg_schema, w->m, w->checkpoint, err);
+    if (rc == 0)
+        rc = checkpoint_count_dead(w->pg, cfg->pg_schema, w->m, dead, err);
+    if (rc == 0) {
+        for (size_t s = 0; s < w->m->nstreams; s++) {
+            w->history[s] = true;
+            snprintf(w->cursor[s], STREAM_ID_BUFSZ, "0-0");
+        }
+        publish_positions(w, dead);
+    }
+    free(dead);
+    if (rc < 0)
+        drop_session(w);
+    return rc;
+}
+
+/* ---- one batch ---- */
+
+static void items_reset(Worker *w)
+{
+    for (size_t i = 0; i < w->nitems; i++) {
+        free(w->items[i].event_type);
+        free(w->items[i].error);
+    }
+    w->nitems = 0;
+    bound_reset(&w->bound);
+}
+
+static void item_dead(Item *it, const char *error, const char *sqlstate)
+{
+    it->kind = ITEM_DEAD;
+    free(it->error);
+    it->error = xstrdup(error);
+    snprintf(it->sqlstate, sizeof it->sqlstate, "%s", sqlstate != NULL ? sqlstate : "");
+}
+
+/* Decides what to do with one entry: acknowledge only, skip, dead-letter, or apply. */
+static void classify(Worker *w, Item *it)
+{
+    const Entry *e = it->entry;
+    const Model *m = w->m;
+    PjError err;
+    json_t *event = NULL;
+    if (stream_id_cmp(e->id, w->checkpoint[e->stream]) <= 0) {
+        it->kind = ITEM_ACK_ONLY; /* settled before a crash, not yet acknowledged */
+        return;
+    }
+    if (e->deleted) {
+        item_dead(it, "the entry was deleted from the stream before it was applied", NULL);
+        return;
+    }
+    if (event_decode(m->streams[e->stream], e->id_text, &e->fields, w->o.cfg->event_field, &event,
+                     &err) < 0) {
+        item_dead(it, err.message, NULL);
+        return;
+    }
+    const json_t *type = json_object_get(event, "type");
+    if (json_is_string(type))
+        it->event_type = xstrdup(json_string_value(type));
+    it->first_stmt = w->bound.count;
+    int rc = applier_bind(w->plan, event, &w->bound, &err);
+    json_decref(event);
+    if (rc == APPLIER_UNHANDLED)
+        it->kind = ITEM_SKIP;
+    else if (rc < 0)
+        item_dead(it, err.message, NULL);
+    else {
+        it->kind = ITEM_APPLY;
+        it->nstmts = w->bound.count - it->first_stmt;
+    }
+}
+
+static void classify_batch(Worker *w)
+{
+    items_reset(w);
+    xgrow((void **)&w->items, &w->items_cap, w->batch.count, sizeof *w->items);
+    for (size_t i = 0; i < w->batch.count; i++) {
+        Item *it = &w->items[w->nitems++];
+        *it = (Item){.entry = &w->batch.entries[i]};
+        classify(w, it);
+    }
+}
+
+/* The highest entry of stream s in the batch that this transaction settles, if any. */
+static bool batch_max(const Worker *w, size_t s, StreamId *ret)
+{
+    bool any = false;
+    for (size_t i = 0; i < w->nitems; i++) {
+        const Item *it = &w->items[i];
+        if (it->entry->stream != s || it->kind == ITEM_ACK_ONLY)
+            continue;
+        if (!any || stream_id_cmp(it->entry->id, *ret) > 0)
+            *ret = it->entry->id;
+        any = true;
+    }
+    return any;
+}
+
+/* The ordering rule of lookups: before reading another read model's table, wait until it
+ * has applied, on every stream both read, at least as far as this batch goes. */
+static int wait_for_lookups(Worker *w)
+{
+    const Model *m = w->m;
+    for (size_t k = 0; k < m->nlookup_models; k++) {
+        size_t other = m->lookup_models[k];
+        const Model *om = &w->o.set->models[other];
+        for (size_t s = 0; s < m->nstreams; s++) {
+            int os = model_find_stream(om, m->streams[s]);
+            StreamId target = w->checkpoint[s];
+            if (os < 0)
+                continue;
+            (void)batch_max(w, s, &target);
+            bool announced = false;
+            for (;;) {
+                int rc = lag_wait_position(w->o.board, other, (size_t)os, target, LOOKUP_WAIT_SLICE_MS);
+                if (rc == 0)
+                    break;
+                if (rc == -PJ_ESTOPPED || stopping(w))
+                    return -PJ_ESTOPPED;
+                if (!announced) {
+                    char id[STREAM_ID_BUFSZ], reason[256];
+                    snprintf(reason, sizeof reason,
+                             "waiting for read model \"%s\" to apply entry %s of stream \"%s\"",
+                             om->name, stream_id_format(target, id), m->streams[s]);
+                    set_fault(w, reason);
+                    announced = true;
+                }
+            }
+            if (announced)
+                clear_fault(w);
+        }
+    }
+    return 0;
+}
+
+static void send_dead_letter(Worker *w, const Item *it)
+{
+    json_t *raw = event_raw_json(&it->entry->fields);
+    char *raw_text = json_dumps(raw, JSON_COMPACT);
+    DeadLetter d = {
+        .readmodel = w->m->name,
+        .stream = w->m->streams[it->entry->stream],
+        .id = it->entry->id,
+        .event_type = it->event_type,
+        .raw_json = raw_text != NULL ? raw_text : "{}",
+        .error = it->error,
+        .sqlstate = it->sqlstate,
+    };
+    checkpoint_send_dead_letter(w->pg, &d, -1);
+    free(raw_text);
+    json_decref(raw);
+}
+
+static void send_item(Worker *w, long index)
+{
+    const Item *it = &w->items[index];
+    if (it->kind == ITEM_DEAD) {
+        send_dead_letter(w, it);
+        return;
+    }
+    if (it->kind != ITEM_APPLY)
+        return;
+    for (size_t k = 0; k < it->nstmts; k++) {
+        const BoundStatement *b = &w->bound.items[it->first_stmt + k];
+        const PlanStatement *st = applier_plan_statement(w->plan, b->statement);
+        pg_pipeline_send(w->pg, st->name, b->nparams, (const char *const *)b->params, index);
+    }
+}
+
+static uint64_t count_kind(const Worker *w, size_t s, ItemKind kind)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < w->nitems; i++)
+        if (w->items[i].entry->stream == s && w->items[i].kind == kind)
+            n++;
+    return n;
+}
+
+/* Sends the whole batch and its checkpoints as one pipeline (one transaction). */
+static int run_once(Worker *w, long *failed, PjError *err)
+{
+    int rc = pg_pipeline_begin(w->pg, err);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < w->nitems; i++)
+        send_item(w, (long)i);
+    for (size_t s = 0; s < w->m->nstreams; s++) {
+        StreamId top;
+        if (batch_max(w, s, &top))
+            checkpoint_send(w->pg, w->m->name, w->m->streams[s], top, count_kind(w, s, ITEM_APPLY), -1);
+    }
+    return pg_pipeline_run(w->pg, failed, err);
+}
+
+/* Commits the batch. A statement of one event that fails permanently isolates that event:
+ * it is dead-lettered and the batch is sent again without it, so each bad event costs
+ * one more round trip and the good ones are applied exactly once. */
+static int commit_batch(Worker *w, PjError *err)
+{
+    for (size_t attempt = 0; attempt <= w->nitems; attempt++) {
+        long failed;
+        int rc = run_once(w, &failed, err);
+        if (rc == 0)
+            return 0;
+        if (rc != -PJ_EPERMANENT || failed < 0)
+            return rc == -PJ_EPERMANENT ? -PJ_ETRANSIENT : rc; /* bookkeeping failed: retry */
+        Item *it = &w->items[failed];
+        log_warn(w->ctx, "could not apply entry %s of stream \"%s\": %s, dead-lettering it",
+                 it->entry->id_text, w->m->streams[it->entry->stream], err->message);
+        item_dead(it, err->message, err->sqlstate);
+    }
+    return pj_error_set(err, PJ_ETRANSIENT, "could not isolate the failing events of a batch");
+}
+
+static int ack_batch(Worker *w, PjError *err)
+{
+    const char **ids = xmalloc((w->nitems + 1) * sizeof *ids);
+    int rc = 0;
+    for (size_t s = 0; rc == 0 && s < w->m->nstreams; s++) {
+        size_t n = 0;
+        for (size_t i = 0; i < w->nitems; i++)
+            if (w->items[i].entry->stream == s)
+                ids[n++] = w->items[i].entry->id_text;
+        rc = reader_ack(w->reader, w->m->streams[s], w->group, ids, n, err);
+    }
+    free(ids);
+    return rc;
+}
+
+static EntryOutcomeKind outcome_of(ItemKind kind)
+{
+    return kind == ITEM_APPLY ? OUTCOME_APPLIED : kind == ITEM_DEAD ? OUTCOME_DEAD_LETTERED : OUTCOME_SKIPPED;
+}
+
+/* Moves the in-memory checkpoints and tells the board (which wakes /wait callers). */
+static void publish_commit(Worker *w)
+{
+    EntryOutcome *out = xmalloc((w->nitems + 1) * sizeof *out);
+    for (size_t s = 0; s < w->m->nstreams; s++) {
+        StreamId top;
+        if (!batch_max(w, s, &top))
+            continue;
+        size_t n = 0;
+        for (size_t i = 0; i < w->nitems; i++) {
+            const Item *it = &w->items[i];
+            if (it->entry->stream != s || it->kind == ITEM_ACK_ONLY)
+                continue;
+            out[n++] = (EntryOutcome){.id = it->entry->id, .outcome = outcome_of(it->kind),
+                                      .error = it->error};
+        }
+        assert(stream_id_cmp(top, w->checkpoint[s]) > 0);
+        w->checkpoint[s] = top;
+        lag_committed(w->o.board, w->o.rm, s, top, out, n);
+        w->stat_applied += count_kind(w, s, ITEM_APPLY);
+        w->stat_skipped += count_kind(w, s, ITEM_SKIP);
+        w->stat_dead += count_kind(w, s, ITEM_DEAD);
+    }
+    free(out);
+}
+
+static int process_batch(Worker *w, PjError *err)
+{
+    classify_batch(w);
+    int rc = wait_for_lookups(w);
+    if (rc == -PJ_ESTOPPED)
+        return rc;
+    bool any = false;
+    for (size_t i = 0; i < w->nitems; i++)
+        any = any || w->items[i].kind != ITEM_ACK_ONLY;
+    if (any && (rc = commit_batch(w, err)) < 0)
+        return rc;
+    rc = ack_batch(w, err);
+    if (any)
+        publish_commit(w); /* committed: report it even if the acknowledgement failed */
+    return rc;
+}
+
+/* ---- the loop ---- */
+
+/* Reads the next batch: first this consumer's pending entries (left by a crash or taken
+ * over from a dead consumer), stream by stream, then new ones. */
+static int read_batch(Worker *w, PjError *err)
+{
+    const Model *m = w->m;
+    const char **ids = xmalloc(m->nstreams * sizeof *ids);
+    bool in_history = false;
+    for (size_t s = 0; s < m->nstreams; s++) {
+        ids[s] = w->history[s] ? w->cursor[s] : NULL;
+        in_history = in_history || w->history[s];
+    }
+    int rc = reader_read(w->reader, w->group, w->o.cfg->consumer, (const char *const *)m->streams, ids,
+                         m->nstreams, w->o.cfg->batch, w->o.cfg->block_ms, &w->batch, err);
+    free(ids);
+    if (rc < 0 || !in_history)
+        return rc;
+    for (size_t s = 0; s < m->nstreams; s++) {
+        bool seen = false;
+        for (size_t i = 0; i < w->batch.count; i++) {
+            if (w->batch.entries[i].stream == s) {
+                seen = true;
+                memcpy(w->cursor[s], w->batch.entries[i].id_text, STREAM_ID_BUFSZ);
+            }
+        }
+        if (!seen && w->history[s])
+            w->history[s] = false;
+    }
+    return 0;
+}
+
+static void sample_lag(Worker *w, bool force)
+{
+    int64_t now = now_monotonic_ms();
+    if (!force && now < w->next_sample_ms)
+        return;
+    w->next_sample_ms = now + SAMPLE_EVERY_MS;
+    for (size_t s = 0; s < w->m->nstreams; s++) {
+        LagSample sample;
+        PjError err;
+        if (reader_sample(w->reader, w->m->streams[s], w->group, w->checkpoint[s], &sample, &err) == 0)
+            lag_sampled(w->o.board, w->o.rm, s, &sample);
+        else
+            log_debug(w->ctx, "could not sample the lag of stream \"%s\": %s", w->m->streams[s],
+                      err.message);
+    }
+}
+
+static void log_stats(Worker *w)
+{
+    int interval = w->o.cfg->stats_interval_s;
+    int64_t now = now_monotonic_ms();
+    if (interval <= 0 || now < w->next_stats_ms)
+        return;
+    if (w->next_stats_ms != 0)
+        log_info(w->ctx, "last %d s: %llu applied (%.1f/s), %llu skipped, %llu dead-lettered", interval,
+                 (unsigned long long)w->stat_applied, (double)w->stat_applied / interval,
+                 (unsigned long long)w->stat_skipped, (unsigned long long)w->stat_dead);
+    w->stat_applied = w->stat_skipped = w->stat_dead = 0;
+    w->next_stats_ms = now + (int64_t)interval * 1000;
+}
+
+/* One step of the loop; returns <0 on a fault that needs a new session. */
+static int step(Worker *w, PjError *err)
+{
+    int rc = read_batch(w, err);
+    if (rc < 0)
+        return rc;
+    lag_polled(w->o.board, w->o.rm);
+    if (w->batch.count > 0 && (rc = process_batch(w, err)) < 0)
+        return rc;
+    sample_lag(w, w->batch.count == 0);
+    log_stats(w);
+    return 0;
+}
+
+static void *worker_main(void *arg)
+{
+    Worker *w = arg;
+    PjError err;
+    while (!stopping(w)) {
+        if (w->pg == NULL) {
+            if (open_session(w, &err) < 0) {
+                set_fault(w, err.message);
+                pause_ms(w, next_backoff(w));
+                continue;
+            }
+            clear_fault(w);
+            sample_lag(w, true);
+        }
+        int rc = step(w, &err);
+        if (rc == -PJ_ESTOPPED)
+            break;
+        if (rc < 0) {
+            /* Drop both sessions: the next one re-reads what was not acknowledged and
+             * reloads the checkpoint, whatever state the failure left behind. */
+            set_fault(w, err.message);
+            drop_session(w);
+            pause_ms(w, next_backoff(w));
+        }
+    }
+    drop_session(w);
+    log_info(w->ctx, "stopped");
+    return NULL;
+}
+
+int worker_start(const WorkerOpts *opts, Worker **ret, PjError *err)
+{
+    Worker *w = xcalloc(1, sizeof *w);
+    w->o = *opts;
+    w->m = &opts->set->models[opts->rm];
+    snprintf(w->ctx, sizeof w->ctx, "readmodel=%s", w->m->name);
+    w->group = xasprintf("projector:%s", w->m->name);
+    w->checkpoint = xcalloc(w->m->nstreams, sizeof *w->checkpoint);
+    w->cursor = xcalloc(w->m->nstreams, sizeof *w->cursor);
+    w->history = xcalloc(w->m->nstreams, sizeof *w->history);
+    int rc = applier_plan_new(opts->set, opts->rm, &w->plan, err);
+    if (rc == 0 && pthread_create(&w->thread, NULL, worker_main, w) != 0)
+        rc = pj_error_set(err, PJ_EIO, "could not start the worker thread of \"%s\"", w->m->name);
+    if (rc < 0) {
+        applier_plan_free(w->plan);
+        free(w->group);
+        free(w->checkpoint);
+        free(w->cursor);
+        free(w->history);
+        free(w);
+        return rc;
+    }
+    *ret = w;
+    return 0;
+}
+
+Worker *worker_join(Worker *w)
+{
+    if (w == NULL)
+        return NULL;
+    pthread_join(w->thread, NULL);
+    items_reset(w);
+    free(w->items);
+    bound_done(&w->bound);
+    batch_done(&w->batch);
+    applier_plan_free(w->plan);
+    free(w->group);
+    free(w->checkpoint);
+    free(w->cursor);
+    free(w->history);
+    free(w);
+    return NULL;
+}
