@@ -1,0 +1,384 @@
+/* main.c - the command line and the daemon's lifecycle: arguments, startup order, the
+ * signal loop, orderly shutdown. Only main() ends the process.
+ *
+ * Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "http.h"
+#include "lag.h"
+#include "log.h"
+#include "migrations.h"
+#include "model.h"
+#include "pg.h"
+#include "status.h"
+#include "tables.h"
+#include "worker.h"
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+
+typedef struct Args {
+    const char *config;
+    const char *command;
+    int argc; /* arguments after the command */
+    char **argv;
+} Args;
+
+static const char usage_text[] =
+    "usage: projector [--config FILE] COMMAND [ARGS]\n"
+    "\n"
+    "Keeps PostgreSQL read tables, declared in YAML, up to date from Redis Streams.\n"
+    "\n"
+    "commands:\n"
+    "  run              run the daemon (until SIGTERM or SIGINT)\n"
+    "  check [PATH...]  validate the configuration and read models (files or folders;\n"
+    "                   default: the configured read-model folder); no servers needed\n"
+    "  migrate          create or upgrade the bookkeeping schema\n"
+    "  ddl              print the SQL that creates the read tables\n"
+    "  status           print the lag of every read model\n"
+    "\n"
+    "options:\n"
+    "  -c, --config FILE  configuration file (default: projector.yaml)\n"
+    "  -h, --help         show this help\n"
+    "  -V, --version      show the version\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "projector: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry \"projector --help\".\n");
+    return EXIT_USAGE;
+}
+
+/* Returns -1 to continue, or an exit code. Options may come before or after the command. */
+static int parse_args(int argc, char **argv, Args *a)
+{
+    static char *rest[256];
+    a->config = "projector.yaml";
+    a->argv = rest;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
+            fputs(usage_text, stdout);
+            return EXIT_SUCCESS;
+        } else if (strcmp(s, "-V") == 0 || strcmp(s, "--version") == 0) {
+            printf("projector %s\n", PROJECTOR_VERSION);
+            return EXIT_SUCCESS;
+        } else if (strcmp(s, "-c") == 0 || strcmp(s, "--config") == 0) {
+            if (++i >= argc)
+                return usage_error("option \"%s\" needs a file name", s);
+            a->config = argv[i];
+        } else if (strncmp(s, "--config=", 9) == 0) {
+            a->config = s + 9;
+        } else if (s[0] == '-' && s[1] != '\0') {
+            return usage_error("unrecognized option \"%s\"", s);
+        } else if (a->command == NULL) {
+            a->command = s;
+        } else if (a->argc < (int)ARRAY_SIZE(rest)) {
+            a->argv[a->argc++] = argv[i];
+        } else {
+            return usage_error("too many arguments%s", "");
+        }
+    }
+    if (a->command == NULL)
+        return usage_error("no command given%s", "");
+    return -1;
+}
+
+static int load_config(const Args *a, bool missing_ok, Config **ret)
+{
+    Diagnostics diag = {0};
+    int rc = config_load(a->config, missing_ok, ret, &diag);
+    diag_print(&diag, stderr);
+    diag_done(&diag);
+    if (rc == 0)
+        log_set_level((*ret)->log_level);
+    return rc;
+}
+
+static int load_models(const char *dir, ModelSet **ret)
+{
+    Diagnostics diag = {0};
+    int rc = model_load_dir(dir, ret, &diag);
+    diag_print(&diag, stderr);
+    if (rc < 0 && diag.count > 0)
+        fprintf(stderr, "projector: %zu error%s in read models\n", diag.count, diag.count == 1 ? "" : "s");
+    diag_done(&diag);
+    return rc;
+}
+
+/* ---- check ---- */
+
+static bool is_directory(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* One folder, or a list of files checked together (cross-file rules included). */
+static int check_paths(int argc, char **argv, ModelSet **ret, Diagnostics *diag)
+{
+    if (argc == 1 && is_directory(argv[0]))
+        return model_load_dir(argv[0], ret, diag);
+    return model_load_files((const char *const *)argv, (size_t)argc, ret, diag);
+}
+
+static int cmd_check(const Args *a)
+{
+    Config *cfg = NULL;
+    ModelSet *set = NULL;
+    Diagnostics diag = {0};
+    if (load_config(a, a->argc > 0, &cfg) < 0)
+        return EXIT_USAGE;
+    int rc = a->argc > 0 ? check_paths(a->argc, a->argv, &set, &diag)
+                         : model_load_dir(cfg->readmodels_dir, &set, &diag);
+    diag_print(&diag, stderr);
+    if (rc < 0)
+        fprintf(stderr, "projector: %zu error%s\n", diag.count, diag.count == 1 ? "" : "s");
+    else
+        printf("%zu read model%s OK\n", set->count, set->count == 1 ? "" : "s");
+    diag_done(&diag);
+    model_set_free(set);
+    config_free(cfg);
+    return rc < 0 ? EXIT_USAGE : EXIT_SUCCESS;
+}
+
+/* ---- ddl, migrate, status ---- */
+
+static int cmd_ddl(const Args *a)
+{
+    Config *cfg = NULL;
+    ModelSet *set = NULL;
+    if (load_config(a, true, &cfg) < 0 || load_models(cfg->readmodels_dir, &set) < 0) {
+        config_free(cfg);
+        return EXIT_USAGE;
+    }
+    char *sql = tables_ddl_all(set);
+    fputs(sql, stdout);
+    free(sql);
+    model_set_free(set);
+    config_free(cfg);
+    return EXIT_SUCCESS;
+}
+
+static int migrate_now(const Config *cfg, Pg *pg)
+{
+    PjError err;
+    int applied = 0;
+    if (migrations_apply(pg, cfg->pg_schema, &applied, &err) < 0) {
+        log_error(NULL, "could not migrate schema \"%s\": %s", cfg->pg_schema, err.message);
+        return -1;
+    }
+    log_info(NULL, "schema \"%s\" is up to date (%d migration%s applied now)", cfg->pg_schema,
+             applied, applied == 1 ? "" : "s");
+    return 0;
+}
+
+static int cmd_migrate(const Args *a)
+{
+    Config *cfg = NULL;
+    Pg *pg = NULL;
+    PjError err;
+    if (load_config(a, false, &cfg) < 0)
+        return EXIT_USAGE;
+    int code = EXIT_SUCCESS;
+    if (pg_connect(cfg->pg_conninfo, &pg, &err) < 0) {
+        log_error(NULL, "%s", err.message);
+        code = EXIT_RUNTIME;
+    } else if (migrate_now(cfg, pg) < 0) {
+        code = EXIT_RUNTIME;
+    }
+    pg_free(pg);
+    config_free(cfg);
+    return code;
+}
+
+static int cmd_status(const Args *a)
+{
+    Config *cfg = NULL;
+    ModelSet *set = NULL;
+    PjError err;
+    if (load_config(a, false, &cfg) < 0 || load_models(cfg->readmodels_dir, &set) < 0) {
+        config_free(cfg);
+        return EXIT_USAGE;
+    }
+    int code = EXIT_SUCCESS;
+    if (status_print(cfg, set, stdout, &err) < 0) {
+        fprintf(stderr, "projector: %s\n", err.message);
+        code = EXIT_RUNTIME;
+    }
+    model_set_free(set);
+    config_free(cfg);
+    return code;
+}
+
+/* ---- run ---- */
+
+typedef struct Daemon {
+    Config *cfg;
+    ModelSet *set;
+    sigset_t signals;
+    atomic_bool stop;
+    LagBoard *board;
+    Http *http;
+    Worker **workers;
+} Daemon;
+
+/* Waits for a signal up to ms; returns the signal, or 0 on timeout. */
+static int wait_signal(Daemon *d, int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    int sig = ms < 0 ? sigwaitinfo(&d->signals, NULL) : sigtimedwait(&d->signals, NULL, &ts);
+    return sig < 0 ? 0 : sig;
+}
+
+static bool is_stop_signal(int sig)
+{
+    return sig == SIGTERM || sig == SIGINT;
+}
+
+/* Connects to PostgreSQL, waiting (and answering SIGTERM) while it is unreachable. */
+static int connect_pg_patiently(Daemon *d, Pg **ret)
+{
+    PjError err;
+    int delay_ms = 250;
+    bool logged = false;
+    while (pg_connect(d->cfg->pg_conninfo, ret, &err) < 0) {
+        if (!logged)
+            log_warn(NULL, "%s, retrying", err.message);
+        logged = true;
+        if (is_stop_signal(wait_signal(d, delay_ms)))
+            return -1;
+        delay_ms = delay_ms * 2 > 10000 ? 10000 : delay_ms * 2;
+    }
+    return 0;
+}
+
+/* Bookkeeping schema, read tables, registry: everything before the first event. */
+static int prepare_database(Daemon *d)
+{
+    Pg *pg = NULL;
+    PjError err;
+    Diagnostics diag = {0};
+    if (connect_pg_patiently(d, &pg) < 0)
+        return EXIT_SUCCESS; /* stopped while waiting */
+    int code = 0;
+    if (migrate_now(d->cfg, pg) < 0) {
+        code = EXIT_RUNTIME;
+    } else if (tables_ensure(pg_conn(pg), d->set, &diag) < 0) {
+        diag_print(&diag, stderr);
+        code = EXIT_USAGE;
+    } else if (migrations_register_models(pg, d->cfg->pg_schema, d->set, &err) < 0) {
+        log_error(NULL, "could not register the read models: %s", err.message);
+        code = EXIT_RUNTIME;
+    }
+    diag_done(&diag);
+    pg_free(pg);
+    return code;
+}
+
+static int start_serving(Daemon *d)
+{
+    PjError err;
+    HttpOptions opts = {
+        .listen = d->cfg->http_listen,
+        .max_connections = (unsigned)d->cfg->http_max_connections,
+        .wait_timeout_default_ms = (unsigned)d->cfg->wait_timeout_ms,
+        .wait_timeout_max_ms = (unsigned)d->cfg->wait_timeout_max_ms,
+    };
+    d->board = lag_board_new(d->set);
+    if (http_start(&opts, d->board, &d->http, &err) < 0) {
+        log_error(NULL, "could not start the HTTP server on \"%s\": %s", d->cfg->http_listen, err.message);
+        return EXIT_RUNTIME;
+    }
+    d->workers = xcalloc(d->set->count, sizeof *d->workers);
+    for (size_t i = 0; i < d->set->count; i++) {
+        WorkerOpts wo = {.cfg = d->cfg, .set = d->set, .rm = i, .board = d->board, .stop = &d->stop};
+        if (worker_start(&wo, &d->workers[i], &err) < 0) {
+            log_error(NULL, "%s", err.message);
+            return EXIT_RUNTIME;
+        }
+    }
+    log_info(NULL, "projecting %zu read model%s, HTTP on %s", d->set->count,
+             d->set->count == 1 ? "" : "s", d->cfg->http_listen);
+    return 0;
+}
+
+static void serve_until_stopped(Daemon *d)
+{
+    for (;;) {
+        int sig = wait_signal(d, -1);
+        if (is_stop_signal(sig)) {
+            log_info(NULL, "received %s, finishing the batches in flight", strsignal(sig));
+            return;
+        }
+        if (sig == SIGHUP)
+            log_warn(NULL, "reloading is not supported yet: restart to apply changes, ignoring SIGHUP");
+    }
+}
+
+/* Stops in dependency order: workers finish their batch, then the HTTP server answers
+ * the waiters still pending, then the board goes. */
+static void shutdown_daemon(Daemon *d)
+{
+    atomic_store(&d->stop, true);
+    if (d->board != NULL)
+        lag_shutdown(d->board);
+    for (size_t i = 0; d->workers != NULL && i < d->set->count; i++)
+        d->workers[i] = worker_join(d->workers[i]);
+    free(d->workers);
+    d->http = http_stop(d->http);
+    d->board = lag_board_free(d->board);
+}
+
+static int cmd_run(const Args *a)
+{
+    Daemon d = {0};
+    atomic_init(&d.stop, false);
+    if (load_config(a, false, &d.cfg) < 0 || load_models(d.cfg->readmodels_dir, &d.set) < 0) {
+        config_free(d.cfg);
+        return EXIT_USAGE;
+    }
+    /* Block the signals before any thread starts, so only sigwait in main sees them. */
+    sigemptyset(&d.signals);
+    sigaddset(&d.signals, SIGTERM);
+    sigaddset(&d.signals, SIGINT);
+    sigaddset(&d.signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &d.signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int code = prepare_database(&d);
+    if (code == 0 && (code = start_serving(&d)) == 0)
+        serve_until_stopped(&d);
+    shutdown_daemon(&d);
+    model_set_free(d.set);
+    config_free(d.cfg);
+    log_info(NULL, "exiting");
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    Args a = {0};
+    int code = parse_args(argc, argv, &a);
+    if (code >= 0)
+        return code;
+    if (strcmp(a.command, "run") == 0)
+        return cmd_run(&a);
+    if (strcmp(a.command, "check") == 0)
+        return cmd_check(&a);
+    if (strcmp(a.command, "migrate") == 0)
+        return cmd_migrate(&a);
+    if (strcmp(a.command, "ddl") == 0)
+        return cmd_ddl(&a);
+    if (strcmp(a.command, "status") == 0)
+        return cmd_status(&a);
+    return usage_error("unknown command \"%s\"", a.command);
+}
