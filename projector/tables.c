@@ -9,24 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pg.h"
+
 /* ---------------------------------------------------------------------------------------
  * Queries
  * --------------------------------------------------------------------------------------- */
 
 /* True when a later attempt may succeed: the connection or the server went away, or the
- * transaction lost a serialization or deadlock race. */
+ * transaction lost a race (pg.c decides which SQLSTATEs those are). */
 static bool tables_is_transient(PGconn *conn, const char *sqlstate)
 {
-    static const char *const states[] = {"40001", "40P01", "57P01", "57P02", "57P03", "53300"};
-
-    if (PQstatus(conn) != CONNECTION_OK || sqlstate == NULL)
-        return true;
-    if (strncmp(sqlstate, "08", 2) == 0)
-        return true;
-    for (size_t i = 0; i < ARRAY_SIZE(states); i++)
-        if (strcmp(sqlstate, states[i]) == 0)
-            return true;
-    return false;
+    return PQstatus(conn) != CONNECTION_OK || pg_is_transient_sqlstate(sqlstate);
 }
 
 /* Fills err from a failed result (res may be NULL) and returns the negative code. */
