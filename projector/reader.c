@@ -328,11 +328,19 @@ int reader_read(Reader *r, const char *group, const char *consumer, const char *
         argv[argc++] = streams[i];
     for (size_t i = 0; i < nstreams; i++)
         argv[argc++] = ids[i] != NULL ? ids[i] : ">";
-    batch_reset(out);
     redisReply *reply = command(r, err, "read from Redis", (int)argc, argv, NULL);
     free(argv);
-    if (reply == NULL)
+    if (reply == NULL) {
+        batch_reset(out);
         return -PJ_ETRANSIENT;
+    }
+    return reader_parse_batch(reply, streams, nstreams, out, err);
+}
+
+int reader_parse_batch(redisReply *reply, const char *const *streams, size_t nstreams, Batch *out,
+                       PjError *err)
+{
+    batch_reset(out);
     out->reply = reply;
     if (reply->type == REDIS_REPLY_NIL)
         return 0;

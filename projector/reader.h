@@ -66,6 +66,12 @@ int reader_read(Reader *r, const char *group, const char *consumer, const char *
                 const char *const *ids, size_t nstreams, int count, int block_ms, Batch *out,
                 PjError *err) PJ_MUSTCHECK;
 
+/* Checks the shape of an XREADGROUP reply and fills *out (reset first) from it. Takes
+ * ownership of reply. A nil reply is an empty batch. Exposed for tests, which feed
+ * recorded RESP bytes through hiredis's redisReader. */
+int reader_parse_batch(redisReply *reply, const char *const *streams, size_t nstreams, Batch *out,
+                       PjError *err) PJ_MUSTCHECK;
+
 /* XACK stream group id... */
 int reader_ack(Reader *r, const char *stream, const char *group, const char *const *ids, size_t n,
                PjError *err) PJ_MUSTCHECK;

@@ -1,0 +1,148 @@
+/* test_config.c - projector.yaml: defaults, every key, ${ENV}, bounds, unknown keys,
+ * Redis URLs, positions in errors. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static char *write_tmp(const char *text)
+{
+    char *path = strdup("/tmp/pj_config_XXXXXX");
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+/* Loads text; returns the diagnostics joined by '\n' (caller frees) and the config. */
+static char *load(const char *text, Config **cfg)
+{
+    char *path = write_tmp(text);
+    Diagnostics d = {0};
+    *cfg = NULL;
+    int rc = config_load(path, false, cfg, &d);
+    StrBuf sb = {0};
+    strbuf_append(&sb, "");
+    for (size_t i = 0; i < d.count; i++)
+        strbuf_appendf(&sb, "%d:%d: %s\n", d.items[i].line, d.items[i].column, d.items[i].message);
+    cr_assert_eq(rc < 0, d.count > 0, "rc %d but %zu diagnostics", rc, d.count);
+    diag_done(&d);
+    unlink(path);
+    free(path);
+    return strbuf_take(&sb);
+}
+
+Test(config, empty_file_gives_defaults)
+{
+    Config *cfg;
+    char *errs = load("", &cfg);
+    cr_assert_str_empty(errs);
+    cr_assert_str_eq(cfg->redis.host, "127.0.0.1");
+    cr_assert_eq(cfg->redis.port, 6379);
+    cr_assert_str_eq(cfg->event_field, "event");
+    cr_assert_str_eq(cfg->pg_schema, "projector");
+    cr_assert_str_eq(cfg->http_listen, "127.0.0.1:8080");
+    cr_assert_eq(cfg->batch, 1000);
+    cr_assert_eq(cfg->block_ms, 1000);
+    cr_assert_eq(cfg->log_level, LOG_INFO);
+    cr_assert_str_eq(cfg->readmodels_dir, "/tmp/readmodels/");
+    free(errs);
+    config_free(cfg);
+}
+
+Test(config, reads_every_section_and_expands_env)
+{
+    setenv("PJ_TEST_PASSWORD", "s3cret", 1);
+    Config *cfg;
+    char *errs = load("redis:\n  url: redis://app:${PJ_TEST_PASSWORD}@10.0.0.5:6380/3\n"
+                      "  event_field: body\n"
+                      "postgres:\n  conninfo: \"host=db password=${PJ_TEST_PASSWORD}\"\n"
+                      "  schema: bookkeeping\n"
+                      "http:\n  listen: 0.0.0.0:9000\n"
+                      "readmodels: /etc/projector/models\nbatch: 250\nblock_ms: 50\n"
+                      "log_level: debug\n",
+                      &cfg);
+    cr_assert_str_empty(errs);
+    cr_assert_str_eq(cfg->redis.host, "10.0.0.5");
+    cr_assert_eq(cfg->redis.port, 6380);
+    cr_assert_eq(cfg->redis.db, 3);
+    cr_assert_str_eq(cfg->redis.user, "app");
+    cr_assert_str_eq(cfg->redis.password, "s3cret");
+    cr_assert_str_eq(cfg->event_field, "body");
+    cr_assert_str_eq(cfg->pg_conninfo, "host=db password=s3cret");
+    cr_assert_str_eq(cfg->pg_schema, "bookkeeping");
+    cr_assert_str_eq(cfg->readmodels_dir, "/etc/projector/models");
+    cr_assert_eq(cfg->batch, 250);
+    cr_assert_eq(cfg->block_ms, 50);
+    cr_assert_eq(cfg->log_level, LOG_DEBUG);
+    free(errs);
+    config_free(cfg);
+}
+
+Test(config, reports_every_error_with_its_position)
+{
+    unsetenv("PJ_TEST_UNSET");
+    Config *cfg;
+    char *errs = load("bacth: 10\n"
+                      "batch: 0\n"
+                      "redis:\n  url: redis://h:1/0\n  colour: red\n"
+                      "postgres:\n  conninfo: \"password=${PJ_TEST_UNSET}\"\n"
+                      "log_level: loud\n"
+                      "http: [1, 2]\n",
+                      &cfg);
+    cr_assert_null(cfg);
+    cr_assert(strstr(errs, "1:1: unrecognized key \"bacth\": expected one of redis, postgres, http, "
+                           "readmodels, batch, block_ms, log_level, stats_interval_s\n") != NULL, "%s", errs);
+    cr_assert(strstr(errs, "2:8: invalid value \"0\" for \"batch\": must be 1..10000\n") != NULL, "%s", errs);
+    cr_assert(strstr(errs, "5:3: unrecognized key \"colour\": expected one of url, event_field, "
+                           "consumer, connect_timeout_ms\n") != NULL, "%s", errs);
+    cr_assert(strstr(errs, "7:13: environment variable \"PJ_TEST_UNSET\" is not set\n") != NULL, "%s", errs);
+    cr_assert(strstr(errs, "8:12: invalid value \"loud\" for \"log_level\"") != NULL, "%s", errs);
+    cr_assert(strstr(errs, "9:7: expected a mapping, got a sequence\n") != NULL, "%s", errs);
+    free(errs);
+}
+
+Test(config, rejects_bad_redis_url_at_its_position)
+{
+    Config *cfg;
+    char *errs = load("redis:\n  url: http://localhost\n", &cfg);
+    cr_assert_null(cfg);
+    cr_assert(strstr(errs, "2:8: invalid Redis URL") != NULL, "%s", errs);
+    free(errs);
+}
+
+Test(config, missing_file_is_an_error_unless_allowed)
+{
+    Config *cfg = NULL;
+    Diagnostics d = {0};
+    cr_assert_lt(config_load("/nonexistent/projector.yaml", false, &cfg, &d), 0);
+    cr_assert_eq(d.count, 1);
+    cr_assert(strstr(d.items[0].message, "could not open file") != NULL);
+    diag_done(&d);
+    cr_assert_eq(config_load("/nonexistent/projector.yaml", true, &cfg, &d), 0);
+    cr_assert_eq(cfg->batch, 1000);
+    config_free(cfg);
+}
+
+Test(config, parses_redis_urls)
+{
+    RedisAddr a;
+    PjError err;
+    cr_assert_eq(redis_addr_parse("redis://localhost", &a, &err), 0);
+    cr_assert_str_eq(a.host, "localhost");
+    cr_assert_eq(a.port, 6379);
+    cr_assert_null(a.user);
+    cr_assert_null(a.password);
+    redis_addr_done(&a);
+    cr_assert_eq(redis_addr_parse("redis://:p%40ss@h:7000/15", &a, &err), 0);
+    cr_assert_null(a.user);
+    cr_assert_str_eq(a.password, "p%40ss");
+    cr_assert_eq(a.db, 15);
+    redis_addr_done(&a);
+    cr_assert_lt(redis_addr_parse("redis://h:99999", &a, &err), 0);
+    cr_assert_lt(redis_addr_parse("redis://h:1/x", &a, &err), 0);
+    cr_assert_lt(redis_addr_parse("redis://", &a, &err), 0);
+}

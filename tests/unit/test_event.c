@@ -1,0 +1,130 @@
+/* test_event.c - both encodings decode to the same normalized event; bad entries fail
+ * with a readable error; raw entries are always storable. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "event.h"
+
+/* Builds EntryFields over a NULL-terminated list of name, value pairs. */
+typedef struct Fields {
+    const char *strs[32];
+    size_t lens[32];
+    EntryFields f;
+} Fields;
+
+static void fields_init(Fields *x, const char *const *pairs)
+{
+    size_t n = 0;
+    while (pairs[2 * n] != NULL)
+        n++;
+    for (size_t i = 0; i < n; i++) {
+        x->strs[i] = pairs[2 * i];
+        x->strs[n + i] = pairs[2 * i + 1];
+        x->lens[i] = strlen(pairs[2 * i]);
+        x->lens[n + i] = strlen(pairs[2 * i + 1]);
+    }
+    x->f = (EntryFields){n, x->strs, x->lens, x->strs + n, x->lens + n};
+}
+
+static json_t *decode_ok(const char *const *pairs)
+{
+    Fields x;
+    json_t *ev = NULL;
+    PjError err;
+    fields_init(&x, pairs);
+    int rc = event_decode("orders", "1-0", &x.f, "event", &ev, &err);
+    cr_assert_eq(rc, 0, "decode failed: %s", err.message);
+    return ev;
+}
+
+static const char envelope[] =
+    "{\"eventId\":\"e-1\",\"eventType\":\"order.placed\",\"aggregateId\":\"o-1\","
+    "\"aggregateType\":\"Order\",\"timestamp\":\"2026-01-15T10:30:00Z\",\"version\":3,"
+    "\"metadata\":{\"correlationId\":\"c-9\"},\"payload\":{\"orderId\":\"o-1\",\"total\":{\"amount\":\"9.50\"}}}";
+
+Test(event, envelope_and_flat_fields_normalize_alike)
+{
+    const char *env[] = {"event", envelope, NULL};
+    const char *flat[] = {"type", "order.placed", "event_id", "e-1", "aggregate_id", "o-1",
+                          "aggregate_type", "Order", "version", "3", "occurred_at",
+                          "2026-01-15T10:30:00Z", "payload",
+                          "{\"orderId\":\"o-1\",\"total\":{\"amount\":\"9.50\"}}", "metadata",
+                          "{\"correlationId\":\"c-9\"}", NULL};
+    json_t *a = decode_ok(env), *b = decode_ok(flat);
+    cr_assert(json_equal(a, b), "%s\n!=\n%s", json_dumps(a, JSON_SORT_KEYS), json_dumps(b, JSON_SORT_KEYS));
+    cr_assert_str_eq(json_string_value(json_object_get(a, "type")), "order.placed");
+    cr_assert_eq(json_integer_value(json_object_get(a, "version")), 3);
+    cr_assert_str_eq(json_string_value(json_object_get(a, "stream")), "orders");
+    cr_assert_str_eq(json_string_value(json_object_get(a, "entry_id")), "1-0");
+    json_decref(a);
+    json_decref(b);
+}
+
+Test(event, configurable_envelope_field)
+{
+    Fields x;
+    json_t *ev = NULL;
+    PjError err;
+    const char *pairs[] = {"body", envelope, NULL};
+    fields_init(&x, pairs);
+    cr_assert_eq(event_decode("s", "1-1", &x.f, "body", &ev, &err), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(ev, "event_id")), "e-1");
+    json_decref(ev);
+}
+
+Test(event, non_numeric_version_stays_a_string)
+{
+    const char *pairs[] = {"type", "t", "version", "v7", NULL};
+    json_t *ev = decode_ok(pairs);
+    cr_assert_str_eq(json_string_value(json_object_get(ev, "version")), "v7");
+    cr_assert_null(json_object_get(ev, "payload"));
+    json_decref(ev);
+}
+
+typedef struct BadCase {
+    const char *pairs[5];
+    const char *message;
+} BadCase;
+
+Test(event, bad_entries_fail_with_readable_errors)
+{
+    static const BadCase cases[] = {
+        {{"event", "{not json", NULL}, "invalid JSON in field \"event\" at line 1 column "},
+        {{"event", "[1,2]", NULL}, "the envelope in field \"event\" is not a JSON object"},
+        {{"type", "t", "payload", "{\"a\":", NULL}, "invalid JSON in field \"payload\""},
+        {{"type", "t", "payload", "\xff\xfe", NULL}, "the value of field \"payload\" is not valid UTF-8"},
+        {{NULL}, "the entry has no fields"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Fields x;
+        json_t *ev = NULL;
+        PjError err;
+        fields_init(&x, cases[i].pairs);
+        cr_assert_eq(event_decode("s", "1-1", &x.f, "event", &ev, &err), -PJ_EPERMANENT, "case %zu", i);
+        cr_assert_null(ev);
+        cr_assert(strncmp(err.message, cases[i].message, strlen(cases[i].message)) == 0,
+                  "case %zu: got \"%s\"", i, err.message);
+    }
+}
+
+Test(event, raw_json_keeps_every_field_and_replaces_bad_bytes)
+{
+    Fields x;
+    const char *pairs[] = {"type", "t", "blob", "a\xff" "b", NULL};
+    fields_init(&x, pairs);
+    json_t *raw = event_raw_json(&x.f);
+    cr_assert_str_eq(json_string_value(json_object_get(raw, "type")), "t");
+    cr_assert_str_eq(json_string_value(json_object_get(raw, "blob")), "a\xEF\xBF\xBD" "b");
+    json_decref(raw);
+}
+
+Test(event, raw_json_replaces_nul_bytes)
+{
+    static const char value[] = {'x', '\0', 'y'};
+    const char *strs[] = {"k", value};
+    size_t lens[] = {1, 3};
+    EntryFields f = {1, strs, lens, strs + 1, lens + 1};
+    json_t *raw = event_raw_json(&f);
+    cr_assert_str_eq(json_string_value(json_object_get(raw, "k")), "x\xEF\xBF\xBDy");
+    json_decref(raw);
+}
