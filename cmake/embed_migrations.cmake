@@ -2,7 +2,7 @@
 # daemon binary carries its own bookkeeping schema (no files to install beside it).
 file(GLOB files "${MIGRATIONS_DIR}/*.sql")
 list(SORT files)
-set(body "/* Generated from migrations/*.sql at build time; do not edit. */\n#include \"migrations.h\"\n\n")
+set(body "/* Generated from the files of migrations/ at build time; do not edit. */\n#include \"migrations.h\"\n\n")
 set(table "")
 set(i 0)
 foreach(f ${files})
