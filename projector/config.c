@@ -276,7 +276,7 @@ static void finish(Config *cfg, const YamlSrc *src, Diagnostics *diag)
     if (cfg->wait_timeout_ms > cfg->wait_timeout_max_ms)
         diag_add(diag, file, 0, 0, "\"wait_timeout_ms\" (%d) is larger than \"wait_timeout_max_ms\" (%d)",
                  cfg->wait_timeout_ms, cfg->wait_timeout_max_ms);
-    if (cfg->readmodels_dir[0] != '/') {
+    if (cfg->readmodels_dir[0] != '/' && src != NULL) {
         char *copy = xstrdup(cfg->path);
         char *joined = xasprintf("%s/%s", dirname(copy), cfg->readmodels_dir);
         free(cfg->readmodels_dir);

@@ -7,6 +7,8 @@
  */
 #include "pg.h"
 
+#include "log.h"
+
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +43,13 @@ static void chomp(char *s)
         s[--n] = '\0';
 }
 
+/* Server notices ("relation already exists, skipping") are not the operator's business. */
+static void notice_to_debug(void *arg, const char *message)
+{
+    (void)arg;
+    log_debug(NULL, "postgres: %s", message);
+}
+
 int pg_connect(const char *conninfo, Pg **ret, PjError *err)
 {
     Pg *pg = xcalloc(1, sizeof *pg);
@@ -52,6 +61,7 @@ int pg_connect(const char *conninfo, Pg **ret, PjError *err)
         pg_free(pg);
         return -PJ_ETRANSIENT;
     }
+    PQsetNoticeProcessor(pg->conn, notice_to_debug, NULL);
     /* Read tables are small-row OLTP targets: generic plans chosen on an empty table
      * would keep sequential scans as it grows. */
     PGresult *res = PQexec(pg->conn, "SET plan_cache_mode = force_custom_plan");

@@ -299,12 +299,12 @@ Test(daemon, older_or_repeated_versions_change_nothing, .timeout = 120)
 /* ---- exactly once across SIGKILL ---- */
 
 #define KILL_CUSTOMERS 10
-#define KILL_ORDERS 2500
+#define KILL_ORDERS 4000
 
 /* Writes a deterministic feed: customers first (all fit in the first batch, so lookups
  * never depend on timing), then orders placed, items added, cancellations and renames
  * interleaved. Counts the placements per customer into placed[]. */
-static char *write_kill_feed(const char *dir, int *placed)
+static char *write_kill_feed(const char *dir, int *placed, long *stats_events)
 {
     StrBuf sb = {0};
     for (int c = 0; c < KILL_CUSTOMERS; c++)
@@ -316,6 +316,7 @@ static char *write_kill_feed(const char *dir, int *placed)
     for (int o = 0; o < KILL_ORDERS; o++) {
         int c = (int)(rand_r(&seed) % KILL_CUSTOMERS);
         placed[c]++;
+        (*stats_events)++;
         strbuf_appendf(&sb,
                        "{\"stream\":\"orders\",\"envelope\":{\"eventType\":\"order.placed\",\"version\":1,"
                        "\"timestamp\":\"2026-01-15T10:00:00Z\",\"payload\":{\"orderId\":\"o-%d\","
@@ -326,6 +327,8 @@ static char *write_kill_feed(const char *dir, int *placed)
                        "{\"stream\":\"orders\",\"envelope\":{\"eventType\":\"order.item_added\",\"version\":2,"
                        "\"payload\":{\"orderId\":\"o-%d\",\"qty\":%d}}}\n",
                        o / 2, 1 + o % 3);
+        if (o % 7 == 0)
+            (*stats_events)++;
         if (o % 7 == 0)
             strbuf_appendf(&sb,
                            "{\"stream\":\"orders\",\"envelope\":{\"eventType\":\"order.cancelled\","
@@ -349,26 +352,31 @@ static const char dump_sql[] =
     "NULL, NULL, NULL FROM customer_stats UNION ALL "
     "SELECT 'c', id, name, NULL, NULL, NULL, NULL, NULL FROM customers ORDER BY 1, 2";
 
-/* Publishes the feed, runs the daemon (killing it kills times at growing progress),
- * waits for the end of both streams and returns a dump of the read tables. */
-static char *run_feed(Env *e, const char *feed, int kills)
+/* Publishes the feed and runs the daemon, SIGKILLing it `kills` times as customer_stats
+ * passes evenly spaced points of its stats_events; waits for the end of both streams and
+ * returns a dump of the read tables. *ret_mid counts the kills that hit mid-drain. */
+static char *run_feed(Env *e, const char *feed, int kills, long stats_events, int *ret_mid)
 {
     json_t *last = NULL;
-    int total = testenv_publish_file(e->redis, feed, &last);
+    (void)testenv_publish_file(e->redis, feed, &last);
     env_start(e);
+    *ret_mid = 0;
     for (int k = 1; k <= kills; k++) {
-        /* Kill once the orders read model has passed k/(kills+1) of the feed. */
-        long target = (long)total * k / (kills + 2);
-        for (int tries = 0; tries < 6000; tries++) {
+        long target = stats_events * k / (kills + 1), done = 0;
+        for (int tries = 0; tries < 20000 && done < target; tries++) {
             char *n = query(e, "SELECT coalesce(sum(applied_total), 0) FROM projector.checkpoints "
                                "WHERE readmodel = 'customer_stats'");
-            long done = atol(n);
+            done = atol(n);
             free(n);
-            if (done >= target / 2)
-                break;
-            usleep(5000);
+            if (done < target)
+                usleep(2000);
         }
         cr_assert_eq(testenv_kill(e->pid, SIGKILL), 128 + SIGKILL);
+        char *n = query(e, "SELECT coalesce(sum(applied_total), 0) FROM projector.checkpoints "
+                           "WHERE readmodel = 'customer_stats'");
+        cr_log_info("kill %d at %ld of %ld customer_stats events", k, atol(n), stats_events);
+        *ret_mid += atol(n) < stats_events;
+        free(n);
         e->pid = 0;
         env_start(e);
     }
@@ -384,9 +392,12 @@ Test(daemon, sigkill_mid_drain_loses_and_duplicates_nothing, .timeout = 600)
     int placed[KILL_CUSTOMERS] = {0};
     env_setup(&clean, "clean", 25);
     env_setup(&killed, "killed", 25);
-    char *feed = write_kill_feed(clean.dir, placed);
-    char *expected = run_feed(&clean, feed, 0);
-    char *got = run_feed(&killed, feed, 4);
+    long stats_events = 0;
+    int mid = 0;
+    char *feed = write_kill_feed(clean.dir, placed, &stats_events);
+    char *expected = run_feed(&clean, feed, 0, stats_events, &mid);
+    char *got = run_feed(&killed, feed, 4, stats_events, &mid);
+    cr_assert_geq(mid, 3, "only %d of 4 kills landed before the drain ended", mid);
     cr_assert(strcmp(expected, got) == 0, "tables differ after SIGKILLs (logs: %s, %s)", clean.log,
               killed.log);
     /* And independently of any run: orders placed per customer. */
