@@ -19,8 +19,8 @@
 
 #define EXPR_NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
 #define EXPR_DIGITS "0123456789"
-#define EXPR_EVENT_FIELDS_LIST                                                                 \
-    "type, event_id, aggregate_id, aggregate_type, version, occurred_at, payload, metadata, "  \
+#define EXPR_EVENT_FIELDS_LIST                                                                     \
+    "type, event_id, aggregate_id, aggregate_type, version, occurred_at, payload, metadata, "      \
     "stream, entry_id"
 #define EXPR_FUNCS_LIST "length, sum, coalesce, lower, upper, concat, now"
 
@@ -37,19 +37,27 @@ typedef struct FuncInfo {
 } FuncInfo;
 
 static const FuncInfo expr_funcs[] = {
-    {"length", FUNC_LENGTH, 1, 1},          {"sum", FUNC_SUM, 1, 1},
-    {"coalesce", FUNC_COALESCE, 1, SIZE_MAX}, {"lower", FUNC_LOWER, 1, 1},
-    {"upper", FUNC_UPPER, 1, 1},            {"concat", FUNC_CONCAT, 1, SIZE_MAX},
+    {"length", FUNC_LENGTH, 1, 1},
+    {"sum", FUNC_SUM, 1, 1},
+    {"coalesce", FUNC_COALESCE, 1, SIZE_MAX},
+    {"lower", FUNC_LOWER, 1, 1},
+    {"upper", FUNC_UPPER, 1, 1},
+    {"concat", FUNC_CONCAT, 1, SIZE_MAX},
     {"now", FUNC_NOW, 0, 0},
 };
 
 /* ---------------------------------------------------------------- values */
 
-/* jansson keeps the reference count inside the node, so taking a reference to a node that
- * we only borrow as const is how its API is meant to be used: the value never changes. */
+/* jansson's reading API is not const-correct (object iteration) and keeps the reference
+ * count inside the node; neither changes the JSON value that a const pointer promises. */
+static json_t *json_unconst(const json_t *j)
+{
+    return (json_t *)(uintptr_t)j;
+}
+
 static json_t *json_ref_const(const json_t *j)
 {
-    return json_incref((json_t *)(uintptr_t)j);
+    return json_incref(json_unconst(j));
 }
 
 static json_t *json_array_new(void)
@@ -130,12 +138,96 @@ void value_from_json(const json_t *j, Value *ret)
     }
 }
 
-static char *json_dump_compact(const json_t *j)
+/* The letter of the two-character JSON escape for c, or 0. */
+static char json_short_escape(unsigned char c)
 {
-    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (s == NULL)
-        abort(); /* only fails when out of memory: same policy as xmalloc */
-    return s;
+    switch (c) {
+    case '"':
+        return '"';
+    case '\\':
+        return '\\';
+    case '\b':
+        return 'b';
+    case '\f':
+        return 'f';
+    case '\n':
+        return 'n';
+    case '\r':
+        return 'r';
+    case '\t':
+        return 't';
+    default:
+        return 0;
+    }
+}
+
+static void json_append_string(StrBuf *sb, const char *s, size_t len)
+{
+    strbuf_append(sb, "\"");
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char e = json_short_escape(c);
+        if (e != 0)
+            strbuf_appendf(sb, "\\%c", e);
+        else if (c < 0x20)
+            strbuf_appendf(sb, "\\u%04X", c);
+        else
+            strbuf_appendn(sb, s + i, 1);
+    }
+    strbuf_append(sb, "\"");
+}
+
+static void json_append_compact(StrBuf *sb, const json_t *j);
+
+static void json_append_object(StrBuf *sb, const json_t *object)
+{
+    json_t *o = json_unconst(object);
+    strbuf_append(sb, "{");
+    for (void *it = json_object_iter(o); it != NULL; it = json_object_iter_next(o, it)) {
+        if (it != json_object_iter(o))
+            strbuf_append(sb, ",");
+        json_append_string(sb, json_object_iter_key(it), json_object_iter_key_len(it));
+        strbuf_append(sb, ":");
+        json_append_compact(sb, json_object_iter_value(it));
+    }
+    strbuf_append(sb, "}");
+}
+
+/* Compact JSON as json_dumps(JSON_COMPACT) writes it, except that reals get the same
+ * shortest spelling as scalar numbers: jansson prints 99.99 as 99.989999999999995, which
+ * would then be stored as such in a jsonb column. */
+static void json_append_compact(StrBuf *sb, const json_t *j)
+{
+    char *real;
+    switch (json_typeof(j)) {
+    case JSON_OBJECT:
+        json_append_object(sb, j);
+        break;
+    case JSON_ARRAY:
+        strbuf_append(sb, "[");
+        for (size_t i = 0; i < json_array_size(j); i++) {
+            strbuf_append(sb, i > 0 ? "," : "");
+            json_append_compact(sb, json_array_get(j, i));
+        }
+        strbuf_append(sb, "]");
+        break;
+    case JSON_STRING:
+        json_append_string(sb, json_string_value(j), json_string_length(j));
+        break;
+    case JSON_INTEGER:
+        strbuf_appendf(sb, "%" JSON_INTEGER_FORMAT, json_integer_value(j));
+        break;
+    case JSON_REAL:
+        real = number_spell_real(json_real_value(j));
+        strbuf_append(sb, real);
+        free(real);
+        break;
+    case JSON_TRUE:
+    case JSON_FALSE:
+    case JSON_NULL:
+        strbuf_append(sb, json_is_true(j) ? "true" : json_is_false(j) ? "false" : "null");
+        break;
+    }
 }
 
 char *value_to_param(const Value *v)
@@ -148,8 +240,11 @@ char *value_to_param(const Value *v)
     case VAL_NUMBER:
     case VAL_STRING:
         return xstrdup(v->text);
-    case VAL_JSON:
-        return json_dump_compact(v->json);
+    case VAL_JSON: {
+        StrBuf sb = {0};
+        json_append_compact(&sb, v->json);
+        return strbuf_take(&sb);
+    }
     }
     return NULL;
 }
@@ -322,7 +417,7 @@ static int token_length(const Parser *p, size_t pos)
         if (strncmp(s, pairs[i], 2) == 0)
             return 2;
     n = 1;
-    while ((s[n] & 0xC0) == 0x80 && n < 4)
+    while (n < 4 && (s[n] & 0xC0) == 0x80)
         n++;
     return (int)n;
 }
@@ -538,8 +633,8 @@ static Expr *check_arity(Parser *p, Expr *e, const FuncInfo *f, size_t start)
     if (f->args_min == f->args_max)
         return parser_fail(p, start, "function \"%s\" takes %zu argument%s, got %zu", f->name,
                            f->args_min, f->args_min == 1 ? "" : "s", n);
-    return parser_fail(p, start, "function \"%s\" takes at least %zu argument%s, got %zu",
-                       f->name, f->args_min, f->args_min == 1 ? "" : "s", n);
+    return parser_fail(p, start, "function \"%s\" takes at least %zu argument%s, got %zu", f->name,
+                       f->args_min, f->args_min == 1 ? "" : "s", n);
 }
 
 /* name '(' [expr (',' expr)*] ')'; the current character is '('. */
@@ -576,12 +671,16 @@ static Expr *parse_call(Parser *p, const FuncInfo *f, size_t start)
     return check_arity(p, e, f, start);
 }
 
+/* A word that is not a value here; the current position is just after it. */
 static Expr *parse_bad_word(Parser *p, size_t start, size_t n)
 {
     static const char *const keywords[] = {"null", "true", "false"};
     static const char *const cond_words[] = {"and", "or", "not", "exists"};
     const char *w = p->text + start;
     int len = n > 64 ? 64 : (int)n;
+    const FuncInfo *f = func_lookup(w, n);
+    if (f != NULL)
+        return parser_fail(p, p->pos, "expected '(' after function name \"%s\"", f->name);
     for (size_t i = 0; i < ARRAY_SIZE(keywords); i++)
         if (strlen(keywords[i]) == n && strncasecmp(w, keywords[i], n) == 0)
             return parser_fail(p, start, "unexpected word \"%.*s\": keywords are lower case (%s)",
@@ -654,9 +753,11 @@ static Expr *parse_primary(Parser *p)
     if (is_name_start(c))
         return parse_word(p);
     if (c == '\0')
-        return parser_fail(p, p->pos, "unexpected end of input: expected a path, literal, "
-                                      "function call or '('");
-    return parser_fail(p, p->pos, "unexpected '%.*s': expected a path, literal, function call or '('",
+        return parser_fail(p, p->pos,
+                           "unexpected end of input: expected a path, literal, "
+                           "function call or '('");
+    return parser_fail(p, p->pos,
+                       "unexpected '%.*s': expected a path, literal, function call or '('",
                        token_length(p, p->pos), p->text + p->pos);
 }
 
@@ -685,7 +786,9 @@ static Expr *parse_binary(Parser *p, const char *ops, Expr *(*operand)(Parser *)
     size_t start = p->pos;
     int depth = p->depth;
     Expr *left = operand(p);
-    while (left != NULL) {
+    if (left == NULL)
+        return NULL;
+    for (;;) {
         size_t save = p->pos;
         skip_space(p);
         char c = peek(p);
@@ -719,8 +822,8 @@ static Expr *parse_expr(Parser *p)
     return parse_binary(p, "+-", parse_term);
 }
 
-int expr_parse(const char *text, int line, int column, Expr **ret, PjError *err,
-               int *reterr_line, int *reterr_column)
+int expr_parse(const char *text, int line, int column, Expr **ret, PjError *err, int *reterr_line,
+               int *reterr_column)
 {
     Parser p;
     parser_init(&p, text, line, column);
@@ -895,7 +998,9 @@ static Cond *parse_logic(Parser *p, const char *kw, CondKind kind, Cond *(*opera
     size_t start = p->pos;
     int depth = p->depth;
     Cond *left = operand(p);
-    while (left != NULL) {
+    if (left == NULL)
+        return NULL;
+    for (;;) {
         size_t save = p->pos;
         skip_space(p);
         if (!at_keyword(p, kw)) {
@@ -927,8 +1032,8 @@ static Cond *parse_disj(Parser *p)
     return parse_logic(p, "or", COND_OR, parse_conj);
 }
 
-int cond_parse(const char *text, int line, int column, Cond **ret, PjError *err,
-               int *reterr_line, int *reterr_column)
+int cond_parse(const char *text, int line, int column, Cond **ret, PjError *err, int *reterr_line,
+               int *reterr_column)
 {
     Parser p;
     parser_init(&p, text, line, column);
