@@ -410,7 +410,11 @@ static void http_log(void *cls, const char *fmt, va_list ap)
     n = strlen(buf);
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '.'))
         buf[--n] = '\0';
-    log_warn("http", "%s", buf);
+    /* libmicrohttpd 0.9.75 says this even when the logger is the first option. */
+    if (strstr(buf, "MHD_OPTION_EXTERNAL_LOGGER is not the first option") != NULL)
+        log_debug("http", "%s", buf);
+    else
+        log_warn("http", "%s", buf);
 }
 
 static struct MHD_Daemon *start_daemon(Http *h, const HttpOptions *opts, int fd)
