@@ -264,6 +264,7 @@ static bool text_spells_number(const char *s, double *ret)
 
 bool value_as_number(const Value *v, double *ret)
 {
+    assert(v->kind != VAL_STRING || v->text != NULL);
     if (v->kind == VAL_NUMBER) {
         *ret = v->number;
         return true;
@@ -1404,6 +1405,7 @@ static int cmp_values(CmpOp op, const Value *a, const Value *b, bool *ret, PjErr
     } else if (value_as_number(a, &x) && value_as_number(b, &y)) {
         *ret = cmp_ordered(op, (x > y) - (x < y));
     } else if (a->kind == VAL_STRING && b->kind == VAL_STRING) {
+        assert(a->text != NULL && b->text != NULL);
         int sign = strcmp(a->text, b->text);
         *ret = cmp_ordered(op, (sign > 0) - (sign < 0));
     } else {
