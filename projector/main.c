@@ -26,6 +26,7 @@
 
 typedef struct Args {
     const char *config;
+    bool config_given; /* --config was on the command line */
     const char *command;
     int argc; /* arguments after the command */
     char **argv;
@@ -75,8 +76,10 @@ static int parse_args(int argc, char **argv, Args *a)
             if (++i >= argc)
                 return usage_error("option \"%s\" needs a file name", s);
             a->config = argv[i];
+            a->config_given = true;
         } else if (strncmp(s, "--config=", 9) == 0) {
             a->config = s + 9;
+            a->config_given = true;
         } else if (s[0] == '-' && s[1] != '\0') {
             return usage_error("unrecognized option \"%s\"", s);
         } else if (a->command == NULL) {
@@ -135,7 +138,9 @@ static int cmd_check(const Args *a)
     Config *cfg = NULL;
     ModelSet *set = NULL;
     Diagnostics diag = {0};
-    if (load_config(a, a->argc > 0, &cfg) < 0)
+    /* Paths alone check just those files; the config is checked when it is needed (no
+     * paths) or named. */
+    if ((a->argc == 0 || a->config_given) && load_config(a, false, &cfg) < 0)
         return EXIT_USAGE;
     int rc = a->argc > 0 ? check_paths(a->argc, a->argv, &set, &diag)
                          : model_load_dir(cfg->readmodels_dir, &set, &diag);

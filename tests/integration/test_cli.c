@@ -1,0 +1,173 @@
+/* test_cli.c - the command line as an operator meets it: check, ddl, migrate, status,
+ * exit codes, a table that does not match its YAML, and pending entries of a consumer
+ * that died being taken over at start. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testenv.h"
+#include "util.h"
+
+static char *run_cli(const char *const *args, int expect_code)
+{
+    char *out = NULL;
+    int code = testenv_run(args, &out);
+    cr_assert_eq(code, expect_code, "exit %d (expected %d): %s", code, expect_code, out ? out : "");
+    return out;
+}
+
+Test(cli, version_help_and_usage_errors)
+{
+    const char *version[] = {"--version", NULL};
+    char *out = run_cli(version, 0);
+    cr_assert(strncmp(out, "projector ", 10) == 0, "%s", out);
+    free(out);
+    const char *help[] = {"--help", NULL};
+    out = run_cli(help, 0);
+    cr_assert(strstr(out, "usage: projector") != NULL);
+    free(out);
+    const char *unknown[] = {"frobnicate", NULL};
+    out = run_cli(unknown, 2);
+    cr_assert(strstr(out, "unknown command \"frobnicate\"") != NULL, "%s", out);
+    free(out);
+    const char *none[] = {NULL};
+    out = run_cli(none, 2);
+    free(out);
+}
+
+Test(cli, check_accepts_the_shipped_models_and_reports_positions)
+{
+    const char *good[] = {"check", PROJECTOR_SOURCE_DIR "/readmodels", NULL};
+    char *out = run_cli(good, 0);
+    cr_assert(strstr(out, "3 read models OK") != NULL, "%s", out);
+    free(out);
+    const char *bad[] = {"check", PROJECTOR_SOURCE_DIR "/tests/data/bad/unknown_top_key.yaml", NULL};
+    out = run_cli(bad, 2);
+    cr_assert(strstr(out, "tests/data/bad/unknown_top_key.yaml:") != NULL, "%s", out);
+    cr_assert(strstr(out, "unrecognized key") != NULL, "%s", out);
+    free(out);
+}
+
+Test(cli, ddl_prints_every_read_table)
+{
+    char *dir = testenv_tmpdir();
+    char *cfg = testenv_write_file(dir, "projector.yaml", "readmodels: " PROJECTOR_SOURCE_DIR "/readmodels\n");
+    const char *args[] = {"ddl", "--config", cfg, NULL};
+    char *out = run_cli(args, 0);
+    cr_assert(strstr(out, "CREATE TABLE IF NOT EXISTS \"order_read_model\"") != NULL, "%s", out);
+    cr_assert(strstr(out, "\"customer_stats\"") != NULL, "%s", out);
+    cr_assert(strstr(out, "PRIMARY KEY (\"id\")") != NULL, "%s", out);
+    free(out);
+    free(cfg);
+    free(dir);
+}
+
+typedef struct Env {
+    char *dir, *conninfo, *redis_url, *config, *log;
+    int rdb, port;
+} Env;
+
+static void env_setup(Env *e, const char *name)
+{
+    if (!testenv_have_servers())
+        cr_skip_test("no test servers (run tests/run.sh)");
+    e->dir = testenv_tmpdir();
+    e->conninfo = testenv_create_db(name);
+    e->rdb = testenv_redis_db();
+    e->redis_url = testenv_redis_url(e->rdb);
+    e->port = testenv_free_port();
+    e->config = testenv_write_config(e->dir, e->redis_url, e->conninfo, e->port,
+                                     PROJECTOR_SOURCE_DIR "/readmodels", 100, 200);
+    e->log = xasprintf("%s/projector.log", e->dir);
+}
+
+static void env_done(Env *e)
+{
+    free(e->dir);
+    free(e->conninfo);
+    free(e->redis_url);
+    free(e->config);
+    free(e->log);
+}
+
+Test(cli, migrate_applies_once)
+{
+    Env e;
+    env_setup(&e, "migrate");
+    const char *args[] = {"migrate", "--config", e.config, NULL};
+    char *out = run_cli(args, 0);
+    cr_assert(strstr(out, "(1 migration applied now)") != NULL, "%s", out);
+    free(out);
+    out = run_cli(args, 0);
+    cr_assert(strstr(out, "(0 migrations applied now)") != NULL, "%s", out);
+    free(out);
+    PGconn *pg = testenv_pg(e.conninfo);
+    char *n = testenv_query_text(pg, "SELECT count(*) FROM projector.schema_migrations");
+    cr_assert_str_eq(n, "1");
+    free(n);
+    PQfinish(pg);
+    env_done(&e);
+}
+
+Test(cli, run_refuses_a_table_that_does_not_match, .timeout = 60)
+{
+    Env e;
+    env_setup(&e, "mismatch");
+    PGconn *pg = testenv_pg(e.conninfo);
+    PQclear(testenv_sql(pg, "CREATE TABLE customers (id text PRIMARY KEY, name integer NOT NULL, "
+                            "email text)"));
+    const char *args[] = {"run", "--config", e.config, NULL};
+    char *out = run_cli(args, 2);
+    cr_assert(strstr(out, "customers.yaml") != NULL, "%s", out);
+    cr_assert(strstr(out, "\"name\"") != NULL, "%s", out);
+    free(out);
+    /* Nothing was created: the mismatch stops the start before any table is touched. */
+    char *t = testenv_query_text(pg, "SELECT count(*) FROM pg_tables WHERE tablename = 'order_read_model'");
+    cr_assert_str_eq(t, "0");
+    free(t);
+    PQfinish(pg);
+    env_done(&e);
+}
+
+Test(cli, status_and_takeover_of_a_dead_consumer, .timeout = 120)
+{
+    Env e;
+    char id[48];
+    env_setup(&e, "status");
+    redisContext *r = testenv_redis(e.rdb);
+    /* A consumer of the group that read an entry and died before acknowledging it. */
+    freeReplyObject(redisCommand(r, "XGROUP CREATE customers projector:customers 0 MKSTREAM"));
+    json_t *f = json_pack("{s:s, s:s}", "type", "customer.registered", "payload",
+                          "{\"customerId\":\"c-9\",\"name\":\"Orphan\"}");
+    testenv_xadd(r, "customers", f, id);
+    json_decref(f);
+    redisReply *rep = redisCommand(r, "XREADGROUP GROUP projector:customers ghost COUNT 10 STREAMS customers >");
+    cr_assert(rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 1);
+    freeReplyObject(rep);
+
+    const char *run[] = {"run", "--config", e.config, NULL};
+    pid_t pid = testenv_spawn(run, e.log);
+    cr_assert(testenv_wait_http(e.port, 20000));
+    char path[128], *body = NULL;
+    snprintf(path, sizeof path, "/wait?stream=customers&id=%s&timeout_ms=20000", id);
+    cr_assert_eq(testenv_http_get(e.port, path, &body), 200, "%s", body);
+    free(body);
+    PGconn *pg = testenv_pg(e.conninfo);
+    char *row = testenv_query_text(pg, "SELECT id, name FROM customers");
+    cr_assert_str_eq(row, "c-9|Orphan");
+    free(row);
+    rep = redisCommand(r, "XPENDING customers projector:customers");
+    cr_assert_eq(rep->element[0]->integer, 0, "the entry is still pending");
+    freeReplyObject(rep);
+
+    const char *status[] = {"status", "--config", e.config, NULL};
+    char *out = run_cli(status, 0);
+    cr_assert(strstr(out, "READMODEL") != NULL, "%s", out);
+    cr_assert(strstr(out, "customers") != NULL && strstr(out, id) != NULL, "%s", out);
+    free(out);
+    cr_assert_eq(testenv_kill(pid, SIGTERM), 0);
+    PQfinish(pg);
+    redisFree(r);
+    env_done(&e);
+}
