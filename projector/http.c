@@ -67,7 +67,7 @@ static enum MHD_Result queue_body(struct MHD_Connection *c, unsigned status, cha
 /* Takes the reference to doc. */
 static enum MHD_Result respond_json(struct MHD_Connection *c, unsigned status, json_t *doc)
 {
-    char *text = json_dumps(doc, JSON_COMPACT);
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12));
     char *body = xasprintf("%s\n", text ? text : "{}");
 
     free(text);
@@ -268,7 +268,7 @@ static enum MHD_Result serve_not_allowed(struct MHD_Connection *c, const char *m
 
     json_object_set_new(doc, "error", wait_json_string(message));
     free(message);
-    text = json_dumps(doc, JSON_COMPACT);
+    text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12));
     json_decref(doc);
     message = xasprintf("%s\n", text ? text : "{}");
     free(text);
