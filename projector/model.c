@@ -41,11 +41,121 @@ const char *model_found_name(const YamlNode *n)
     return yamlsrc_scalar_is_null(n) ? "null" : yamlsrc_kind_name(n);
 }
 
+ModelFile model_file_of(ModelLoad *l, size_t i)
+{
+    return (ModelFile){.load = l, .src = l->meta[i].src, .file = l->models[i].file,
+                       .text = l->meta[i].text, .len = l->meta[i].len, .m = &l->models[i],
+                       .index = i};
+}
+
+/* ---------------------------------------------------------------- flow scalars */
+
+/* In a flow collection a plain scalar ends at the first ',', so `{type: numeric(12,2)}` or
+ * `{name: concat($.a, $.b)}` reaches us as "numeric(12" followed by a key "2)" with a null
+ * value. The contract's own examples are written that way, so a plain scalar that stops
+ * at a ',' with a '(' still open is read again from the source, up to the balancing ')'.
+ * The entries its text swallowed are then skipped. */
+
+/* Byte offset of libyaml's character index (it counts code points, after any BOM). */
+static size_t char_to_byte(const char *text, size_t len, size_t index)
+{
+    size_t b = (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) ? 3 : 0;
+    for (size_t c = 0; b < len; b++) {
+        if (((unsigned char)text[b] & 0xC0) == 0x80)
+            continue;
+        if (c++ == index)
+            return b;
+    }
+    return len;
+}
+
+/* The end (exclusive) of the flow scalar starting at from when commas inside parentheses
+ * are not separators: the first ',', '}' or ']' outside parentheses and '...' literals,
+ * with blanks before it trimmed. 0 when the parentheses do not balance on this line. */
+static size_t balanced_end(const char *text, size_t len, size_t from)
+{
+    int depth = 0;
+    bool quoted = false;
+    size_t b = from;
+    for (; b < len && text[b] != '\n' && depth >= 0; b++) {
+        char c = text[b];
+        if (quoted)
+            quoted = c != '\'';
+        else if (c == '\'')
+            quoted = true;
+        else if (c == '(')
+            depth++;
+        else if (c == ')')
+            depth--;
+        else if (depth == 0 && (c == ',' || c == '}' || c == ']'))
+            break;
+        else if (depth > 0 && (c == '}' || c == ']'))
+            return 0;
+    }
+    if (depth != 0 || quoted)
+        return 0;
+    while (b > from && (text[b - 1] == ' ' || text[b - 1] == '\t' || text[b - 1] == '\r'))
+        b--;
+    return b;
+}
+
+/* The byte span of n's intended text when n was cut short at a ',', else false. */
+static bool flow_span(const ModelFile *f, const YamlNode *n, size_t *ret_from, size_t *ret_to)
+{
+    if (!yamlsrc_is_scalar(n) || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
+        f->text == NULL)
+        return false;
+    const char *s = yamlsrc_scalar(n);
+    int open = 0;
+    for (const char *p = s; *p != '\0'; p++)
+        open += (*p == '(') - (*p == ')');
+    if (open <= 0)
+        return false;
+    size_t from = char_to_byte(f->text, f->len, n->start_mark.index);
+    size_t end = char_to_byte(f->text, f->len, n->end_mark.index);
+    while (end < f->len && (f->text[end] == ' ' || f->text[end] == '\t'))
+        end++;
+    if (end >= f->len || f->text[end] != ',')
+        return false;
+    size_t to = balanced_end(f->text, f->len, from);
+    if (to == 0)
+        return false;
+    *ret_from = from;
+    *ret_to = to;
+    return true;
+}
+
+const char *model_text(ModelFile *f, const YamlNode *n)
+{
+    size_t from, to;
+    if (!flow_span(f, n, &from, &to))
+        return yamlsrc_scalar(n);
+    ModelLoad *l = f->load;
+    xgrow((void **)&l->strings, &l->strings_cap, l->nstrings + 1, sizeof *l->strings);
+    l->strings[l->nstrings] = xstrndup(f->text + from, to - from);
+    return l->strings[l->nstrings++];
+}
+
+/* True when the i-th entry of map lies inside an earlier value's repaired text. */
+static bool entry_swallowed(const ModelFile *f, const YamlNode *map, size_t i)
+{
+    const YamlNode *key = yamlsrc_map_key(f->src, map, i);
+    size_t at = char_to_byte(f->text != NULL ? f->text : "", f->len, key->start_mark.index);
+    for (size_t j = 0; j < i; j++) {
+        size_t from, to;
+        if (flow_span(f, yamlsrc_map_value(f->src, map, j), &from, &to) && at > from && at < to)
+            return true;
+    }
+    return false;
+}
+
+/* ---------------------------------------------------------------- scalars */
+
 const char *model_scalar(ModelFile *f, const YamlNode *n, const char *what,
                          const char *expected)
 {
     if (yamlsrc_is_scalar(n) && !yamlsrc_scalar_is_null(n))
-        return yamlsrc_scalar(n);
+        return model_text(f, n);
     model_error(f, n, "invalid value for \"%s\": expected %s, found %s", what, expected,
                 model_found_name(n));
     return NULL;
@@ -76,14 +186,15 @@ void model_error_unknown_column(ModelFile *f, int line, int column, const Model 
 
 /* ---------------------------------------------------------------- mapping keys */
 
-static bool key_is_first(const YamlSrc *src, const YamlNode *map, size_t i, const char *k)
+/* The index of the first key of map spelled like the i-th (i itself when it is first). */
+static size_t first_key_index(const YamlSrc *src, const YamlNode *map, size_t i, const char *k)
 {
     for (size_t j = 0; j < i; j++) {
         const char *prev = yamlsrc_scalar(yamlsrc_map_key(src, map, j));
         if (prev != NULL && strcmp(prev, k) == 0)
-            return false;
+            return j;
     }
-    return true;
+    return i;
 }
 
 static bool name_in(const char *name, const char *const *names, size_t n)
@@ -101,11 +212,15 @@ void model_check_keys(ModelFile *f, const YamlNode *map, const char *const *allo
     for (size_t i = 0; i < n; i++) {
         const YamlNode *key = yamlsrc_map_key(f->src, map, i);
         const char *k = yamlsrc_scalar(key);
+        if (entry_swallowed(f, map, i))
+            continue;
+        size_t first = k != NULL ? first_key_index(f->src, map, i, k) : i;
         if (k == NULL) {
             model_error(f, key, "invalid key: expected a scalar, found %s",
                         yamlsrc_kind_name(key));
-        } else if (!key_is_first(f->src, map, i, k)) {
-            model_error(f, key, "duplicate key \"%s\"", k);
+        } else if (first != i) {
+            model_error(f, key, "duplicate key \"%s\": first given at line %d", k,
+                        yamlsrc_line(yamlsrc_map_key(f->src, map, first)));
         } else if (allowed != NULL && !name_in(k, allowed, nallowed)) {
             StrBuf sb = {0};
             append_list(&sb, allowed, nallowed);
@@ -115,10 +230,46 @@ void model_check_keys(ModelFile *f, const YamlNode *map, const char *const *allo
     }
 }
 
+/* Edit distance, capped: strings longer than 32 bytes count as far apart. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b), row[33];
+    if (na > 32 || nb > 32)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= nb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= na; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= nb; j++) {
+            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            best = up + 1 < best ? up + 1 : best;
+            best = row[j - 1] + 1 < best ? row[j - 1] + 1 : best;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[nb];
+}
+
+bool model_key_missing(ModelFile *f, const YamlNode *map, const char *wanted,
+                       const char *const *allowed, size_t nallowed)
+{
+    if (yamlsrc_map_get(f->src, map, wanted) != NULL)
+        return false;
+    for (size_t i = 0; i < yamlsrc_map_count(map); i++) {
+        const char *k = yamlsrc_scalar(yamlsrc_map_key(f->src, map, i));
+        size_t near = strlen(wanted) <= 3 ? 1 : 2;
+        if (k != NULL && !name_in(k, allowed, nallowed) && edit_distance(k, wanted) <= near)
+            return false;
+    }
+    return true;
+}
+
 const char *model_map_key(ModelFile *f, const YamlNode *map, size_t i)
 {
     const char *k = yamlsrc_scalar(yamlsrc_map_key(f->src, map, i));
-    if (k == NULL || !key_is_first(f->src, map, i, k))
+    if (k == NULL || first_key_index(f->src, map, i, k) != i || entry_swallowed(f, map, i))
         return NULL;
     return k;
 }
@@ -242,7 +393,7 @@ static void load_root(ModelFile *f, const YamlNode *root, ModelMeta *meta)
     const YamlNode *n;
     model_check_keys(f, root, top_keys, ARRAY_SIZE(top_keys));
     for (size_t i = 0; i < ARRAY_SIZE(required_keys); i++)
-        if (yamlsrc_map_get(src, root, required_keys[i]) == NULL)
+        if (model_key_missing(f, root, required_keys[i], top_keys, ARRAY_SIZE(top_keys)))
             model_error(f, root, "missing required key \"%s\"", required_keys[i]);
     if ((n = yamlsrc_map_get(src, root, "readmodel")) != NULL)
         parse_name(f, n, meta);
@@ -267,12 +418,12 @@ static void load_root(ModelFile *f, const YamlNode *root, ModelMeta *meta)
                     model_found_name(n));
 }
 
-static size_t load_append(ModelLoad *l, Model *m, YamlSrc *src)
+static size_t load_append(ModelLoad *l, Model *m, YamlSrc *src, char *text, size_t len)
 {
     xgrow((void **)&l->models, &l->cap, l->nmodels + 1, sizeof *l->models);
     l->meta = xrealloc(l->meta, l->cap * sizeof *l->meta);
     l->models[l->nmodels] = *m;
-    l->meta[l->nmodels] = (ModelMeta){.src = src};
+    l->meta[l->nmodels] = (ModelMeta){.src = src, .text = text, .len = len};
     return l->nmodels++;
 }
 
@@ -287,16 +438,15 @@ static int load_file(ModelLoad *l, const char *path)
         diag_add(l->diag, path, 0, 0, "%s", err.message);
         return -PJ_EIO;
     }
-    Model m = {.file = xstrdup(path), .version_column = -1};
-    snprintf(m.fingerprint, sizeof m.fingerprint, "%016" PRIx64, fnv1a64(text, len, 0));
     int r = yamlsrc_load_string(path, text, len, &src, l->diag);
-    free(text);
     if (r < 0) {
-        free(m.file);
+        free(text);
         return r;
     }
-    size_t idx = load_append(l, &m, src);
-    ModelFile f = {.load = l, .src = src, .file = path, .m = &l->models[idx], .index = idx};
+    Model m = {.file = xstrdup(path), .version_column = -1};
+    snprintf(m.fingerprint, sizeof m.fingerprint, "%016" PRIx64, fnv1a64(text, len, 0));
+    size_t idx = load_append(l, &m, src, text, len);
+    ModelFile f = model_file_of(l, idx);
     const YamlNode *root = yamlsrc_root(src);
     if (root == NULL)
         model_error_at(&f, 1, 1, "empty read-model file: expected a mapping with readmodel, "
@@ -311,17 +461,11 @@ static int load_file(ModelLoad *l, const char *path)
 
 /* ---------------------------------------------------------------- across files */
 
-static ModelFile load_file_of(ModelLoad *l, size_t i)
-{
-    return (ModelFile){.load = l, .src = l->meta[i].src, .file = l->models[i].file,
-                       .m = &l->models[i], .index = i};
-}
-
 static void check_duplicates(ModelLoad *l)
 {
     for (size_t i = 0; i < l->nmodels; i++) {
         const Model *m = &l->models[i];
-        ModelFile f = load_file_of(l, i);
+        ModelFile f = model_file_of(l, i);
         for (size_t j = 0; j < i && m->name != NULL; j++) {
             if (l->models[j].name == NULL || strcmp(l->models[j].name, m->name) != 0)
                 continue;
@@ -387,7 +531,7 @@ static void report_cycle(ModelLoad *l, const bool *reach, size_t start)
         strbuf_appendf(&sb, " -> \"%s\"", l->models[queue[i - 1]].name);
     strbuf_appendf(&sb, " -> \"%s\"", l->models[start].name);
     const ModelPendingLookup *p = pending_edge(l, start, len > 0 ? queue[len - 1] : start);
-    ModelFile f = load_file_of(l, start);
+    ModelFile f = model_file_of(l, start);
     model_error(&f, p->ref, "lookups form a cycle: %s: a read model cannot wait for one that "
                             "waits for it",
                 sb.buf);
@@ -494,7 +638,11 @@ static void load_done(ModelLoad *l, bool keep_models)
         if (!keep_models)
             model_done(&l->models[i]);
         yamlsrc_free(l->meta[i].src);
+        free(l->meta[i].text);
     }
+    for (size_t i = 0; i < l->nstrings; i++)
+        free(l->strings[i]);
+    free(l->strings);
     if (!keep_models)
         free(l->models);
     free(l->meta);

@@ -21,7 +21,7 @@ typedef enum {
 typedef struct ValueCtx {
     const Model *target; /* whose columns the mapping names */
     ValueUse use;
-    const char *section; /* "upsert", "set", "add", "where", "lookup where" */
+    const char *section; /* for messages: "upsert", "set", "add", "where", ... */
     bool *seen;          /* per target column: named in this mapping (may be NULL) */
 } ValueCtx;
 
@@ -113,7 +113,7 @@ static Expr *parse_expression(ModelFile *f, const YamlNode *n, const Column *c)
     Expr *e;
     PjError err;
     int line = 0, column = 0;
-    if (expr_parse(yamlsrc_scalar(n), yamlsrc_line(n), scalar_text_column(n), &e, &err, &line,
+    if (expr_parse(model_text(f, n), yamlsrc_line(n), scalar_text_column(n), &e, &err, &line,
                    &column) < 0) {
         report_parse_error(f, n, &err, line, column);
         return NULL;
@@ -136,7 +136,7 @@ static void parse_when(ModelFile *f, const YamlNode *n, Action *a)
     int line = 0, column = 0;
     if (model_scalar(f, n, "when", "a condition") == NULL)
         return;
-    if (cond_parse(yamlsrc_scalar(n), yamlsrc_line(n), scalar_text_column(n), &a->when, &err,
+    if (cond_parse(model_text(f, n), yamlsrc_line(n), scalar_text_column(n), &a->when, &err,
                    &line, &column) < 0)
         report_parse_error(f, n, &err, line, column);
 }
@@ -164,7 +164,7 @@ static bool null_allowed(ModelFile *f, const YamlNode *n, const Column *c, const
 static Expr *parse_scalar_value(ModelFile *f, const YamlNode *n, const Column *c,
                                 const ValueCtx *ctx)
 {
-    const char *text = yamlsrc_scalar(n);
+    const char *text = model_text(f, n);
     if (yamlsrc_scalar_is_null(n)) {
         if (!null_allowed(f, n, c, ctx))
             return NULL;
@@ -186,7 +186,7 @@ static void queue_lookup(ModelFile *f, const YamlNode *ref, const YamlNode *wher
     a->lookup = xcalloc(1, sizeof *a->lookup);
     xgrow((void **)&l->pending, &l->pending_cap, l->npending + 1, sizeof *l->pending);
     l->pending[l->npending++] = (ModelPendingLookup){
-        .owner = f->index, .lookup = a->lookup, .src = f->src, .ref = ref, .where = where};
+        .owner = f->index, .lookup = a->lookup, .ref = ref, .where = where};
 }
 
 /* {lookup: table.column, where: {...}}: checked here as far as this file allows; the
@@ -217,6 +217,8 @@ static bool parse_lookup(ModelFile *f, const YamlNode *map, const Column *c,
         return false;
     }
     if (where == NULL) {
+        if (!model_key_missing(f, map, "where", keys, ARRAY_SIZE(keys)))
+            return false;
         model_error(f, map,
                     "lookup \"%s\" has no \"where\": expected a mapping of the source table's "
                     "columns to values",
@@ -348,7 +350,8 @@ static void check_upsert_complete(ModelFile *f, const YamlNode *verb, const char
                         m->columns[m->key[i]].name);
     for (size_t i = 0; i < m->ncolumns; i++) {
         const Column *c = &m->columns[i];
-        if (c->in_key || c->nullable || c->default_text != NULL || seen->set[i] || seen->add[i])
+        if (c->in_key || c->nullable || c->default_text != NULL || c->sql_type == NULL ||
+            seen->set[i] || seen->add[i])
             continue;
         model_error(f, verb,
                     "upsert for \"%s\" does not set column \"%s\", which is not nullable and "
@@ -387,12 +390,14 @@ static void parse_upsert(ModelFile *f, const YamlNode *verb, const YamlNode *bod
 }
 
 static void parse_where(ModelFile *f, const YamlNode *verb, const YamlNode *body,
-                        const char *event, Action *a)
+                        const char *event, const char *const *keys, size_t nkeys, Action *a)
 {
     ValueCtx ctx = {.target = f->m, .use = USE_WHERE, .section = "where"};
     Assigns where = {0};
     const YamlNode *n = yamlsrc_map_get(f->src, body, "where");
     if (n == NULL) {
+        if (!model_key_missing(f, body, "where", keys, nkeys))
+            return;
         model_error(f, verb,
                     "%s for \"%s\" has no \"where\": expected a mapping of columns to values "
                     "that selects the rows",
@@ -416,8 +421,9 @@ static void parse_update(ModelFile *f, const YamlNode *verb, const YamlNode *bod
     const YamlNode *add_node = yamlsrc_map_get(f->src, body, "add");
     const YamlNode *when = yamlsrc_map_get(f->src, body, "when");
     model_check_keys(f, body, keys, ARRAY_SIZE(keys));
-    parse_where(f, verb, body, event, a);
-    if (set_node == NULL && add_node == NULL)
+    parse_where(f, verb, body, event, keys, ARRAY_SIZE(keys), a);
+    if (model_key_missing(f, body, "set", keys, ARRAY_SIZE(keys)) &&
+        model_key_missing(f, body, "add", keys, ARRAY_SIZE(keys)))
         model_error(f, verb,
                     "update for \"%s\" has neither \"set\" nor \"add\": expected at least one "
                     "of them",
@@ -441,7 +447,7 @@ static void parse_delete(ModelFile *f, const YamlNode *verb, const YamlNode *bod
     static const char *const keys[] = {"where", "when"};
     const YamlNode *when = yamlsrc_map_get(f->src, body, "when");
     model_check_keys(f, body, keys, ARRAY_SIZE(keys));
-    parse_where(f, verb, body, event, a);
+    parse_where(f, verb, body, event, keys, ARRAY_SIZE(keys), a);
     if (when != NULL)
         parse_when(f, when, a);
 }
@@ -593,8 +599,7 @@ static void add_lookup_model(Model *m, size_t owner, size_t source)
 
 static void resolve_lookup(ModelLoad *l, ModelPendingLookup *p)
 {
-    ModelFile f = {.load = l, .src = p->src, .file = yamlsrc_file(p->src),
-                   .m = &l->models[p->owner], .index = p->owner};
+    ModelFile f = model_file_of(l, p->owner);
     const char *text = yamlsrc_scalar(p->ref);
     const char *dot = strrchr(text, '.');
     char *table = xstrndup(text, (size_t)(dot - text));
@@ -614,9 +619,11 @@ static void resolve_lookup(ModelLoad *l, ModelPendingLookup *p)
         free(context);
     }
     free(table);
-    ValueCtx ctx = {.target = src_model, .use = USE_LOOKUP_WHERE, .section = "lookup where"};
+    char *section = xasprintf("where of lookup \"%s\"", text);
+    ValueCtx ctx = {.target = src_model, .use = USE_LOOKUP_WHERE, .section = section};
     Assigns where = {0};
     parse_assign_map(&f, p->where, "where", &ctx, &where);
+    free(section);
     store_assigns(&where, &p->lookup->where, &p->lookup->nwhere);
     if (col < 0)
         return;

@@ -161,7 +161,7 @@ static const TypeName *type_lookup(const char *base, size_t n)
 static char *type_with_modifiers(ModelFile *f, const YamlNode *n, const TypeName *t, int count,
                                  long a, long b)
 {
-    const char *text = yamlsrc_scalar(n);
+    const char *text = model_text(f, n);
     if (t->kind == COL_VARCHAR) {
         if (a < 1 || a > MODEL_VARCHAR_MAX) {
             model_error(f, n, "invalid type \"%s\": length must be 1..%ld", text,
@@ -253,10 +253,10 @@ static void parse_column_spec(ModelFile *f, const YamlNode *map, Column *c)
     const YamlNode *type = yamlsrc_map_get(f->src, map, "type");
     const YamlNode *nullable = yamlsrc_map_get(f->src, map, "nullable");
     const YamlNode *def = yamlsrc_map_get(f->src, map, "default");
-    if (type == NULL)
-        model_error(f, map, "missing required key \"type\" in column \"%s\"", c->name);
-    else
+    if (type != NULL)
         parse_type(f, type, c);
+    else if (model_key_missing(f, map, "type", column_keys, ARRAY_SIZE(column_keys)))
+        model_error(f, map, "missing required key \"type\" in column \"%s\"", c->name);
     if (nullable != NULL)
         parse_nullable(f, nullable, c);
     if (def != NULL)
@@ -266,6 +266,7 @@ static void parse_column_spec(ModelFile *f, const YamlNode *map, Column *c)
 static void parse_column(ModelFile *f, const YamlNode *key, const YamlNode *val)
 {
     const char *name = yamlsrc_scalar(key);
+    size_t errors_before = f->load->diag->count;
     Column c = {.name = xstrdup(name), .line = yamlsrc_line(key),
                 .column = yamlsrc_column(key)};
     if (!sql_ident_is_safe(name))
@@ -282,7 +283,12 @@ static void parse_column(ModelFile *f, const YamlNode *key, const YamlNode *val)
                     "invalid value for column \"%s\": expected a type or a mapping with type, "
                     "nullable and default, found %s",
                     name, model_found_name(val));
-    /* Kept even when broken, so that references to it do not report it as unknown. */
+    /* Kept even when broken, so that references to it do not report it as unknown; a
+     * NULL type marks it broken, and checks that would only repeat its error skip it. */
+    if (f->load->diag->count > errors_before) {
+        free(c.sql_type);
+        c.sql_type = NULL;
+    }
     Model *m = f->m;
     m->columns = xrealloc(m->columns, (m->ncolumns + 1) * sizeof *m->columns);
     m->columns[m->ncolumns++] = c;

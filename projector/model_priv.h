@@ -17,8 +17,7 @@
 typedef struct ModelPendingLookup {
     size_t owner;          /* index of the model that holds the lookup */
     Lookup *lookup;        /* borrowed: owned by one of the owner's Assigns */
-    const YamlSrc *src;    /* the owner's file, alive until the load ends */
-    const YamlNode *ref;   /* the `lookup: table.column` scalar */
+    const YamlNode *ref;   /* the `lookup: table.column` scalar (in the owner's file) */
     const YamlNode *where; /* the lookup's where mapping */
     bool resolved;         /* lookup->model and lookup->column are valid */
 } ModelPendingLookup;
@@ -26,6 +25,8 @@ typedef struct ModelPendingLookup {
 /* Where a model's name and table were declared, for cross-file messages. */
 typedef struct ModelMeta {
     YamlSrc *src; /* owned */
+    char *text;   /* the file's bytes, owned */
+    size_t len;
     int name_line, name_column;
     int table_line, table_column;
 } ModelMeta;
@@ -38,6 +39,8 @@ typedef struct ModelLoad {
     size_t nmodels, cap;
     ModelPendingLookup *pending;
     size_t npending, pending_cap;
+    char **strings; /* texts model_text rebuilt, owned */
+    size_t nstrings, strings_cap;
 } ModelLoad;
 
 /* The reader of one file. */
@@ -45,11 +48,16 @@ typedef struct ModelFile {
     ModelLoad *load;
     const YamlSrc *src;
     const char *file;
-    Model *m;     /* the model being built (its index will be `index`) */
+    const char *text; /* the file's bytes (borrowed from its ModelMeta) */
+    size_t len;
+    Model *m;         /* the model being built (its index will be `index`) */
     size_t index; /* the model's index in load->models */
 } ModelFile;
 
 #define MODEL_IDENT_RULE "must match [a-z_][a-z0-9_]* and be at most 63 bytes"
+
+/* The reader of model i's file (after it was read). */
+ModelFile model_file_of(ModelLoad *l, size_t i);
 
 /* Adds "file:line:column: message" at node n (or at an explicit position). */
 void model_error(ModelFile *f, const YamlNode *n, const char *fmt, ...) PJ_PRINTF(3, 4);
@@ -60,10 +68,18 @@ void model_error_at(ModelFile *f, int line, int column, const char *fmt, ...)
  * keys that are not in allowed, as "unrecognized key". */
 void model_check_keys(ModelFile *f, const YamlNode *map, const char *const *allowed,
                       size_t nallowed);
+/* True when map has no key `wanted` and no unrecognized key that looks like a misspelling
+ * of it (which model_check_keys reports already, so "missing" would only repeat it). */
+bool model_key_missing(ModelFile *f, const YamlNode *map, const char *wanted,
+                       const char *const *allowed, size_t nallowed);
 /* The text of the i-th key of map when it is a scalar seen for the first time, else NULL
  * (model_check_keys reports those). */
 const char *model_map_key(ModelFile *f, const YamlNode *map, size_t i);
-/* The scalar text of n, or NULL after reporting
+/* The text of scalar n as the author meant it: a plain scalar that a flow collection cut
+ * at a ',' inside parentheses is read again from the source (see model.c). Borrowed until
+ * the load ends. */
+const char *model_text(ModelFile *f, const YamlNode *n);
+/* The scalar text of n (as model_text), or NULL after reporting
  * `invalid value for "what": expected <expected>, found <kind>` (a null scalar counts as
  * missing). */
 const char *model_scalar(ModelFile *f, const YamlNode *n, const char *what,
