@@ -17,7 +17,6 @@
 
 #include "model_priv.h"
 
-
 /* ---------------------------------------------------------------- diagnostics helpers */
 
 void model_error_at(ModelFile *f, int line, int column, const char *fmt, ...)
@@ -43,8 +42,12 @@ const char *model_found_name(const YamlNode *n)
 
 ModelFile model_file_of(ModelLoad *l, size_t i)
 {
-    return (ModelFile){.load = l, .src = l->meta[i].src, .file = l->models[i].file,
-                       .text = l->meta[i].text, .len = l->meta[i].len, .m = &l->models[i],
+    return (ModelFile){.load = l,
+                       .src = l->meta[i].src,
+                       .file = l->models[i].file,
+                       .text = l->meta[i].text,
+                       .len = l->meta[i].len,
+                       .m = &l->models[i],
                        .index = i};
 }
 
@@ -102,8 +105,7 @@ static size_t balanced_end(const char *text, size_t len, size_t from)
 /* The byte span of n's intended text when n was cut short at a ',', else false. */
 static bool flow_span(const ModelFile *f, const YamlNode *n, size_t *ret_from, size_t *ret_to)
 {
-    if (!yamlsrc_is_scalar(n) || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
-        f->text == NULL)
+    if (!yamlsrc_is_scalar(n) || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || f->text == NULL)
         return false;
     const char *s = yamlsrc_scalar(n);
     int open = 0;
@@ -151,8 +153,7 @@ static bool entry_swallowed(const ModelFile *f, const YamlNode *map, size_t i)
 
 /* ---------------------------------------------------------------- scalars */
 
-const char *model_scalar(ModelFile *f, const YamlNode *n, const char *what,
-                         const char *expected)
+const char *model_scalar(ModelFile *f, const YamlNode *n, const char *what, const char *expected)
 {
     if (yamlsrc_is_scalar(n) && !yamlsrc_scalar_is_null(n))
         return model_text(f, n);
@@ -216,8 +217,7 @@ void model_check_keys(ModelFile *f, const YamlNode *map, const char *const *allo
             continue;
         size_t first = k != NULL ? first_key_index(f->src, map, i, k) : i;
         if (k == NULL) {
-            model_error(f, key, "invalid key: expected a scalar, found %s",
-                        yamlsrc_kind_name(key));
+            model_error(f, key, "invalid key: expected a scalar, found %s", yamlsrc_kind_name(key));
         } else if (first != i) {
             model_error(f, key, "duplicate key \"%s\": first given at line %d", k,
                         yamlsrc_line(yamlsrc_map_key(f->src, map, first)));
@@ -373,16 +373,14 @@ static void parse_start(ModelFile *f, const YamlNode *n)
     else if (strcmp(text, "end") == 0)
         f->m->start = START_END;
     else
-        model_error(f, n, "invalid value \"%s\" for \"start\": expected beginning or end",
-                    text);
+        model_error(f, n, "invalid value \"%s\" for \"start\": expected beginning or end", text);
 }
 
 /* ---------------------------------------------------------------- one file */
 
-static const char *const top_keys[] = {"readmodel", "table",   "streams", "start",
-                                       "key",       "version", "columns", "indexes",
-                                       "on",        "description"};
-static const char *const required_keys[] = {"readmodel", "table", "streams",
+static const char *const top_keys[] = {"readmodel", "table",   "streams", "start", "key",
+                                       "version",   "columns", "indexes", "on",    "description"};
+static const char *const required_keys[] = {"readmodel", "table",   "streams",
                                             "key",       "columns", "on"};
 
 /* Top-level keys are handled in dependency order (columns before everything that names
@@ -449,8 +447,9 @@ static int load_file(ModelLoad *l, const char *path)
     ModelFile f = model_file_of(l, idx);
     const YamlNode *root = yamlsrc_root(src);
     if (root == NULL)
-        model_error_at(&f, 1, 1, "empty read-model file: expected a mapping with readmodel, "
-                                 "table, streams, key, columns and on");
+        model_error_at(&f, 1, 1,
+                       "empty read-model file: expected a mapping with readmodel, "
+                       "table, streams, key, columns and on");
     else if (!yamlsrc_is_mapping(root))
         model_error(&f, root, "invalid read-model file: expected a mapping, found %s",
                     model_found_name(root));
@@ -470,8 +469,8 @@ static void check_duplicates(ModelLoad *l)
             if (l->models[j].name == NULL || strcmp(l->models[j].name, m->name) != 0)
                 continue;
             model_error_at(&f, l->meta[i].name_line, l->meta[i].name_column,
-                           "duplicate read-model name \"%s\": first declared at %s:%d",
-                           m->name, l->models[j].file, l->meta[j].name_line);
+                           "duplicate read-model name \"%s\": first declared at %s:%d", m->name,
+                           l->models[j].file, l->meta[j].name_line);
             break;
         }
         for (size_t j = 0; j < i && m->table != NULL; j++) {
@@ -532,8 +531,9 @@ static void report_cycle(ModelLoad *l, const bool *reach, size_t start)
     strbuf_appendf(&sb, " -> \"%s\"", l->models[start].name);
     const ModelPendingLookup *p = pending_edge(l, start, len > 0 ? queue[len - 1] : start);
     ModelFile f = model_file_of(l, start);
-    model_error(&f, p->ref, "lookups form a cycle: %s: a read model cannot wait for one that "
-                            "waits for it",
+    model_error(&f, p->ref,
+                "lookups form a cycle: %s: a read model cannot wait for one that "
+                "waits for it",
                 sb.buf);
     strbuf_done(&sb);
     free(prev);
@@ -649,8 +649,7 @@ static void load_done(ModelLoad *l, bool keep_models)
     free(l->pending);
 }
 
-int model_load_files(const char *const *paths, size_t npaths, ModelSet **ret,
-                     Diagnostics *diag)
+int model_load_files(const char *const *paths, size_t npaths, ModelSet **ret, Diagnostics *diag)
 {
     ModelLoad l = {.diag = diag};
     size_t first_diag = diag->count;

@@ -136,8 +136,8 @@ static void parse_when(ModelFile *f, const YamlNode *n, Action *a)
     int line = 0, column = 0;
     if (model_scalar(f, n, "when", "a condition") == NULL)
         return;
-    if (cond_parse(model_text(f, n), yamlsrc_line(n), scalar_text_column(n), &a->when, &err,
-                   &line, &column) < 0)
+    if (cond_parse(model_text(f, n), yamlsrc_line(n), scalar_text_column(n), &a->when, &err, &line,
+                   &column) < 0)
         report_parse_error(f, n, &err, line, column);
 }
 
@@ -185,22 +185,22 @@ static void queue_lookup(ModelFile *f, const YamlNode *ref, const YamlNode *wher
     ModelLoad *l = f->load;
     a->lookup = xcalloc(1, sizeof *a->lookup);
     xgrow((void **)&l->pending, &l->pending_cap, l->npending + 1, sizeof *l->pending);
-    l->pending[l->npending++] = (ModelPendingLookup){
-        .owner = f->index, .lookup = a->lookup, .ref = ref, .where = where};
+    l->pending[l->npending++] =
+        (ModelPendingLookup){.owner = f->index, .lookup = a->lookup, .ref = ref, .where = where};
 }
 
 /* {lookup: table.column, where: {...}}: checked here as far as this file allows; the
  * table, column and where are resolved by model_resolve_lookups. */
-static bool parse_lookup(ModelFile *f, const YamlNode *map, const Column *c,
-                         const ValueCtx *ctx, Assign *a)
+static bool parse_lookup(ModelFile *f, const YamlNode *map, const Column *c, const ValueCtx *ctx,
+                         Assign *a)
 {
     static const char *const keys[] = {"lookup", "where"};
     const YamlNode *ref = yamlsrc_map_get(f->src, map, "lookup");
     const YamlNode *where = yamlsrc_map_get(f->src, map, "where");
     if (ctx->use != USE_SET || c->in_key) {
-        const char *place = ctx->use == USE_SET ? "for a key column" : ctx->use == USE_ADD
-                                                                         ? "in add"
-                                                                         : "in where";
+        const char *place = ctx->use == USE_SET   ? "for a key column"
+                            : ctx->use == USE_ADD ? "in add"
+                                                  : "in where";
         model_error(f, map,
                     "a lookup cannot be used %s: lookups are only allowed as upsert and set "
                     "values of non-key columns",
@@ -253,8 +253,8 @@ static void parse_assign(ModelFile *f, const YamlNode *key, const YamlNode *val,
     int col = model_find_column(ctx->target, name);
     if (col < 0) {
         if (ctx->target->ncolumns > 0)
-            model_error_unknown_column(f, yamlsrc_line(key), yamlsrc_column(key), ctx->target,
-                                       name, ctx->section);
+            model_error_unknown_column(f, yamlsrc_line(key), yamlsrc_column(key), ctx->target, name,
+                                       ctx->section);
         return;
     }
     const Column *c = &ctx->target->columns[col];
@@ -264,8 +264,7 @@ static void parse_assign(ModelFile *f, const YamlNode *key, const YamlNode *val,
         model_error(f, key, "add: column \"%s\" is %s, not a number", name, c->sql_type);
         return;
     }
-    Assign a = {.column = (size_t)col, .line = yamlsrc_line(key),
-                .column_no = yamlsrc_column(key)};
+    Assign a = {.column = (size_t)col, .line = yamlsrc_line(key), .column_no = yamlsrc_column(key)};
     if (!parse_value(f, val, c, ctx, &a))
         return;
     out->items = xrealloc(out->items, (out->count + 1) * sizeof *out->items);
@@ -290,8 +289,8 @@ static void parse_assign_map(ModelFile *f, const YamlNode *map, const char *key_
     model_check_keys(f, map, NULL, 0);
     for (size_t i = 0; i < yamlsrc_map_count(map); i++)
         if (model_map_key(f, map, i) != NULL)
-            parse_assign(f, yamlsrc_map_key(f->src, map, i), yamlsrc_map_value(f->src, map, i),
-                         ctx, out);
+            parse_assign(f, yamlsrc_map_key(f->src, map, i), yamlsrc_map_value(f->src, map, i), ctx,
+                         out);
 }
 
 /* ---------------------------------------------------------------- actions */
@@ -389,8 +388,8 @@ static void parse_upsert(ModelFile *f, const YamlNode *verb, const YamlNode *bod
     seen_done(&seen);
 }
 
-static void parse_where(ModelFile *f, const YamlNode *verb, const YamlNode *body,
-                        const char *event, const char *const *keys, size_t nkeys, Action *a)
+static void parse_where(ModelFile *f, const YamlNode *verb, const YamlNode *body, const char *event,
+                        const char *const *keys, size_t nkeys, Action *a)
 {
     ValueCtx ctx = {.target = f->m, .use = USE_WHERE, .section = "where"};
     Assigns where = {0};
@@ -456,8 +455,8 @@ static void parse_delete(ModelFile *f, const YamlNode *verb, const YamlNode *bod
 
 static const char *const verbs[] = {"upsert", "update", "delete"};
 
-static void parse_verb(ModelFile *f, const YamlNode *verb, const YamlNode *body,
-                       const char *event, Handler *h)
+static void parse_verb(ModelFile *f, const YamlNode *verb, const YamlNode *body, const char *event,
+                       Handler *h)
 {
     const char *name = yamlsrc_scalar(verb);
     if (!yamlsrc_is_mapping(body)) {
@@ -491,8 +490,9 @@ static void parse_action(ModelFile *f, const YamlNode *n, const char *event, Han
         return;
     }
     if (yamlsrc_map_count(n) == 0) {
-        model_error(f, n, "empty action for event type \"%s\": expected one of upsert, "
-                          "update, delete",
+        model_error(f, n,
+                    "empty action for event type \"%s\": expected one of upsert, "
+                    "update, delete",
                     event);
         return;
     }
@@ -519,8 +519,8 @@ static void parse_action(ModelFile *f, const YamlNode *n, const char *event, Han
 static void parse_handler(ModelFile *f, const YamlNode *key, const YamlNode *val)
 {
     const char *event = yamlsrc_scalar(key);
-    Handler h = {.event_type = xstrdup(event), .line = yamlsrc_line(key),
-                 .column = yamlsrc_column(key)};
+    Handler h = {
+        .event_type = xstrdup(event), .line = yamlsrc_line(key), .column = yamlsrc_column(key)};
     if (event[0] == '\0')
         model_error(f, key, "invalid event type: expected a non-empty name");
     if (yamlsrc_is_mapping(val)) {
@@ -614,8 +614,8 @@ static void resolve_lookup(ModelLoad *l, ModelPendingLookup *p)
     if (col < 0 && src_model->ncolumns > 0) {
         char *context = xasprintf("lookup of table \"%s\"", table);
         model_error_unknown_column(&f, yamlsrc_line(p->ref),
-                                   scalar_text_column(p->ref) + (int)(dot - text) + 1,
-                                   src_model, dot + 1, context);
+                                   scalar_text_column(p->ref) + (int)(dot - text) + 1, src_model,
+                                   dot + 1, context);
         free(context);
     }
     free(table);

@@ -171,8 +171,7 @@ static char *type_with_modifiers(ModelFile *f, const YamlNode *n, const TypeName
         return xasprintf("character varying(%ld)", a);
     }
     if (a < 1 || a > MODEL_NUMERIC_MAX) {
-        model_error(f, n, "invalid type \"%s\": precision must be 1..%ld", text,
-                    MODEL_NUMERIC_MAX);
+        model_error(f, n, "invalid type \"%s\": precision must be 1..%ld", text, MODEL_NUMERIC_MAX);
         return NULL;
     }
     if (count == 1)
@@ -267,13 +266,11 @@ static void parse_column(ModelFile *f, const YamlNode *key, const YamlNode *val)
 {
     const char *name = yamlsrc_scalar(key);
     size_t errors_before = f->load->diag->count;
-    Column c = {.name = xstrdup(name), .line = yamlsrc_line(key),
-                .column = yamlsrc_column(key)};
+    Column c = {.name = xstrdup(name), .line = yamlsrc_line(key), .column = yamlsrc_column(key)};
     if (!sql_ident_is_safe(name))
         model_error(f, key, "invalid column name \"%s\": " MODEL_IDENT_RULE, name);
     else if (strcmp(name, "add") == 0 || strcmp(name, "when") == 0)
-        model_error(f, key, "invalid column name \"%s\": add and when are reserved words",
-                    name);
+        model_error(f, key, "invalid column name \"%s\": add and when are reserved words", name);
     if (yamlsrc_is_mapping(val))
         parse_column_spec(f, val, &c);
     else if (yamlsrc_is_scalar(val) && !yamlsrc_scalar_is_null(val))
@@ -321,8 +318,8 @@ typedef struct ColumnList {
     const char *owner; /* `for "key"` or `in "indexes"` */
 } ColumnList;
 
-static void list_add_name(ModelFile *f, const YamlNode *n, const ColumnList *cl,
-                          size_t **cols, size_t *ncols)
+static void list_add_name(ModelFile *f, const YamlNode *n, const ColumnList *cl, size_t **cols,
+                          size_t *ncols)
 {
     const char *name = yamlsrc_scalar(n);
     if (name == NULL || yamlsrc_scalar_is_null(n)) {
@@ -333,8 +330,7 @@ static void list_add_name(ModelFile *f, const YamlNode *n, const ColumnList *cl,
     int col = model_find_column(f->m, name);
     if (col < 0) {
         if (f->m->ncolumns > 0)
-            model_error_unknown_column(f, yamlsrc_line(n), yamlsrc_column(n), f->m, name,
-                                       cl->what);
+            model_error_unknown_column(f, yamlsrc_line(n), yamlsrc_column(n), f->m, name, cl->what);
         return;
     }
     for (size_t i = 0; i < *ncols; i++) {
@@ -348,8 +344,8 @@ static void list_add_name(ModelFile *f, const YamlNode *n, const ColumnList *cl,
 }
 
 /* A sequence of column names or one name, resolved to column indices. */
-static void parse_column_list(ModelFile *f, const YamlNode *n, const ColumnList *cl,
-                              size_t **cols, size_t *ncols)
+static void parse_column_list(ModelFile *f, const YamlNode *n, const ColumnList *cl, size_t **cols,
+                              size_t *ncols)
 {
     if (yamlsrc_is_scalar(n) && !yamlsrc_scalar_is_null(n)) {
         list_add_name(f, n, cl, cols, ncols);
@@ -376,8 +372,7 @@ void model_parse_key(ModelFile *f, const YamlNode *n)
         Column *c = &m->columns[m->key[i]];
         c->in_key = true;
         if (c->nullable)
-            model_error_at(f, c->line, c->column, "key column \"%s\" cannot be nullable",
-                           c->name);
+            model_error_at(f, c->line, c->column, "key column \"%s\" cannot be nullable", c->name);
     }
 }
 
@@ -390,13 +385,12 @@ void model_parse_version(ModelFile *f, const YamlNode *n)
     int col = model_find_column(m, name);
     if (col < 0) {
         if (m->ncolumns > 0)
-            model_error_unknown_column(f, yamlsrc_line(n), yamlsrc_column(n), m, name,
-                                       "version");
+            model_error_unknown_column(f, yamlsrc_line(n), yamlsrc_column(n), m, name, "version");
         return;
     }
     const Column *c = &m->columns[col];
-    bool integral = c->kind == COL_SMALLINT || c->kind == COL_INTEGER ||
-                    c->kind == COL_BIGINT || c->kind == COL_NUMERIC;
+    bool integral = c->kind == COL_SMALLINT || c->kind == COL_INTEGER || c->kind == COL_BIGINT ||
+                    c->kind == COL_NUMERIC;
     if (c->sql_type != NULL && !integral) {
         model_error(f, n,
                     "version column \"%s\" is %s: expected smallint, integer, bigint or numeric",
@@ -411,8 +405,9 @@ void model_parse_indexes(ModelFile *f, const YamlNode *n)
     static const ColumnList cl = {.what = "index", .owner = "in \"indexes\""};
     Model *m = f->m;
     if (!yamlsrc_is_sequence(n)) {
-        model_error(f, n, "invalid value for \"indexes\": expected a sequence of indexes, "
-                          "found %s",
+        model_error(f, n,
+                    "invalid value for \"indexes\": expected a sequence of indexes, "
+                    "found %s",
                     model_found_name(n));
         return;
     }

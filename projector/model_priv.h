@@ -50,7 +50,7 @@ typedef struct ModelFile {
     const char *file;
     const char *text; /* the file's bytes (borrowed from its ModelMeta) */
     size_t len;
-    Model *m;         /* the model being built (its index will be `index`) */
+    Model *m;     /* the model being built (its index will be `index`) */
     size_t index; /* the model's index in load->models */
 } ModelFile;
 
@@ -61,8 +61,7 @@ ModelFile model_file_of(ModelLoad *l, size_t i);
 
 /* Adds "file:line:column: message" at node n (or at an explicit position). */
 void model_error(ModelFile *f, const YamlNode *n, const char *fmt, ...) PJ_PRINTF(3, 4);
-void model_error_at(ModelFile *f, int line, int column, const char *fmt, ...)
-    PJ_PRINTF(4, 5);
+void model_error_at(ModelFile *f, int line, int column, const char *fmt, ...) PJ_PRINTF(4, 5);
 
 /* Reports keys of map that are not scalars, duplicates, and (when allowed is not NULL)
  * keys that are not in allowed, as "unrecognized key". */
@@ -82,8 +81,7 @@ const char *model_text(ModelFile *f, const YamlNode *n);
 /* The scalar text of n (as model_text), or NULL after reporting
  * `invalid value for "what": expected <expected>, found <kind>` (a null scalar counts as
  * missing). */
-const char *model_scalar(ModelFile *f, const YamlNode *n, const char *what,
-                         const char *expected);
+const char *model_scalar(ModelFile *f, const YamlNode *n, const char *what, const char *expected);
 /* "null" for a YAML null, else "a scalar", "a mapping" or "a sequence". */
 const char *model_found_name(const YamlNode *n);
 /* Reports `unknown column "name" in <context>: the columns are a, b, c` for model m. */

@@ -118,14 +118,13 @@ static char *load_text(const char *text, ModelSet **ret)
     const char *paths[] = {path};
     *ret = NULL;
     int rc = model_load_files(paths, 1, ret, &d);
-    cr_assert_eq(rc < 0, d.count > 0, "rc %d with %zu diagnostics", rc, d.count);
+    cr_assert_eq(rc<0, d.count> 0, "rc %d with %zu diagnostics", rc, d.count);
     cr_assert_eq(rc < 0, *ret == NULL, "rc %d but set %p", rc, (void *)*ret);
     StrBuf sb = {0};
     strbuf_append(&sb, "");
     for (size_t i = 0; i < d.count; i++) {
         cr_assert_str_eq(d.items[i].file, path);
-        strbuf_appendf(&sb, "%d:%d: %s\n", d.items[i].line, d.items[i].column,
-                       d.items[i].message);
+        strbuf_appendf(&sb, "%d:%d: %s\n", d.items[i].line, d.items[i].column, d.items[i].message);
     }
     diag_done(&d);
     free(path);
@@ -384,11 +383,10 @@ Test(model, numeric_kinds)
         ColumnKind kind;
         bool numeric;
     } cases[] = {
-        {COL_TEXT, false},    {COL_SMALLINT, true},   {COL_INTEGER, true},
-        {COL_BIGINT, true},   {COL_NUMERIC, true},    {COL_REAL, true},
-        {COL_DOUBLE, true},   {COL_BOOLEAN, false},   {COL_TIMESTAMPTZ, false},
-        {COL_TIMESTAMP, false}, {COL_DATE, false},    {COL_UUID, false},
-        {COL_JSONB, false},   {COL_VARCHAR, false},
+        {COL_TEXT, false},        {COL_SMALLINT, true},   {COL_INTEGER, true}, {COL_BIGINT, true},
+        {COL_NUMERIC, true},      {COL_REAL, true},       {COL_DOUBLE, true},  {COL_BOOLEAN, false},
+        {COL_TIMESTAMPTZ, false}, {COL_TIMESTAMP, false}, {COL_DATE, false},   {COL_UUID, false},
+        {COL_JSONB, false},       {COL_VARCHAR, false},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
         cr_expect_eq(column_kind_is_numeric(cases[i].kind), cases[i].numeric, "kind %d",
@@ -527,10 +525,12 @@ static void read_expects(const char *path, const char *dir, Expects *out)
     while (fgets(line, sizeof line, f) != NULL && strncmp(line, "# expect: ", 10) == 0) {
         int l, c, used = 0;
         line[strcspn(line, "\n")] = '\0';
-        cr_assert_eq(sscanf(line + 10, "%d:%d: %n", &l, &c, &used), 2, "bad line in %s: %s",
-                     path, line);
+        cr_assert_eq(sscanf(line + 10, "%d:%d: %n", &l, &c, &used), 2, "bad line in %s: %s", path,
+                     line);
         out->items = realloc(out->items, (out->count + 1) * sizeof *out->items);
-        out->items[out->count++] = (Expect){.file = strdup(path), .line = l, .column = c,
+        out->items[out->count++] = (Expect){.file = strdup(path),
+                                            .line = l,
+                                            .column = c,
                                             .message = expand_dir(line + 10 + used, dir)};
     }
     fclose(f);
@@ -584,11 +584,10 @@ ParameterizedTest(BadCase *bc, model, bad_fixture_reports_expected_diagnostics)
     cr_expect_eq(rc, -PJ_EINVAL, "%s: rc %d", bc->name, rc);
     cr_expect_gt(ex.count, 0, "%s records no \"# expect:\" line", bc->name);
     for (size_t i = 0; i < ex.count; i++)
-        cr_expect(diag_matches(&d, &ex.items[i]), "%s: expected\n%s:%d:%d: %s\ngot\n%s",
-                  bc->name, ex.items[i].file, ex.items[i].line, ex.items[i].column,
-                  ex.items[i].message, got);
-    cr_expect_eq(d.count, ex.count, "%s: %zu diagnostics for %zu expected:\n%s", bc->name,
-                 d.count, ex.count, got);
+        cr_expect(diag_matches(&d, &ex.items[i]), "%s: expected\n%s:%d:%d: %s\ngot\n%s", bc->name,
+                  ex.items[i].file, ex.items[i].line, ex.items[i].column, ex.items[i].message, got);
+    cr_expect_eq(d.count, ex.count, "%s: %zu diagnostics for %zu expected:\n%s", bc->name, d.count,
+                 ex.count, got);
     for (size_t i = 0; i < ex.count; i++) {
         free(ex.items[i].file);
         free(ex.items[i].message);
@@ -615,27 +614,29 @@ Test(model, bad_fixtures_cover_enough_cases)
 Test(model, reports_errors_of_every_file_in_one_run)
 {
     char *dir = make_dir();
-    free(write_in(dir, "a.yaml", "readmodel: a\ntable: a\nstreams: [s]\nkey: id\n"
-                                 "columns:\n  id: txt\non:\n  e:\n    delete:\n"
-                                 "      where: { idd: $.aggregate_id }\n"));
-    free(write_in(dir, "b.yml", "readmodel: b\ntable: b\nstreams: [s]\nkey: id\n"
-                                "columns: { id: text }\non:\n  e:\n"
-                                "    delete: { where: { id: $.nope } }\n"));
+    free(write_in(dir, "a.yaml",
+                  "readmodel: a\ntable: a\nstreams: [s]\nkey: id\n"
+                  "columns:\n  id: txt\non:\n  e:\n    delete:\n"
+                  "      where: { idd: $.aggregate_id }\n"));
+    free(write_in(dir, "b.yml",
+                  "readmodel: b\ntable: b\nstreams: [s]\nkey: id\n"
+                  "columns: { id: text }\non:\n  e:\n"
+                  "    delete: { where: { id: $.nope } }\n"));
     free(write_in(dir, "c.txt", "not a read model"));
     Diagnostics d = {0};
     ModelSet *set = NULL;
     cr_expect_eq(model_load_dir(dir, &set, &d), -PJ_EINVAL);
     cr_expect_null(set);
     char *got = diag_text(&d);
-    char *want = xasprintf(
-        "%s/a.yaml:6:7: unknown column type \"txt\": expected one of text, varchar(n), "
-        "smallint, integer, bigint, numeric(p,s), real, double precision, boolean, "
-        "timestamptz, timestamp, date, uuid, jsonb\n"
-        "%s/a.yaml:10:16: unknown column \"idd\" in where: the columns are id\n"
-        "%s/b.yml:8:30: unknown event field \"nope\": expected one of type, event_id, "
-        "aggregate_id, aggregate_type, version, occurred_at, payload, metadata, stream, "
-        "entry_id\n",
-        dir, dir, dir);
+    char *want =
+        xasprintf("%s/a.yaml:6:7: unknown column type \"txt\": expected one of text, varchar(n), "
+                  "smallint, integer, bigint, numeric(p,s), real, double precision, boolean, "
+                  "timestamptz, timestamp, date, uuid, jsonb\n"
+                  "%s/a.yaml:10:16: unknown column \"idd\" in where: the columns are id\n"
+                  "%s/b.yml:8:30: unknown event field \"nope\": expected one of type, event_id, "
+                  "aggregate_id, aggregate_type, version, occurred_at, payload, metadata, stream, "
+                  "entry_id\n",
+                  dir, dir, dir);
     cr_expect_str_eq(got, want);
     free(want);
     free(got);
@@ -650,8 +651,7 @@ Test(model, empty_and_missing_folders_are_errors)
     ModelSet *set = NULL;
     cr_expect_eq(model_load_dir(dir, &set, &d), -PJ_EINVAL);
     cr_assert_eq(d.count, 1);
-    cr_expect(strstr(d.items[0].message, "no read-model files") != NULL, "%s",
-              d.items[0].message);
+    cr_expect(strstr(d.items[0].message, "no read-model files") != NULL, "%s", d.items[0].message);
     diag_done(&d);
     char *missing = xasprintf("%s/nope", dir);
     cr_expect_eq(model_load_dir(missing, &set, &d), -PJ_EIO);
@@ -716,12 +716,13 @@ Test(model, lookup_cycle_through_three_models)
 Test(model, lookups_of_one_model_count_once)
 {
     char *dir = make_dir();
-    free(write_in(dir, "a.yaml", "readmodel: a\ntable: a\nstreams: [s]\nkey: id\n"
-                                 "columns:\n  id: text\n  name: text\n  email: text\n"
-                                              "on:\n  e:\n    upsert:\n"
-                                              "      id: $.aggregate_id\n"
-                                              "      name: $.payload.name\n"
-                                              "      email: $.payload.email\n"));
+    free(write_in(dir, "a.yaml",
+                  "readmodel: a\ntable: a\nstreams: [s]\nkey: id\n"
+                  "columns:\n  id: text\n  name: text\n  email: text\n"
+                  "on:\n  e:\n    upsert:\n"
+                  "      id: $.aggregate_id\n"
+                  "      name: $.payload.name\n"
+                  "      email: $.payload.email\n"));
     free(write_in(dir, "b.yaml",
                   "readmodel: b\ntable: app.b\nstreams: [s]\nkey: id\ncolumns:\n  id: text\n"
                   "  n: { type: text, nullable: true }\n  m: { type: text, nullable: true }\n"
