@@ -21,7 +21,7 @@ typedef enum {
 } ParamRole;
 
 typedef struct ParamSource {
-    const Expr *expr;   /* borrowed from the model */
+    const Expr *expr; /* borrowed from the model */
     ParamRole role;
     const char *column; /* the column the value is for (borrowed, for messages) */
     const char *target; /* PARAM_LOOKUP_WHERE: the column the lookup fills */
@@ -60,8 +60,8 @@ static size_t plan_add_param(Compiler *c, const Expr *e, ParamRole role, const c
                              const char *target)
 {
     xgrow((void **)&c->params, &c->cap, c->nparams + 1, sizeof *c->params);
-    c->params[c->nparams] = (ParamSource){
-        .expr = e, .role = role, .column = column, .target = target};
+    c->params[c->nparams] =
+        (ParamSource){.expr = e, .role = role, .column = column, .target = target};
     return ++c->nparams;
 }
 
@@ -299,8 +299,9 @@ static int plan_check_action(const Model *m, const Handler *h, size_t ai, PjErro
         break;
     }
     if (!ok)
-        return pj_error_set(err, PJ_EINVAL, "action %zu for \"%s\" of read model \"%s\" is malformed",
-                            ai + 1, h->event_type, m->name);
+        return pj_error_set(err, PJ_EINVAL,
+                            "action %zu for \"%s\" of read model \"%s\" is malformed", ai + 1,
+                            h->event_type, m->name);
     return 0;
 }
 
@@ -409,7 +410,8 @@ static int bind_null_error(const ApplierPlan *p, const StatementInfo *info, cons
                             "where column \"%s\" of the lookup for \"%s\" in action %zu for "
                             "\"%s\" is null (%s)",
                             ps->column, ps->target, info->action + 1, type, text);
-    return pj_error_set(err, PJ_EPERMANENT, "%s column \"%s\" of action %zu for \"%s\" is null (%s)",
+    return pj_error_set(err, PJ_EPERMANENT,
+                        "%s column \"%s\" of action %zu for \"%s\" is null (%s)",
                         bind_role_name(ps->role), ps->column, info->action + 1, type, text);
 }
 
@@ -428,8 +430,8 @@ static bool bind_null_allowed(ParamRole role)
 }
 
 /* Evaluates every parameter of statement si. On error frees what it made. */
-static int bind_statement(const ApplierPlan *p, size_t si, const json_t *event,
-                          BoundStatement *ret, PjError *err)
+static int bind_statement(const ApplierPlan *p, size_t si, const json_t *event, BoundStatement *ret,
+                          PjError *err)
 {
     const StatementInfo *info = &p->infos[si];
     size_t n = (size_t)p->statements[si].nparams;
@@ -446,8 +448,7 @@ static int bind_statement(const ApplierPlan *p, size_t si, const json_t *event,
             char prefix[128];
             snprintf(prefix, sizeof prefix, "column \"%s\"", column);
             r = bind_prefix_error(err, prefix);
-        }
-        else if (v.kind == VAL_NULL && !bind_null_allowed(ps->role))
+        } else if (v.kind == VAL_NULL && !bind_null_allowed(ps->role))
             r = bind_null_error(p, info, ps, err);
         else
             params[i] = value_to_param(&v);

@@ -152,8 +152,7 @@ int tables_describe(PGconn *conn, const Model *m, LiveTable *ret, PjError *err)
                      err);
     if (r < 0)
         goto out;
-    r = tables_query(conn, tables_sql_key, 1, params, "read the primary key of a table", &key,
-                     err);
+    r = tables_query(conn, tables_sql_key, 1, params, "read the primary key of a table", &key, err);
     if (r < 0)
         goto out;
     t.exists = true;
