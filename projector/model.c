@@ -654,6 +654,10 @@ int model_load_files(const char *const *paths, size_t npaths, ModelSet **ret, Di
     ModelLoad l = {.diag = diag};
     size_t first_diag = diag->count;
     bool io_failed = false;
+    if (npaths == 0) {
+        diag_add(diag, NULL, 0, 0, "no read-model files to load");
+        return -PJ_EINVAL;
+    }
     for (size_t i = 0; i < npaths; i++)
         if (load_file(&l, paths[i]) == -PJ_EIO)
             io_failed = true;

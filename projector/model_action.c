@@ -92,9 +92,13 @@ static const Expr *bare_array_path(const Expr *e)
     }
 }
 
-/* The position of the scalar's first character of text: one past an opening quote. */
+/* The position of the scalar's first character of text: one past an opening quote; 0
+ * (unknown) for block scalars (| and >), whose text starts on a later line. */
 static int scalar_text_column(const YamlNode *n)
 {
+    yaml_scalar_style_t style = n->data.scalar.style;
+    if (style == YAML_LITERAL_SCALAR_STYLE || style == YAML_FOLDED_SCALAR_STYLE)
+        return 0;
     return yamlsrc_column(n) + (yamlsrc_scalar_quoted(n) ? 1 : 0);
 }
 
@@ -103,7 +107,7 @@ static void report_parse_error(ModelFile *f, const YamlNode *n, const PjError *e
 {
     if (line <= 0 || column <= 0) {
         line = yamlsrc_line(n);
-        column = scalar_text_column(n);
+        column = yamlsrc_column(n);
     }
     model_error_at(f, line, column, "%s", err->message);
 }
@@ -121,7 +125,7 @@ static Expr *parse_expression(ModelFile *f, const YamlNode *n, const Column *c)
     const Expr *arr = bare_array_path(e);
     if (arr != NULL && !(arr == e && c->kind == COL_JSONB)) {
         model_error_at(f, arr->line > 0 ? arr->line : yamlsrc_line(n),
-                       arr->column > 0 ? arr->column : scalar_text_column(n),
+                       arr->column > 0 ? arr->column : yamlsrc_column(n),
                        "path \"%s\" collects an array: use it inside sum() or length(), or "
                        "as the whole value of a jsonb column",
                        arr->text);
@@ -613,9 +617,9 @@ static void resolve_lookup(ModelLoad *l, ModelPendingLookup *p)
     int col = model_find_column(src_model, dot + 1);
     if (col < 0 && src_model->ncolumns > 0) {
         char *context = xasprintf("lookup of table \"%s\"", table);
-        model_error_unknown_column(&f, yamlsrc_line(p->ref),
-                                   scalar_text_column(p->ref) + (int)(dot - text) + 1, src_model,
-                                   dot + 1, context);
+        int at = scalar_text_column(p->ref);
+        at = at > 0 ? at + (int)(dot - text) + 1 : yamlsrc_column(p->ref);
+        model_error_unknown_column(&f, yamlsrc_line(p->ref), at, src_model, dot + 1, context);
         free(context);
     }
     free(table);

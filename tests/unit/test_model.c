@@ -659,6 +659,9 @@ Test(model, empty_and_missing_folders_are_errors)
     cr_expect_null(set);
     free(missing);
     diag_done(&d);
+    cr_expect_eq(model_load_files(NULL, 0, &set, &d), -PJ_EINVAL);
+    cr_expect_eq(d.count, 1);
+    diag_done(&d);
     remove_dir(dir);
 }
 
@@ -797,6 +800,10 @@ Test(model, inline_cases)
          "  e:\n    upsert:\n      id: $.aggregate_id\n      n: 1 + $.payload.items[*].qty\n",
          "10:14: path \"$.payload.items[*].qty\" collects an array: use it inside sum() or "
          "length(), or as the whole value of a jsonb column\n"},
+        {"readmodel: t\ntable: t\nstreams: s\nkey: id\ncolumns: { id: text }\non:\n"
+         "  e:\n    delete:\n      where: { id: $.aggregate_id }\n      when: |\n"
+         "        $.payload.a == 1 and\n        $.payload.b ==\n",
+         "10:13: unexpected end of input: expected a path, literal, function call or '('\n"},
         {"- just\n- a list\n", "1:1: invalid read-model file: expected a mapping, found a "
                                "sequence\n"},
         {"readmodel: t\ntable: t\nstreams: s\nkey: id\ncolumns: { id: text }\non:\n"
