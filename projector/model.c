@@ -1,7 +1,7 @@
 /* model.c - readmodels/ YAML files -> ModelSet: files, top-level keys, name, table, streams,
  * then the checks across files (duplicate names and tables, lookup cycles), and the
- * lookups on a loaded set. Columns, key, version and indexes live in model_column.c, the
- * `on:` section in model_action.c; the helpers below are shared with both.
+ * model_find_* helpers on a loaded set. Columns, key, version and indexes live in
+ * model_column.c, the `on:` section in model_action.c; the helpers below serve all three.
  *
  * Every problem becomes one "file:line:column: message" diagnostic and loading carries on,
  * so one run reports every error of every file; a ModelSet is returned only when none.
@@ -56,8 +56,9 @@ ModelFile model_file_of(ModelLoad *l, size_t i)
 /* In a flow collection a plain scalar ends at the first ',', so `{type: numeric(12,2)}` or
  * `{name: concat($.a, $.b)}` reaches us as "numeric(12" followed by a key "2)" with a null
  * value. The contract's own examples are written that way, so a plain scalar that stops
- * at a ',' with a '(' still open is read again from the source, up to the balancing ')'.
- * The entries its text swallowed are then skipped. */
+ * at a ',' with a '(' still open is read again from the source, through the balancing ')'
+ * to the ',', '}' or ']' that really ends it. The entries its text swallowed are then
+ * skipped. (YAML still rejects '[', ']', '{' and '}' in such a scalar: those need quotes.) */
 
 /* Byte offset of libyaml's character index (it counts code points, after any BOM). */
 static size_t char_to_byte(const char *text, size_t len, size_t index)
@@ -142,10 +143,12 @@ const char *model_text(ModelFile *f, const YamlNode *n)
 static bool entry_swallowed(const ModelFile *f, const YamlNode *map, size_t i)
 {
     const YamlNode *key = yamlsrc_map_key(f->src, map, i);
-    size_t at = char_to_byte(f->text != NULL ? f->text : "", f->len, key->start_mark.index);
     for (size_t j = 0; j < i; j++) {
         size_t from, to;
-        if (flow_span(f, yamlsrc_map_value(f->src, map, j), &from, &to) && at > from && at < to)
+        if (!flow_span(f, yamlsrc_map_value(f->src, map, j), &from, &to))
+            continue;
+        size_t at = char_to_byte(f->text, f->len, key->start_mark.index);
+        if (at > from && at < to)
             return true;
     }
     return false;
