@@ -3,8 +3,9 @@
  * default, the key, the version column and the indexes; plus the literal rules shared with
  * the values of actions.
  *
- * Invariant: a column whose type failed keeps sql_type NULL and is still added, so later
- * references to it do not report it as unknown; checks that need its type skip it.
+ * Invariant: a column with any error in its declaration keeps sql_type NULL and is still
+ * added, so later references to it do not report it as unknown; checks that would only
+ * repeat its error (type rules, required upsert columns) skip it.
  */
 #include <stdlib.h>
 #include <string.h>
