@@ -23,13 +23,15 @@ pj_pid_alive() {
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
 }
 
-# pj_redis_start DIR PORT: redis-server in the background, data and log in DIR.
+# pj_redis_start DIR PORT [OPTION...]: redis-server in the background, data and log in
+# DIR, nothing persisted unless an OPTION (--appendonly yes) says otherwise.
 pj_redis_start() {
     local dir=$1 port=$2 i
+    shift 2
     mkdir -p "$dir"
     redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
         --databases 256 --dir "$dir" --daemonize yes --pidfile "$dir/redis.pid" \
-        --logfile "$dir/redis.log" >/dev/null || { pj_say "could not start redis-server"; return 1; }
+        --logfile "$dir/redis.log" "$@" >/dev/null || { pj_say "could not start redis-server"; return 1; }
     for i in $(seq 100); do
         [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && return 0
         sleep 0.1
@@ -76,7 +78,7 @@ pj_pg_start() {
     local home=$1 port=$2 sock=${3-$1}
     pj_pg_prepare "$home" || return 1
     pj_as_pg "$PJ_PGBIN/pg_ctl" -D "$home/data" -l "$home/postgres.log" -w -t 60 \
-        -o "-p $port -k '$sock' -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=400" \
+        -o "-p $port -k '$sock' -c listen_addresses=127.0.0.1 -c TimeZone=UTC -c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=400" \
         start >/dev/null || {
         pj_say "could not start PostgreSQL on port $port (log: $home/postgres.log)"
         tail -n 20 "$home/postgres.log" 2>/dev/null
