@@ -33,7 +33,10 @@ TOTAL_FAILED=0
 # ---- servers ----
 
 TMP=""
+SUITE_PID=""
 cleanup() {
+    # timeout passes the signal on to the suite, which takes its workers with it.
+    [ -n "$SUITE_PID" ] && kill -TERM "$SUITE_PID" 2>/dev/null && wait "$SUITE_PID" 2>/dev/null
     [ -n "$TMP" ] || return
     pj_redis_stop "$TMP/redis"
     pj_pg_stop "$TMP/pg"
@@ -81,8 +84,12 @@ run_suite() {
     local bin=$1 log rc tested passing crashing failing synth
     shift
     log="$TMP/$(echo "$bin" | tr / _).log"
-    env "$@" timeout -k 10 "$SUITE_TIMEOUT_S" "$bin" --jobs 2 >"$log" 2>&1 </dev/null
+    # In the background, so that a signal to this script is handled at once (wait returns).
+    env "$@" timeout -k 10 "$SUITE_TIMEOUT_S" "$bin" --jobs 2 >"$log" 2>&1 </dev/null &
+    SUITE_PID=$!
+    wait "$SUITE_PID"
     rc=$?
+    SUITE_PID=""
     synth=$(grep -a 'Synthesis:' "$log" | tail -n 1 | sed 's/\x1b\[[0-9;]*m//g')
     tested=$(sed -n 's/.*Tested: \([0-9]*\).*/\1/p' <<<"$synth")
     passing=$(sed -n 's/.*Passing: \([0-9]*\).*/\1/p' <<<"$synth")
