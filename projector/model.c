@@ -379,10 +379,25 @@ static void parse_start(ModelFile *f, const YamlNode *n)
         model_error(f, n, "invalid value \"%s\" for \"start\": expected beginning or end", text);
 }
 
+static void parse_on_error(ModelFile *f, const YamlNode *n)
+{
+    const char *text = model_scalar(f, n, "on_error", "dead_letter or stop");
+    if (text == NULL)
+        return;
+    if (strcmp(text, "dead_letter") == 0)
+        f->m->on_error = ON_ERROR_DEAD_LETTER;
+    else if (strcmp(text, "stop") == 0)
+        f->m->on_error = ON_ERROR_STOP;
+    else
+        model_error(f, n, "invalid value \"%s\" for \"on_error\": expected dead_letter or stop",
+                    text);
+}
+
 /* ---------------------------------------------------------------- one file */
 
-static const char *const top_keys[] = {"readmodel", "table",   "streams", "start", "key",
-                                       "version",   "columns", "indexes", "on",    "description"};
+static const char *const top_keys[] = {"readmodel", "table",   "streams", "start",
+                                       "key",       "version", "columns", "indexes",
+                                       "on",        "on_error", "description"};
 static const char *const required_keys[] = {"readmodel", "table",   "streams",
                                             "key",       "columns", "on"};
 
@@ -404,6 +419,8 @@ static void load_root(ModelFile *f, const YamlNode *root, ModelMeta *meta)
         parse_streams(f, n);
     if ((n = yamlsrc_map_get(src, root, "start")) != NULL)
         parse_start(f, n);
+    if ((n = yamlsrc_map_get(src, root, "on_error")) != NULL)
+        parse_on_error(f, n);
     if ((n = yamlsrc_map_get(src, root, "columns")) != NULL)
         model_parse_columns(f, n);
     if ((n = yamlsrc_map_get(src, root, "key")) != NULL)

@@ -87,6 +87,12 @@ typedef struct Handler {
 
 typedef enum { START_BEGINNING, START_END } StartPos;
 
+/* What a worker does with an event that cannot be applied. */
+typedef enum {
+    ON_ERROR_DEAD_LETTER, /* dead-letter it and go on (the default) */
+    ON_ERROR_STOP         /* stop the read model at it until an operator acts */
+} OnError;
+
 typedef struct Index {
     size_t *columns;
     size_t ncolumns;
@@ -101,6 +107,7 @@ typedef struct Model {
     char **streams;
     size_t nstreams;
     StartPos start;
+    OnError on_error;
     size_t *key; /* column indices, in declaration order of `key:` */
     size_t nkey;
     int version_column; /* column index, or -1 */

@@ -26,7 +26,13 @@
 #define SAMPLE_EVERY_MS 250
 #define LOOKUP_WAIT_SLICE_MS 1000
 
-typedef enum { ITEM_ACK_ONLY, ITEM_APPLY, ITEM_SKIP, ITEM_DEAD } ItemKind;
+typedef enum {
+    ITEM_ACK_ONLY, /* at or below the checkpoint: settled before, acknowledge only */
+    ITEM_APPLY,
+    ITEM_SKIP, /* type not handled */
+    ITEM_DEAD, /* dead-lettered in this transaction */
+    ITEM_HOLD  /* on_error: stop - at or after a bad event: not settled, not acknowledged */
+} ItemKind;
 
 /* One entry of the batch and what this read model does with it. */
 typedef struct Item {
@@ -59,6 +65,7 @@ struct Worker {
     int64_t next_sample_ms;
     int64_t next_stats_ms;
     uint64_t stat_applied, stat_skipped, stat_dead;
+    char *stop_reason; /* on_error: stop - why the read model stopped */
 };
 
 /* ---- small helpers ---- */
@@ -270,7 +277,7 @@ static bool batch_max(const Worker *w, size_t s, StreamId *ret)
     bool any = false;
     for (size_t i = 0; i < w->nitems; i++) {
         const Item *it = &w->items[i];
-        if (it->entry->stream != s || it->kind == ITEM_ACK_ONLY)
+        if (it->entry->stream != s || it->kind == ITEM_ACK_ONLY || it->kind == ITEM_HOLD)
             continue;
         if (!any || stream_id_cmp(it->entry->id, *ret) > 0)
             *ret = it->entry->id;
@@ -359,6 +366,30 @@ static uint64_t count_kind(const Worker *w, size_t s, ItemKind kind)
     return n;
 }
 
+/* on_error: stop. The read model stops at the bad event: it and every later entry of its
+ * stream in the batch stay unsettled and unacknowledged (re-read after a restart); the
+ * entries before it, and those of other streams, are still applied. */
+static void hold_from(Worker *w, size_t bad)
+{
+    const Item *it = &w->items[bad];
+    size_t s = it->entry->stream;
+    if (w->stop_reason == NULL)
+        w->stop_reason = xasprintf("cannot apply entry %s of stream \"%s\": %s", it->entry->id_text,
+                                   w->m->streams[s], it->error != NULL ? it->error : "unknown error");
+    for (size_t i = bad; i < w->nitems; i++)
+        if (w->items[i].entry->stream == s && w->items[i].kind != ITEM_ACK_ONLY)
+            w->items[i].kind = ITEM_HOLD;
+}
+
+static void hold_dead_items(Worker *w)
+{
+    if (w->m->on_error != ON_ERROR_STOP)
+        return;
+    for (size_t i = 0; i < w->nitems; i++)
+        if (w->items[i].kind == ITEM_DEAD)
+            hold_from(w, i);
+}
+
 /* Sends the whole batch and its checkpoints as one pipeline (one transaction). */
 static int run_once(Worker *w, long *failed, PjError *err)
 {
@@ -388,9 +419,13 @@ static int commit_batch(Worker *w, PjError *err)
         if (rc != -PJ_EPERMANENT || failed < 0)
             return rc == -PJ_EPERMANENT ? -PJ_ETRANSIENT : rc; /* bookkeeping failed: retry */
         Item *it = &w->items[failed];
-        log_warn(w->ctx, "could not apply entry %s of stream \"%s\": %s, dead-lettering it",
-                 it->entry->id_text, w->m->streams[it->entry->stream], err->message);
         item_dead(it, err->message, err->sqlstate);
+        if (w->m->on_error == ON_ERROR_STOP) {
+            hold_from(w, (size_t)failed);
+        } else {
+            log_warn(w->ctx, "could not apply entry %s of stream \"%s\": %s, dead-lettering it",
+                     it->entry->id_text, w->m->streams[it->entry->stream], err->message);
+        }
     }
     return pj_error_set(err, PJ_ETRANSIENT, "could not isolate the failing events of a batch");
 }
@@ -402,7 +437,7 @@ static int ack_batch(Worker *w, PjError *err)
     for (size_t s = 0; rc == 0 && s < w->m->nstreams; s++) {
         size_t n = 0;
         for (size_t i = 0; i < w->nitems; i++)
-            if (w->items[i].entry->stream == s)
+            if (w->items[i].entry->stream == s && w->items[i].kind != ITEM_HOLD)
                 ids[n++] = w->items[i].entry->id_text;
         rc = reader_ack(w->reader, w->m->streams[s], w->group, ids, n, err);
     }
@@ -426,7 +461,7 @@ static void publish_commit(Worker *w)
         size_t n = 0;
         for (size_t i = 0; i < w->nitems; i++) {
             const Item *it = &w->items[i];
-            if (it->entry->stream != s || it->kind == ITEM_ACK_ONLY)
+            if (it->entry->stream != s || it->kind == ITEM_ACK_ONLY || it->kind == ITEM_HOLD)
                 continue;
             out[n++] = (EntryOutcome){.id = it->entry->id, .outcome = outcome_of(it->kind),
                                       .error = it->error};
@@ -441,15 +476,22 @@ static void publish_commit(Worker *w)
     free(out);
 }
 
+static bool any_to_settle(const Worker *w)
+{
+    for (size_t i = 0; i < w->nitems; i++)
+        if (w->items[i].kind != ITEM_ACK_ONLY && w->items[i].kind != ITEM_HOLD)
+            return true;
+    return false;
+}
+
 static int process_batch(Worker *w, PjError *err)
 {
     classify_batch(w);
+    hold_dead_items(w);
     int rc = wait_for_lookups(w);
     if (rc == -PJ_ESTOPPED)
         return rc;
-    bool any = false;
-    for (size_t i = 0; i < w->nitems; i++)
-        any = any || w->items[i].kind != ITEM_ACK_ONLY;
+    bool any = any_to_settle(w);
     if (any && (rc = commit_batch(w, err)) < 0)
         return rc;
     rc = ack_batch(w, err);
@@ -535,6 +577,19 @@ static int step(Worker *w, PjError *err)
     return 0;
 }
 
+/* on_error: stop. Nothing more is read until the daemon restarts; the worker stays alive
+ * (and says so) so that /lag and /wait report "stopped" with the reason, not a dead reader. */
+static void stay_stopped(Worker *w)
+{
+    log_error(w->ctx, "%s, stopping this read model (on_error: stop)", w->stop_reason);
+    lag_set_state(w->o.board, w->o.rm, RM_STATE_STOPPED, w->stop_reason);
+    drop_session(w);
+    while (!stopping(w)) {
+        lag_polled(w->o.board, w->o.rm);
+        pause_ms(w, 1000);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     Worker *w = arg;
@@ -552,6 +607,10 @@ static void *worker_main(void *arg)
         int rc = step(w, &err);
         if (rc == -PJ_ESTOPPED)
             break;
+        if (rc == 0 && w->stop_reason != NULL) {
+            stay_stopped(w);
+            break;
+        }
         if (rc < 0) {
             /* Drop both sessions: the next one re-reads what was not acknowledged and
              * reloads the checkpoint, whatever state the failure left behind. */
@@ -605,6 +664,7 @@ Worker *worker_join(Worker *w)
     free(w->checkpoint);
     free(w->cursor);
     free(w->history);
+    free(w->stop_reason);
     free(w);
     return NULL;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "testenv.h"
@@ -418,4 +419,84 @@ Test(daemon, sigkill_mid_drain_loses_and_duplicates_nothing, .timeout = 600)
     env_stop(&killed);
     env_done(&clean);
     env_done(&killed);
+}
+
+/* ---- on_error: stop ---- */
+
+static const char strict_yaml[] = "readmodel: strict\n"
+                                  "table: strict_counts\n"
+                                  "streams: [tally]\n"
+                                  "on_error: stop\n"
+                                  "key: [id]\n"
+                                  "columns:\n"
+                                  "  id: text\n"
+                                  "  n: integer\n"
+                                  "on:\n"
+                                  "  tally.set:\n"
+                                  "    upsert: { id: $.payload.id, n: $.payload.n }\n";
+
+static const char lenient_yaml[] = "readmodel: lenient\n"
+                                   "table: lenient_counts\n"
+                                   "streams: [tally]\n"
+                                   "key: [id]\n"
+                                   "columns:\n"
+                                   "  id: text\n"
+                                   "  n: integer\n"
+                                   "on:\n"
+                                   "  tally.set:\n"
+                                   "    upsert: { id: $.payload.id, n: $.payload.n }\n";
+
+Test(daemon, on_error_stop_holds_the_read_model_at_the_bad_event, .timeout = 120)
+{
+    Env e;
+    char first[48], bad[48], after[48];
+    env_setup(&e, "stop", 100);
+    char *models = xasprintf("%s/models", e.dir);
+    cr_assert_eq(mkdir(models, 0755), 0);
+    free(testenv_write_file(models, "strict.yaml", strict_yaml));
+    free(testenv_write_file(models, "lenient.yaml", lenient_yaml));
+    free(e.config);
+    e.config = testenv_write_config(e.dir, e.redis_url, e.conninfo, e.port, models, 100, 200);
+    publish(&e, "tally", "tally.set", "1", "{\"id\":\"a\",\"n\":1}", first);
+    publish(&e, "tally", "tally.set", "1", "{\"id\":\"b\",\"n\":\"lots\"}", bad);
+    publish(&e, "tally", "tally.set", "1", "{\"id\":\"c\",\"n\":3}", after);
+    env_start(&e);
+
+    /* The lenient read model dead-letters the bad event and goes on. */
+    char *body = NULL, path[256];
+    snprintf(path, sizeof path, "/wait?stream=tally&id=%s&readmodel=lenient&timeout_ms=20000", after);
+    cr_assert_eq(testenv_http_get(e.port, path, &body), 200, "%s", body);
+    free(body);
+    /* The strict one stops at it: /wait answers 503 at once, /lag says why. */
+    body = NULL;
+    for (int i = 0; i < 200; i++) {
+        free(body);
+        body = NULL;
+        snprintf(path, sizeof path, "/wait?stream=tally&id=%s&readmodel=strict&timeout_ms=100", after);
+        if (testenv_http_get(e.port, path, &body) == 503)
+            break;
+    }
+    cr_assert(strstr(body, "stopped") != NULL, "%s", body);
+    free(body);
+    body = NULL;
+    cr_assert_eq(testenv_http_get(e.port, "/lag/strict", &body), 200);
+    cr_assert(strstr(body, "\"state\":\"stopped\"") != NULL, "%s", body);
+    cr_assert(strstr(body, bad) != NULL, "the reason does not name entry %s: %s", bad, body);
+    free(body);
+    char *rows = query(&e, "SELECT string_agg(id || '=' || n, ',' ORDER BY id) FROM strict_counts");
+    cr_assert_str_eq(rows, "a=1");
+    free(rows);
+    rows = query(&e, "SELECT string_agg(id || '=' || n, ',' ORDER BY id) FROM lenient_counts");
+    cr_assert_str_eq(rows, "a=1,c=3");
+    free(rows);
+    char *dead = query(&e, "SELECT readmodel FROM projector.dead_letters");
+    cr_assert_str_eq(dead, "lenient");
+    free(dead);
+    /* Nothing after the bad event was acknowledged for the strict read model. */
+    redisReply *rep = redisCommand(e.redis, "XPENDING tally projector:strict");
+    cr_assert_eq(rep->element[0]->integer, 2);
+    freeReplyObject(rep);
+    env_stop(&e);
+    free(models);
+    env_done(&e);
 }
