@@ -13,10 +13,11 @@
 
 static const char checkpoint_sql[] =
     "INSERT INTO :\"schema\".checkpoints AS c (readmodel, stream, last_id, last_ms, last_seq, "
-    "applied_total) VALUES ($1, $2, $3, $4, $5, $6) "
+    "applied_total, entries_read) VALUES ($1, $2, $3, $4, $5, $6, $7) "
     "ON CONFLICT (readmodel, stream) DO UPDATE SET last_id = EXCLUDED.last_id, "
     "last_ms = EXCLUDED.last_ms, last_seq = EXCLUDED.last_seq, "
-    "applied_total = c.applied_total + EXCLUDED.applied_total, updated_at = now() "
+    "applied_total = c.applied_total + EXCLUDED.applied_total, "
+    "entries_read = EXCLUDED.entries_read, updated_at = now() "
     "WHERE (c.last_ms, c.last_seq) < (EXCLUDED.last_ms, EXCLUDED.last_seq)";
 
 static const char dead_letter_sql[] =
@@ -37,27 +38,41 @@ static int prepare_rendered(Pg *pg, const char *name, const char *sql, const cha
 
 int checkpoint_prepare(Pg *pg, const char *schema, PjError *err)
 {
-    int rc = prepare_rendered(pg, "pj_checkpoint", checkpoint_sql, schema, 6, err);
+    int rc = prepare_rendered(pg, "pj_checkpoint", checkpoint_sql, schema, 7, err);
     if (rc == 0)
         rc = prepare_rendered(pg, "pj_dead_letter", dead_letter_sql, schema, 9, err);
     return rc;
 }
 
-int checkpoint_load(Pg *pg, const char *schema, const Model *m, StreamId *ret, PjError *err)
+/* "123" -> 123, "" (NULL) -> -1 */
+static void fmt_position(int64_t v, char buf[24], const char **ret)
+{
+    snprintf(buf, 24, "%" PRId64, v);
+    *ret = v >= 0 ? buf : NULL;
+}
+
+int checkpoint_load(Pg *pg, const char *schema, const Model *m, StreamId *ret, int64_t *ret_read,
+                    PjError *err)
 {
     char *sql = migrations_render(
-        "SELECT stream, last_id FROM :\"schema\".checkpoints WHERE readmodel = $1", schema);
+        "SELECT stream, last_id, entries_read FROM :\"schema\".checkpoints WHERE readmodel = $1",
+        schema);
     const char *params[] = {m->name};
     PGresult *res;
     int rc = pg_query(pg, sql, 1, params, &res, err);
     free(sql);
     if (rc < 0)
         return rc;
-    for (size_t s = 0; s < m->nstreams; s++)
+    for (size_t s = 0; s < m->nstreams; s++) {
         ret[s] = STREAM_ID_ZERO;
+        if (ret_read != NULL)
+            ret_read[s] = 0;
+    }
     for (int row = 0; row < PQntuples(res); row++) {
         int s = model_find_stream(m, PQgetvalue(res, row, 0));
         StreamId id;
+        if (s >= 0 && ret_read != NULL)
+            ret_read[s] = PQgetisnull(res, row, 2) ? -1 : strtoll(PQgetvalue(res, row, 2), NULL, 10);
         if (s < 0)
             continue; /* a stream the model no longer reads */
         if (stream_id_parse(PQgetvalue(res, row, 1), &id) < 0) {
@@ -72,18 +87,20 @@ int checkpoint_load(Pg *pg, const char *schema, const Model *m, StreamId *ret, P
 }
 
 int checkpoint_init(Pg *pg, const char *schema, const char *readmodel, const char *stream,
-                    StreamId id, PjError *err)
+                    StreamId id, int64_t entries_read, PjError *err)
 {
-    char idt[STREAM_ID_BUFSZ], ms[24], seq[24];
+    char idt[STREAM_ID_BUFSZ], ms[24], seq[24], pos[24];
+    const char *pos_param;
+    fmt_position(entries_read, pos, &pos_param);
     stream_id_format(id, idt);
     snprintf(ms, sizeof ms, "%" PRIu64, id.ms);
     snprintf(seq, sizeof seq, "%" PRIu64, id.seq);
     char *sql = migrations_render(
-        "INSERT INTO :\"schema\".checkpoints (readmodel, stream, last_id, last_ms, last_seq) "
-        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (readmodel, stream) DO NOTHING",
+        "INSERT INTO :\"schema\".checkpoints (readmodel, stream, last_id, last_ms, last_seq, "
+        "entries_read) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (readmodel, stream) DO NOTHING",
         schema);
-    const char *params[] = {readmodel, stream, idt, ms, seq};
-    int rc = pg_query(pg, sql, 5, params, NULL, err);
+    const char *params[] = {readmodel, stream, idt, ms, seq, pos_param};
+    int rc = pg_query(pg, sql, 6, params, NULL, err);
     free(sql);
     return rc;
 }
@@ -111,15 +128,17 @@ int checkpoint_count_dead(Pg *pg, const char *schema, const Model *m, uint64_t *
 }
 
 void checkpoint_send(Pg *pg, const char *readmodel, const char *stream, StreamId id,
-                     uint64_t applied, long tag)
+                     uint64_t applied, int64_t entries_read, long tag)
 {
-    char idt[STREAM_ID_BUFSZ], ms[24], seq[24], n[24];
+    char idt[STREAM_ID_BUFSZ], ms[24], seq[24], n[24], pos[24];
+    const char *pos_param;
+    fmt_position(entries_read, pos, &pos_param);
     stream_id_format(id, idt);
     snprintf(ms, sizeof ms, "%" PRIu64, id.ms);
     snprintf(seq, sizeof seq, "%" PRIu64, id.seq);
     snprintf(n, sizeof n, "%" PRIu64, applied);
-    const char *params[] = {readmodel, stream, idt, ms, seq, n};
-    pg_pipeline_send(pg, "pj_checkpoint", 6, params, tag);
+    const char *params[] = {readmodel, stream, idt, ms, seq, n, pos_param};
+    pg_pipeline_send(pg, "pj_checkpoint", 7, params, tag);
 }
 
 void checkpoint_send_dead_letter(Pg *pg, const DeadLetter *d, long tag)

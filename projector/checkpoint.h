@@ -13,20 +13,23 @@
 /* Prepares the checkpoint and dead-letter statements on this session. */
 int checkpoint_prepare(Pg *pg, const char *schema, PjError *err) PJ_MUSTCHECK;
 
-/* Reads the checkpoint of every stream of m into ret[0..m->nstreams) (0-0 where none). */
-int checkpoint_load(Pg *pg, const char *schema, const Model *m, StreamId *ret,
+/* Reads the checkpoint of every stream of m into ret[0..m->nstreams) (0-0 where none) and,
+ * when ret_read is not NULL, its position as Redis counts entries into ret_read (-1 when
+ * unknown; 0 where there is no checkpoint yet). */
+int checkpoint_load(Pg *pg, const char *schema, const Model *m, StreamId *ret, int64_t *ret_read,
                     PjError *err) PJ_MUSTCHECK;
-/* Writes a first checkpoint unless one exists (a group created at "$" starts there). */
+/* Writes a first checkpoint unless one exists (a group created at "$" starts there);
+ * entries_read is its position (-1 when unknown). */
 int checkpoint_init(Pg *pg, const char *schema, const char *readmodel, const char *stream,
-                    StreamId id, PjError *err) PJ_MUSTCHECK;
+                    StreamId id, int64_t entries_read, PjError *err) PJ_MUSTCHECK;
 /* Dead letters per stream of m into ret[0..m->nstreams). */
 int checkpoint_count_dead(Pg *pg, const char *schema, const Model *m, uint64_t *ret,
                           PjError *err) PJ_MUSTCHECK;
 
-/* Queues "checkpoint of (readmodel, stream) = id, applied_total += applied" into the
- * current pipeline; the row never moves back. */
+/* Queues "checkpoint of (readmodel, stream) = id at position entries_read (-1: unknown),
+ * applied_total += applied" into the current pipeline; the row never moves back. */
 void checkpoint_send(Pg *pg, const char *readmodel, const char *stream, StreamId id,
-                     uint64_t applied, long tag);
+                     uint64_t applied, int64_t entries_read, long tag);
 
 typedef struct DeadLetter {
     const char *readmodel;

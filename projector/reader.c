@@ -135,18 +135,74 @@ static int reply_stream_id(const redisReply *v, StreamId *ret)
     return stream_id_parsen(v->str, v->len, ret);
 }
 
-int reader_last_id(Reader *r, const char *stream, StreamId *ret, PjError *err)
+/* One StreamId field of XINFO STREAM; a field Redis does not send reads as 0-0. */
+static int stream_info_id(Reader *r, const char *stream, const char *field, StreamId *ret,
+                          PjError *err)
 {
     const char *argv[] = {"XINFO", "STREAM", stream};
     redisReply *reply = command(r, err, "read the stream info", 3, argv, NULL);
     if (reply == NULL)
         return -PJ_ETRANSIENT;
     int rc = 0;
+    const redisReply *v = reply->type == REDIS_REPLY_ARRAY ? field_of(reply, field) : NULL;
+    *ret = STREAM_ID_ZERO;
     if (reply->type == REDIS_REPLY_ERROR)
         rc = reply_error(reply, err, "read the stream info");
-    else if (reply_stream_id(field_of(reply, "last-generated-id"), ret) < 0)
+    else if (reply->type != REDIS_REPLY_ARRAY || (v != NULL && reply_stream_id(v, ret) < 0))
         rc = pj_error_set(err, PJ_ETRANSIENT, "unexpected XINFO STREAM reply for \"%s\"", stream);
     freeReplyObject(reply);
+    return rc;
+}
+
+int reader_last_id(Reader *r, const char *stream, StreamId *ret, PjError *err)
+{
+    return stream_info_id(r, stream, "last-generated-id", ret, err);
+}
+
+static bool reply_uint(const redisReply *v, uint64_t *ret)
+{
+    if (v == NULL || v->type != REDIS_REPLY_INTEGER || v->integer < 0)
+        return false;
+    *ret = (uint64_t)v->integer;
+    return true;
+}
+
+static void group_entries_read(const redisReply *groups, const char *group, StreamCounts *c)
+{
+    for (size_t i = 0; groups->type == REDIS_REPLY_ARRAY && i < groups->elements; i++) {
+        const redisReply *name = field_of(groups->element[i], "name");
+        if (name != NULL && name->type == REDIS_REPLY_STRING && strcmp(name->str, group) == 0)
+            c->has_entries_read = reply_uint(field_of(groups->element[i], "entries-read"),
+                                             &c->entries_read);
+    }
+}
+
+int reader_stream_counts(Reader *r, const char *stream, const char *group, StreamCounts *ret,
+                         PjError *err)
+{
+    StreamCounts c = {0};
+    redisReply *info = NULL, *groups = NULL;
+    if (redisAppendCommand(r->ctx, "XINFO STREAM %s", stream) != REDIS_OK ||
+        redisAppendCommand(r->ctx, "XINFO GROUPS %s", stream) != REDIS_OK ||
+        redisGetReply(r->ctx, (void **)&info) != REDIS_OK ||
+        redisGetReply(r->ctx, (void **)&groups) != REDIS_OK) {
+        if (info != NULL)
+            freeReplyObject(info);
+        return context_error(r, err, "read the stream info");
+    }
+    int rc = 0;
+    if (info->type != REDIS_REPLY_ARRAY || !reply_uint(field_of(info, "entries-added"), &c.added) ||
+        !reply_uint(field_of(info, "length"), &c.length))
+        rc = pj_error_set(err, PJ_ETRANSIENT, "unexpected XINFO STREAM reply for \"%s\"", stream);
+    else if (field_of(info, "max-deleted-entry-id") != NULL &&
+             reply_stream_id(field_of(info, "max-deleted-entry-id"), &c.max_deleted) < 0)
+        rc = pj_error_set(err, PJ_ETRANSIENT, "unexpected XINFO STREAM reply for \"%s\"", stream);
+    else
+        group_entries_read(groups, group, &c);
+    freeReplyObject(info);
+    freeReplyObject(groups);
+    if (rc == 0)
+        *ret = c;
     return rc;
 }
 

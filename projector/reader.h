@@ -30,6 +30,18 @@ int reader_ensure_group(Reader *r, const char *stream, const char *group, bool f
                         bool *ret_created, PjError *err) PJ_MUSTCHECK;
 /* The stream's last generated ID (0-0 for an empty stream). */
 int reader_last_id(Reader *r, const char *stream, StreamId *ret, PjError *err) PJ_MUSTCHECK;
+/* What Redis 7 tells about entries that left a stream, for gap detection. */
+typedef struct StreamCounts {
+    StreamId max_deleted;  /* highest ID removed by XDEL (0-0 when none) */
+    uint64_t added;        /* entries ever added */
+    uint64_t length;       /* entries there now */
+    bool has_entries_read; /* Redis knows how many entries the group has read */
+    uint64_t entries_read; /* ... and this is that number */
+} StreamCounts;
+
+/* XINFO STREAM and XINFO GROUPS of one stream for one group, in one round trip. */
+int reader_stream_counts(Reader *r, const char *stream, const char *group, StreamCounts *ret,
+                         PjError *err) PJ_MUSTCHECK;
 /* Takes over every pending entry of the group, from any consumer, for consumer. */
 int reader_claim_all(Reader *r, const char *stream, const char *group, const char *consumer,
                      PjError *err) PJ_MUSTCHECK;

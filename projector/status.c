@@ -30,7 +30,7 @@ static int print_model(Reader *r, Pg *pg, const Config *cfg, const Model *m, FIL
     StreamId *applied = xcalloc(m->nstreams, sizeof *applied);
     uint64_t *dead = xcalloc(m->nstreams, sizeof *dead);
     char *group = xasprintf("projector:%s", m->name);
-    int rc = checkpoint_load(pg, cfg->pg_schema, m, applied, err);
+    int rc = checkpoint_load(pg, cfg->pg_schema, m, applied, NULL, err);
     if (rc == 0)
         rc = checkpoint_count_dead(pg, cfg->pg_schema, m, dead, err);
     for (size_t s = 0; rc == 0 && s < m->nstreams; s++) {

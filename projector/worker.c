@@ -9,6 +9,7 @@
 #include "worker.h"
 
 #include <assert.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,9 @@ struct Worker {
     int64_t next_stats_ms;
     uint64_t stat_applied, stat_skipped, stat_dead;
     char *stop_reason; /* on_error: stop - why the read model stopped */
+    uint64_t gaps;     /* gaps in streams reported since start */
+    int64_t *position;       /* per stream: the checkpoint's entries-read position, -1 unknown */
+    int64_t *batch_position; /* per stream: position of the batch's last entry, -1 unknown */
 };
 
 /* ---- small helpers ---- */
@@ -153,9 +157,13 @@ static int ensure_groups(Worker *w, PjError *err)
             log_info(w->ctx, "created consumer group \"%s\" on stream \"%s\"", w->group, m->streams[s]);
         if (created && m->start == START_END) {
             StreamId last;
+            StreamCounts c;
             rc = reader_last_id(w->reader, m->streams[s], &last, err);
             if (rc == 0)
-                rc = checkpoint_init(w->pg, w->o.cfg->pg_schema, m->name, m->streams[s], last, err);
+                rc = reader_stream_counts(w->reader, m->streams[s], w->group, &c, err);
+            if (rc == 0)
+                rc = checkpoint_init(w->pg, w->o.cfg->pg_schema, m->name, m->streams[s], last,
+                                     (int64_t)c.added, err);
             if (rc < 0)
                 return rc;
         }
@@ -188,7 +196,7 @@ static int open_session(Worker *w, PjError *err)
     if (rc == 0)
         rc = ensure_groups(w, err);
     if (rc == 0)
-        rc = checkpoint_load(w->pg, cfg->pg_schema, w->m, w->checkpoint, err);
+        rc = checkpoint_load(w->pg, cfg->pg_schema, w->m, w->checkpoint, w->position, err);
     if (rc == 0)
         rc = checkpoint_count_dead(w->pg, cfg->pg_schema, w->m, dead, err);
     if (rc == 0) {
@@ -390,6 +398,15 @@ static void hold_dead_items(Worker *w)
             hold_from(w, i);
 }
 
+/* The position the checkpoint of stream s takes with this batch (held entries are a
+ * suffix of the stream's entries in the batch), or -1 when unknown. */
+static int64_t settled_position(const Worker *w, size_t s)
+{
+    if (w->batch_position[s] < 0)
+        return -1;
+    return w->batch_position[s] - (int64_t)count_kind(w, s, ITEM_HOLD);
+}
+
 /* Sends the whole batch and its checkpoints as one pipeline (one transaction). */
 static int run_once(Worker *w, long *failed, PjError *err)
 {
@@ -401,7 +418,8 @@ static int run_once(Worker *w, long *failed, PjError *err)
     for (size_t s = 0; s < w->m->nstreams; s++) {
         StreamId top;
         if (batch_max(w, s, &top))
-            checkpoint_send(w->pg, w->m->name, w->m->streams[s], top, count_kind(w, s, ITEM_APPLY), -1);
+            checkpoint_send(w->pg, w->m->name, w->m->streams[s], top, count_kind(w, s, ITEM_APPLY),
+                            settled_position(w, s), -1);
     }
     return pg_pipeline_run(w->pg, failed, err);
 }
@@ -468,6 +486,7 @@ static void publish_commit(Worker *w)
         }
         assert(stream_id_cmp(top, w->checkpoint[s]) > 0);
         w->checkpoint[s] = top;
+        w->position[s] = settled_position(w, s);
         lag_committed(w->o.board, w->o.rm, s, top, out, n);
         w->stat_applied += count_kind(w, s, ITEM_APPLY);
         w->stat_skipped += count_kind(w, s, ITEM_SKIP);
@@ -484,11 +503,80 @@ static bool any_to_settle(const Worker *w)
     return false;
 }
 
+/* The first entry of stream s in the batch that is above the checkpoint, if any. */
+static bool batch_first_new(const Worker *w, size_t s, StreamId *ret)
+{
+    bool any = false;
+    for (size_t i = 0; i < w->batch.count; i++) {
+        const Entry *e = &w->batch.entries[i];
+        if (e->stream != s || stream_id_cmp(e->id, w->checkpoint[s]) <= 0)
+            continue;
+        if (!any || stream_id_cmp(e->id, *ret) < 0)
+            *ret = e->id;
+        any = true;
+    }
+    return any;
+}
+
+/* How many of this batch's entries of stream s are new deliveries (above the checkpoint). */
+static uint64_t batch_count_new(const Worker *w, size_t s)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < w->batch.count; i++)
+        n += w->batch.entries[i].stream == s &&
+             stream_id_cmp(w->batch.entries[i].id, w->checkpoint[s]) > 0;
+    return n;
+}
+
+static void log_gap(Worker *w, size_t s, StreamId first, uint64_t missing)
+{
+    char a[STREAM_ID_BUFSZ], b[STREAM_ID_BUFSZ], n[32] = "";
+    if (missing > 0)
+        snprintf(n, sizeof n, " (%" PRIu64 " entries)", missing);
+    log_error(w->ctx,
+              "gap in stream \"%s\": entries after %s and before %s were removed before this "
+              "read model read them%s, continuing",
+              w->m->streams[s], stream_id_format(w->checkpoint[s], a), stream_id_format(first, b), n);
+    w->gaps++;
+}
+
+/* Entries removed from a stream (trimmed or deleted) before this read model read them are
+ * lost to it: Redis just delivers the next one. Redis 7 counts a group's position in
+ * entries ever added (entries-read); the checkpoint keeps that position, so a batch whose
+ * first entry stands further on than the checkpoint's next shows the gap, and an XDEL
+ * between the two shows in max-deleted-entry-id. Either is logged loudly with the range. */
+static int check_gaps(Worker *w, PjError *err)
+{
+    for (size_t s = 0; s < w->m->nstreams; s++) {
+        StreamId first;
+        StreamCounts c;
+        w->batch_position[s] = -1;
+        if (w->history[s] || !batch_first_new(w, s, &first))
+            continue;
+        int rc = reader_stream_counts(w->reader, w->m->streams[s], w->group, &c, err);
+        if (rc < 0)
+            return rc;
+        int64_t n_new = (int64_t)batch_count_new(w, s);
+        int64_t before_first = c.has_entries_read ? (int64_t)c.entries_read - n_new : -1;
+        if (before_first >= 0)
+            w->batch_position[s] = (int64_t)c.entries_read;
+        if (before_first >= 0 && w->position[s] >= 0 && before_first > w->position[s])
+            log_gap(w, s, first, (uint64_t)(before_first - w->position[s]));
+        else if (stream_id_cmp(c.max_deleted, w->checkpoint[s]) > 0 &&
+                 stream_id_cmp(c.max_deleted, first) < 0)
+            log_gap(w, s, first, 0);
+    }
+    return 0;
+}
+
 static int process_batch(Worker *w, PjError *err)
 {
+    int rc = check_gaps(w, err);
+    if (rc < 0)
+        return rc;
     classify_batch(w);
     hold_dead_items(w);
-    int rc = wait_for_lookups(w);
+    rc = wait_for_lookups(w);
     if (rc == -PJ_ESTOPPED)
         return rc;
     bool any = any_to_settle(w);
@@ -634,6 +722,8 @@ int worker_start(const WorkerOpts *opts, Worker **ret, PjError *err)
     w->checkpoint = xcalloc(w->m->nstreams, sizeof *w->checkpoint);
     w->cursor = xcalloc(w->m->nstreams, sizeof *w->cursor);
     w->history = xcalloc(w->m->nstreams, sizeof *w->history);
+    w->position = xcalloc(w->m->nstreams, sizeof *w->position);
+    w->batch_position = xcalloc(w->m->nstreams, sizeof *w->batch_position);
     int rc = applier_plan_new(opts->set, opts->rm, &w->plan, err);
     if (rc == 0 && pthread_create(&w->thread, NULL, worker_main, w) != 0)
         rc = pj_error_set(err, PJ_EIO, "could not start the worker thread of \"%s\"", w->m->name);
@@ -643,6 +733,8 @@ int worker_start(const WorkerOpts *opts, Worker **ret, PjError *err)
         free(w->checkpoint);
         free(w->cursor);
         free(w->history);
+        free(w->position);
+        free(w->batch_position);
         free(w);
         return rc;
     }
@@ -664,6 +756,8 @@ Worker *worker_join(Worker *w)
     free(w->checkpoint);
     free(w->cursor);
     free(w->history);
+    free(w->position);
+    free(w->batch_position);
     free(w->stop_reason);
     free(w);
     return NULL;

@@ -500,3 +500,35 @@ Test(daemon, on_error_stop_holds_the_read_model_at_the_bad_event, .timeout = 120
     free(models);
     env_done(&e);
 }
+
+/* ---- a stream trimmed past the checkpoint ---- */
+
+Test(daemon, trimmed_entries_are_reported_as_a_gap, .timeout = 120)
+{
+    Env e;
+    char ids[5][48];
+    env_setup(&e, "gap", 100);
+    for (int i = 0; i < 5; i++) {
+        char payload[96];
+        snprintf(payload, sizeof payload, "{\"customerId\":\"c-%d\",\"name\":\"N%d\"}", i, i);
+        publish(&e, "customers", "customer.registered", "1", payload, ids[i]);
+    }
+    freeReplyObject(redisCommand(e.redis, "XTRIM customers MAXLEN 2"));
+    env_start(&e);
+    wait_applied(&e, "customers", ids[4]);
+    char *rows = query(&e, "SELECT string_agg(id, ',' ORDER BY id) FROM customers");
+    cr_assert_str_eq(rows, "c-3,c-4");
+    free(rows);
+    env_stop(&e);
+    char *log = NULL;
+    PjError err;
+    cr_assert_eq(read_file(e.log, &log, NULL, &err), 0);
+    char expect[256];
+    snprintf(expect, sizeof expect,
+             "gap in stream \"customers\": entries after 0-0 and before %s were removed before "
+             "this read model read them (3 entries)",
+             ids[3]);
+    cr_assert(strstr(log, expect) != NULL, "no \"%s\" in the log", expect);
+    free(log);
+    env_done(&e);
+}
