@@ -99,6 +99,11 @@ run_suite() {
         # No synthesis: the runner itself died (or timed out). Count it as one failure.
         tested=1 passing=0 failing=1 crashing=1
     fi
+    if [ "$rc" -ne 0 ] && [ "$passing" -eq "$tested" ] && [ "$passing" -gt 0 ]; then
+        # Every test passed but the suite did not (a leak reported at exit, a timeout):
+        # count one of its tests as failed so that the last line agrees with the exit code.
+        passing=$((passing - 1))
+    fi
     TOTAL_PASSED=$((TOTAL_PASSED + passing))
     TOTAL_FAILED=$((TOTAL_FAILED + tested - passing))
     SUMMARY+=("$(printf '%-48s %4d tested %4d passed %4d failed %4d crashed  exit %d' \
