@@ -4,22 +4,18 @@
  * Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
  */
 #include <errno.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "config.h"
-#include "http.h"
-#include "lag.h"
+#include "daemon.h"
 #include "log.h"
 #include "migrations.h"
 #include "model.h"
 #include "pg.h"
 #include "status.h"
 #include "tables.h"
-#include "worker.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
@@ -226,146 +222,16 @@ static int cmd_status(const Args *a)
 
 /* ---- run ---- */
 
-typedef struct Daemon {
-    Config *cfg;
-    ModelSet *set;
-    sigset_t signals;
-    atomic_bool stop;
-    LagBoard *board;
-    Http *http;
-    Worker **workers;
-} Daemon;
-
-/* Waits for a signal up to ms; returns the signal, or 0 on timeout. */
-static int wait_signal(Daemon *d, int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    int sig = ms < 0 ? sigwaitinfo(&d->signals, NULL) : sigtimedwait(&d->signals, NULL, &ts);
-    return sig < 0 ? 0 : sig;
-}
-
-static bool is_stop_signal(int sig)
-{
-    return sig == SIGTERM || sig == SIGINT;
-}
-
-/* Connects to PostgreSQL, waiting (and answering SIGTERM) while it is unreachable. */
-static int connect_pg_patiently(Daemon *d, Pg **ret)
-{
-    PjError err;
-    int delay_ms = 250;
-    bool logged = false;
-    while (pg_connect(d->cfg->pg_conninfo, ret, &err) < 0) {
-        if (!logged)
-            log_warn(NULL, "%s, retrying", err.message);
-        logged = true;
-        if (is_stop_signal(wait_signal(d, delay_ms)))
-            return -1;
-        delay_ms = delay_ms * 2 > 10000 ? 10000 : delay_ms * 2;
-    }
-    return 0;
-}
-
-/* Bookkeeping schema, read tables, registry: everything before the first event. */
-static int prepare_database(Daemon *d)
-{
-    Pg *pg = NULL;
-    PjError err;
-    Diagnostics diag = {0};
-    if (connect_pg_patiently(d, &pg) < 0)
-        return EXIT_SUCCESS; /* stopped while waiting */
-    int code = 0;
-    if (migrate_now(d->cfg, pg) < 0) {
-        code = EXIT_RUNTIME;
-    } else if (tables_ensure(pg_conn(pg), d->set, &diag) < 0) {
-        diag_print(&diag, stderr);
-        code = EXIT_USAGE;
-    } else if (migrations_register_models(pg, d->cfg->pg_schema, d->set, &err) < 0) {
-        log_error(NULL, "could not register the read models: %s", err.message);
-        code = EXIT_RUNTIME;
-    }
-    diag_done(&diag);
-    pg_free(pg);
-    return code;
-}
-
-static int start_serving(Daemon *d)
-{
-    PjError err;
-    HttpOptions opts = {
-        .listen = d->cfg->http_listen,
-        .max_connections = (unsigned)d->cfg->http_max_connections,
-        .wait_timeout_default_ms = (unsigned)d->cfg->wait_timeout_ms,
-        .wait_timeout_max_ms = (unsigned)d->cfg->wait_timeout_max_ms,
-    };
-    d->board = lag_board_new(d->set);
-    if (http_start(&opts, d->board, &d->http, &err) < 0) {
-        log_error(NULL, "could not start the HTTP server on \"%s\": %s", d->cfg->http_listen, err.message);
-        return EXIT_RUNTIME;
-    }
-    d->workers = xcalloc(d->set->count, sizeof *d->workers);
-    for (size_t i = 0; i < d->set->count; i++) {
-        WorkerOpts wo = {.cfg = d->cfg, .set = d->set, .rm = i, .board = d->board, .stop = &d->stop};
-        if (worker_start(&wo, &d->workers[i], &err) < 0) {
-            log_error(NULL, "%s", err.message);
-            return EXIT_RUNTIME;
-        }
-    }
-    log_info(NULL, "projecting %zu read model%s, HTTP on %s", d->set->count,
-             d->set->count == 1 ? "" : "s", d->cfg->http_listen);
-    return 0;
-}
-
-static void serve_until_stopped(Daemon *d)
-{
-    for (;;) {
-        int sig = wait_signal(d, -1);
-        if (is_stop_signal(sig)) {
-            log_info(NULL, "received %s, finishing the batches in flight", strsignal(sig));
-            return;
-        }
-        if (sig == SIGHUP)
-            log_warn(NULL, "reloading is not supported yet: restart to apply changes, ignoring SIGHUP");
-    }
-}
-
-/* Stops in dependency order: workers finish their batch, then the HTTP server answers
- * the waiters still pending, then the board goes. */
-static void shutdown_daemon(Daemon *d)
-{
-    atomic_store(&d->stop, true);
-    if (d->board != NULL)
-        lag_shutdown(d->board);
-    for (size_t i = 0; d->workers != NULL && i < d->set->count; i++)
-        d->workers[i] = worker_join(d->workers[i]);
-    free(d->workers);
-    d->http = http_stop(d->http);
-    d->board = lag_board_free(d->board);
-}
-
 static int cmd_run(const Args *a)
 {
-    Daemon d = {0};
-    atomic_init(&d.stop, false);
-    if (load_config(a, false, &d.cfg) < 0 || load_models(d.cfg->readmodels_dir, &d.set) < 0) {
-        config_free(d.cfg);
+    Config *cfg = NULL;
+    ModelSet *set = NULL;
+    if (load_config(a, false, &cfg) < 0 || load_models(cfg->readmodels_dir, &set) < 0) {
+        config_free(cfg);
         return EXIT_USAGE;
     }
-    /* Block the signals before any thread starts, so only sigwait in main sees them. */
-    sigemptyset(&d.signals);
-    sigaddset(&d.signals, SIGTERM);
-    sigaddset(&d.signals, SIGINT);
-    sigaddset(&d.signals, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &d.signals, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    int code = prepare_database(&d);
-    if (code == 0 && (code = start_serving(&d)) == 0)
-        serve_until_stopped(&d);
-    shutdown_daemon(&d);
-    model_set_free(d.set);
-    config_free(d.cfg);
-    log_info(NULL, "exiting");
+    int code = daemon_run(cfg, set); /* takes set */
+    config_free(cfg);
     return code;
 }
 

@@ -120,7 +120,7 @@ Test(daemon, sample_feed_gives_the_expected_rows, .timeout = 120)
     wait_applied(&e, "orders", json_string_value(json_object_get(last, "orders")));
     wait_applied(&e, "customers", json_string_value(json_object_get(last, "customers")));
     json_decref(last);
-    testenv_sql(e.pg, "SET TimeZone = 'UTC'");
+    PQclear(testenv_sql(e.pg, "SET TimeZone = 'UTC'"));
     char *customers = query(&e, "SELECT id, name, email FROM customers ORDER BY id");
     cr_assert_str_eq(customers, "c-1|Alice Martin-Lefebvre|alice@example.com\n"
                                 "c-2|Bob Stone|bob@example.com\n"
@@ -530,5 +530,75 @@ Test(daemon, trimmed_entries_are_reported_as_a_gap, .timeout = 120)
              ids[3]);
     cr_assert(strstr(log, expect) != NULL, "no \"%s\" in the log", expect);
     free(log);
+    env_done(&e);
+}
+
+/* ---- SIGHUP ---- */
+
+static bool log_contains(const Env *e, const char *text)
+{
+    char *log = NULL;
+    PjError err;
+    for (int i = 0; i < 100; i++) {
+        if (read_file(e->log, &log, NULL, &err) == 0) {
+            bool found = strstr(log, text) != NULL;
+            free(log);
+            if (found)
+                return true;
+        }
+        usleep(50000);
+    }
+    return false;
+}
+
+Test(daemon, sighup_reloads_valid_models_and_keeps_the_running_ones_otherwise, .timeout = 120)
+{
+    Env e;
+    char id[48];
+    env_setup(&e, "reload", 100);
+    char *models = xasprintf("%s/models", e.dir);
+    cr_assert_eq(mkdir(models, 0755), 0);
+    free(testenv_write_file(models, "lenient.yaml", lenient_yaml));
+    free(e.config);
+    e.config = testenv_write_config(e.dir, e.redis_url, e.conninfo, e.port, models, 100, 200);
+    env_start(&e);
+    publish(&e, "tally", "tally.set", "1", "{\"id\":\"a\",\"n\":1}", id);
+    wait_applied(&e, "tally", id);
+
+    /* An invalid file: reported, and the running read model goes on. */
+    free(testenv_write_file(models, "broken.yaml", "readmodel: broken\ntable: [x]\n"));
+    cr_assert_eq(kill(e.pid, SIGHUP), 0);
+    cr_assert(log_contains(&e, "cannot reload"), "no refusal in %s", e.log);
+    cr_assert(log_contains(&e, "broken.yaml:2:8:"), "the error has no position in %s", e.log);
+    publish(&e, "tally", "tally.set", "1", "{\"id\":\"b\",\"n\":2}", id);
+    wait_applied(&e, "tally", id);
+
+    /* A valid new read model: it starts, from the beginning of its stream. */
+    char *broken = xasprintf("%s/broken.yaml", models);
+    cr_assert_eq(unlink(broken), 0);
+    free(broken);
+    free(testenv_write_file(models, "strict.yaml", strict_yaml));
+    cr_assert_eq(kill(e.pid, SIGHUP), 0);
+    cr_assert(log_contains(&e, "reloading 2 read models"), "no reload in %s", e.log);
+    char *body = NULL, path[256];
+    snprintf(path, sizeof path, "/wait?stream=tally&id=%s&readmodel=strict&timeout_ms=20000", id);
+    int status = -1;
+    for (int i = 0; i < 100 && status != 200; i++) {
+        free(body);
+        body = NULL;
+        status = testenv_http_get(e.port, path, &body);
+        if (status != 200)
+            usleep(100000);
+    }
+    cr_assert_eq(status, 200, "%s", body ? body : "");
+    free(body);
+    char *rows = query(&e, "SELECT string_agg(id || '=' || n, ',' ORDER BY id) FROM strict_counts");
+    cr_assert_str_eq(rows, "a=1,b=2");
+    free(rows);
+    rows = query(&e, "SELECT string_agg(id || '=' || n, ',' ORDER BY id) FROM lenient_counts");
+    cr_assert_str_eq(rows, "a=1,b=2");
+    free(rows);
+    env_stop(&e);
+    free(models);
     env_done(&e);
 }
