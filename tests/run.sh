@@ -137,7 +137,8 @@ check_whitespace() {
 # ---- main ----
 
 pj_install_packages
-SAN_ENV=(ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1)
+SAN_ENV=(ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+         "LSAN_OPTIONS=suppressions=$ROOT/tests/lsan.supp:print_suppressions=0")
 
 gcc_ok=0 clang_ok=0 asan_ok=0
 build gcc -DCMAKE_C_COMPILER=gcc -DPROJECTOR_WERROR=ON && gcc_ok=1
