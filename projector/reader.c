@@ -177,22 +177,33 @@ static void group_entries_read(const redisReply *groups, const char *group, Stre
     }
 }
 
-int reader_stream_counts(Reader *r, const char *stream, const char *group, StreamCounts *ret,
-                         PjError *err)
+static int append_counts(Reader *r, const char *stream)
+{
+    const char *info[] = {"XINFO", "STREAM", stream};
+    const char *groups[] = {"XINFO", "GROUPS", stream};
+    if (redisAppendCommandArgv(r->ctx, 3, info, NULL) != REDIS_OK ||
+        redisAppendCommandArgv(r->ctx, 3, groups, NULL) != REDIS_OK)
+        return -PJ_ETRANSIENT;
+    return 0;
+}
+
+/* Reads the two replies append_counts asked for. */
+static int read_counts(Reader *r, const char *stream, const char *group, StreamCounts *ret,
+                       PjError *err)
 {
     StreamCounts c = {0};
     redisReply *info = NULL, *groups = NULL;
-    if (redisAppendCommand(r->ctx, "XINFO STREAM %s", stream) != REDIS_OK ||
-        redisAppendCommand(r->ctx, "XINFO GROUPS %s", stream) != REDIS_OK ||
-        redisGetReply(r->ctx, (void **)&info) != REDIS_OK ||
+    if (redisGetReply(r->ctx, (void **)&info) != REDIS_OK ||
         redisGetReply(r->ctx, (void **)&groups) != REDIS_OK) {
         if (info != NULL)
             freeReplyObject(info);
         return context_error(r, err, "read the stream info");
     }
     int rc = 0;
-    if (info->type != REDIS_REPLY_ARRAY || !reply_uint(field_of(info, "entries-added"), &c.added) ||
-        !reply_uint(field_of(info, "length"), &c.length))
+    if (info->type == REDIS_REPLY_ERROR)
+        rc = reply_error(info, err, "read the stream info");
+    else if (info->type != REDIS_REPLY_ARRAY || !reply_uint(field_of(info, "entries-added"), &c.added) ||
+             !reply_uint(field_of(info, "length"), &c.length))
         rc = pj_error_set(err, PJ_ETRANSIENT, "unexpected XINFO STREAM reply for \"%s\"", stream);
     else if (field_of(info, "max-deleted-entry-id") != NULL &&
              reply_stream_id(field_of(info, "max-deleted-entry-id"), &c.max_deleted) < 0)
@@ -204,6 +215,14 @@ int reader_stream_counts(Reader *r, const char *stream, const char *group, Strea
     if (rc == 0)
         *ret = c;
     return rc;
+}
+
+int reader_stream_counts(Reader *r, const char *stream, const char *group, StreamCounts *ret,
+                         PjError *err)
+{
+    if (append_counts(r, stream) < 0)
+        return context_error(r, err, "read the stream info");
+    return read_counts(r, stream, group, ret, err);
 }
 
 int reader_claim_all(Reader *r, const char *stream, const char *group, const char *consumer,
@@ -357,16 +376,13 @@ static int fill_batch(Batch *b, const char *const *streams, size_t nstreams, PjE
     return 0;
 }
 
-int reader_read(Reader *r, const char *group, const char *consumer, const char *const *streams,
-                const char *const *ids, size_t nstreams, int count, int block_ms, Batch *out,
-                PjError *err)
+/* Builds the XREADGROUP arguments; returns argc. argv must hold 9 + 2 * nstreams. */
+static int read_args(const char **argv, const char *group, const char *consumer,
+                     const char *const *streams, const char *const *ids, size_t nstreams,
+                     const char *count_s, const char *block_s)
 {
-    size_t argc = 0, max = 9 + 2 * nstreams;
-    const char **argv = xmalloc(max * sizeof *argv);
-    char count_s[16], block_s[16];
+    int argc = 0;
     bool all_new = true;
-    snprintf(count_s, sizeof count_s, "%d", count);
-    snprintf(block_s, sizeof block_s, "%d", block_ms);
     for (size_t i = 0; i < nstreams; i++)
         all_new = all_new && ids[i] == NULL;
     argv[argc++] = "XREADGROUP";
@@ -384,13 +400,32 @@ int reader_read(Reader *r, const char *group, const char *consumer, const char *
         argv[argc++] = streams[i];
     for (size_t i = 0; i < nstreams; i++)
         argv[argc++] = ids[i] != NULL ? ids[i] : ">";
-    redisReply *reply = command(r, err, "read from Redis", (int)argc, argv, NULL);
+    return argc;
+}
+
+int reader_read(Reader *r, const char *group, const char *consumer, const char *const *streams,
+                const char *const *ids, size_t nstreams, int count, int block_ms, Batch *out,
+                StreamCounts *counts, PjError *err)
+{
+    const char **argv = xmalloc((9 + 2 * nstreams) * sizeof *argv);
+    char count_s[16], block_s[16];
+    snprintf(count_s, sizeof count_s, "%d", count);
+    snprintf(block_s, sizeof block_s, "%d", block_ms);
+    int argc = read_args(argv, group, consumer, streams, ids, nstreams, count_s, block_s);
+    /* The XINFO commands queue behind XREADGROUP on the server, so their answers describe
+     * the streams just after this read, at no extra round trip. */
+    int rc = redisAppendCommandArgv(r->ctx, argc, argv, NULL) == REDIS_OK ? 0 : -PJ_ETRANSIENT;
+    for (size_t i = 0; rc == 0 && counts != NULL && i < nstreams; i++)
+        rc = append_counts(r, streams[i]);
     free(argv);
-    if (reply == NULL) {
-        batch_reset(out);
-        return -PJ_ETRANSIENT;
-    }
-    return reader_parse_batch(reply, streams, nstreams, out, err);
+    redisReply *reply = NULL;
+    batch_reset(out);
+    if (rc < 0 || redisGetReply(r->ctx, (void **)&reply) != REDIS_OK || reply == NULL)
+        return context_error(r, err, "read from Redis");
+    rc = reader_parse_batch(reply, streams, nstreams, out, err);
+    for (size_t i = 0; rc == 0 && counts != NULL && i < nstreams; i++)
+        rc = read_counts(r, streams[i], group, &counts[i], err);
+    return rc;
 }
 
 int reader_parse_batch(redisReply *reply, const char *const *streams, size_t nstreams, Batch *out,

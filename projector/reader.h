@@ -73,10 +73,12 @@ void batch_done(Batch *b);
 
 /* XREADGROUP GROUP group consumer COUNT count [BLOCK block_ms] STREAMS s... ids...
  * ids[i] is NULL for ">" (new entries) or the ID after which to re-read this consumer's
- * pending entries. BLOCK is only sent when every id is ">". Fills *out (reset first). */
+ * pending entries. BLOCK is only sent when every id is ">". Fills *out (reset first).
+ * When counts is not NULL, counts[i] gets stream i's StreamCounts as they stand right
+ * after the read (pipelined behind it: no extra round trip). */
 int reader_read(Reader *r, const char *group, const char *consumer, const char *const *streams,
                 const char *const *ids, size_t nstreams, int count, int block_ms, Batch *out,
-                PjError *err) PJ_MUSTCHECK;
+                StreamCounts *counts, PjError *err) PJ_MUSTCHECK;
 
 /* Checks the shape of an XREADGROUP reply and fills *out (reset first) from it. Takes
  * ownership of reply. A nil reply is an empty batch. Exposed for tests, which feed

@@ -70,6 +70,8 @@ struct Worker {
     uint64_t gaps;     /* gaps in streams reported since start */
     int64_t *position;       /* per stream: the checkpoint's entries-read position, -1 unknown */
     int64_t *batch_position; /* per stream: position of the batch's last entry, -1 unknown */
+    StreamCounts *counts;    /* per stream: as Redis reported them right after the last read */
+    bool counts_valid;
 };
 
 /* ---- small helpers ---- */
@@ -545,17 +547,14 @@ static void log_gap(Worker *w, size_t s, StreamId first, uint64_t missing)
  * entries ever added (entries-read); the checkpoint keeps that position, so a batch whose
  * first entry stands further on than the checkpoint's next shows the gap, and an XDEL
  * between the two shows in max-deleted-entry-id. Either is logged loudly with the range. */
-static int check_gaps(Worker *w, PjError *err)
+static void check_gaps(Worker *w)
 {
     for (size_t s = 0; s < w->m->nstreams; s++) {
         StreamId first;
-        StreamCounts c;
+        const StreamCounts c = w->counts[s];
         w->batch_position[s] = -1;
-        if (w->history[s] || !batch_first_new(w, s, &first))
+        if (!w->counts_valid || !batch_first_new(w, s, &first))
             continue;
-        int rc = reader_stream_counts(w->reader, w->m->streams[s], w->group, &c, err);
-        if (rc < 0)
-            return rc;
         int64_t n_new = (int64_t)batch_count_new(w, s);
         int64_t before_first = c.has_entries_read ? (int64_t)c.entries_read - n_new : -1;
         if (before_first >= 0)
@@ -566,26 +565,24 @@ static int check_gaps(Worker *w, PjError *err)
                  stream_id_cmp(c.max_deleted, first) < 0)
             log_gap(w, s, first, 0);
     }
-    return 0;
 }
 
 static int process_batch(Worker *w, PjError *err)
 {
-    int rc = check_gaps(w, err);
-    if (rc < 0)
-        return rc;
+    check_gaps(w);
     classify_batch(w);
     hold_dead_items(w);
-    rc = wait_for_lookups(w);
+    int rc = wait_for_lookups(w);
     if (rc == -PJ_ESTOPPED)
         return rc;
     bool any = any_to_settle(w);
     if (any && (rc = commit_batch(w, err)) < 0)
         return rc;
-    rc = ack_batch(w, err);
+    /* Committed: the rows are visible, so /wait callers are told now, before the
+     * acknowledgement (if that fails, the entries come back and are skipped). */
     if (any)
-        publish_commit(w); /* committed: report it even if the acknowledgement failed */
-    return rc;
+        publish_commit(w);
+    return ack_batch(w, err);
 }
 
 /* ---- the loop ---- */
@@ -601,8 +598,11 @@ static int read_batch(Worker *w, PjError *err)
         ids[s] = w->history[s] ? w->cursor[s] : NULL;
         in_history = in_history || w->history[s];
     }
+    /* Positions are only meaningful for new deliveries, not for re-read pending entries. */
+    w->counts_valid = !in_history;
     int rc = reader_read(w->reader, w->group, w->o.cfg->consumer, (const char *const *)m->streams, ids,
-                         m->nstreams, w->o.cfg->batch, w->o.cfg->block_ms, &w->batch, err);
+                         m->nstreams, w->o.cfg->batch, w->o.cfg->block_ms, &w->batch,
+                         in_history ? NULL : w->counts, err);
     free(ids);
     if (rc < 0 || !in_history)
         return rc;
@@ -724,6 +724,7 @@ int worker_start(const WorkerOpts *opts, Worker **ret, PjError *err)
     w->history = xcalloc(w->m->nstreams, sizeof *w->history);
     w->position = xcalloc(w->m->nstreams, sizeof *w->position);
     w->batch_position = xcalloc(w->m->nstreams, sizeof *w->batch_position);
+    w->counts = xcalloc(w->m->nstreams, sizeof *w->counts);
     int rc = applier_plan_new(opts->set, opts->rm, &w->plan, err);
     if (rc == 0 && pthread_create(&w->thread, NULL, worker_main, w) != 0)
         rc = pj_error_set(err, PJ_EIO, "could not start the worker thread of \"%s\"", w->m->name);
@@ -735,6 +736,7 @@ int worker_start(const WorkerOpts *opts, Worker **ret, PjError *err)
         free(w->history);
         free(w->position);
         free(w->batch_position);
+        free(w->counts);
         free(w);
         return rc;
     }
@@ -758,6 +760,7 @@ Worker *worker_join(Worker *w)
     free(w->history);
     free(w->position);
     free(w->batch_position);
+    free(w->counts);
     free(w->stop_reason);
     free(w);
     return NULL;
