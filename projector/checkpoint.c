@@ -51,16 +51,25 @@ static void fmt_position(int64_t v, char buf[24], const char **ret)
     *ret = v >= 0 ? buf : NULL;
 }
 
+/* Runs a bookkeeping query whose only parameter is the read model's name. */
+static int query_by_model(Pg *pg, const char *schema, const char *sql_template, const Model *m,
+                          PGresult **ret, PjError *err)
+{
+    char *sql = migrations_render(sql_template, schema);
+    const char *params[] = {m->name};
+    int rc = pg_query(pg, sql, 1, params, ret, err);
+    free(sql);
+    return rc;
+}
+
 int checkpoint_load(Pg *pg, const char *schema, const Model *m, StreamId *ret, int64_t *ret_read,
                     PjError *err)
 {
-    char *sql = migrations_render(
-        "SELECT stream, last_id, entries_read FROM :\"schema\".checkpoints WHERE readmodel = $1",
-        schema);
-    const char *params[] = {m->name};
     PGresult *res;
-    int rc = pg_query(pg, sql, 1, params, &res, err);
-    free(sql);
+    int rc = query_by_model(
+        pg, schema,
+        "SELECT stream, last_id, entries_read FROM :\"schema\".checkpoints WHERE readmodel = $1", m,
+        &res, err);
     if (rc < 0)
         return rc;
     for (size_t s = 0; s < m->nstreams; s++) {
@@ -107,13 +116,11 @@ int checkpoint_init(Pg *pg, const char *schema, const char *readmodel, const cha
 
 int checkpoint_count_dead(Pg *pg, const char *schema, const Model *m, uint64_t *ret, PjError *err)
 {
-    char *sql = migrations_render("SELECT stream, count(*) FROM :\"schema\".dead_letters "
-                                  "WHERE readmodel = $1 GROUP BY stream",
-                                  schema);
-    const char *params[] = {m->name};
     PGresult *res;
-    int rc = pg_query(pg, sql, 1, params, &res, err);
-    free(sql);
+    int rc = query_by_model(pg, schema,
+                            "SELECT stream, count(*) FROM :\"schema\".dead_letters "
+                            "WHERE readmodel = $1 GROUP BY stream",
+                            m, &res, err);
     if (rc < 0)
         return rc;
     for (size_t s = 0; s < m->nstreams; s++)

@@ -712,6 +712,25 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* Frees everything a worker owns; its thread has ended or never started. */
+static void worker_free(Worker *w)
+{
+    items_reset(w);
+    free(w->items);
+    bound_done(&w->bound);
+    batch_done(&w->batch);
+    applier_plan_free(w->plan);
+    free(w->group);
+    free(w->checkpoint);
+    free(w->cursor);
+    free(w->history);
+    free(w->position);
+    free(w->batch_position);
+    free(w->counts);
+    free(w->stop_reason);
+    free(w);
+}
+
 int worker_start(const WorkerOpts *opts, Worker **ret, PjError *err)
 {
     Worker *w = xcalloc(1, sizeof *w);
@@ -729,15 +748,7 @@ int worker_start(const WorkerOpts *opts, Worker **ret, PjError *err)
     if (rc == 0 && pthread_create(&w->thread, NULL, worker_main, w) != 0)
         rc = pj_error_set(err, PJ_EIO, "could not start the worker thread of \"%s\"", w->m->name);
     if (rc < 0) {
-        applier_plan_free(w->plan);
-        free(w->group);
-        free(w->checkpoint);
-        free(w->cursor);
-        free(w->history);
-        free(w->position);
-        free(w->batch_position);
-        free(w->counts);
-        free(w);
+        worker_free(w);
         return rc;
     }
     *ret = w;
@@ -749,19 +760,6 @@ Worker *worker_join(Worker *w)
     if (w == NULL)
         return NULL;
     pthread_join(w->thread, NULL);
-    items_reset(w);
-    free(w->items);
-    bound_done(&w->bound);
-    batch_done(&w->batch);
-    applier_plan_free(w->plan);
-    free(w->group);
-    free(w->checkpoint);
-    free(w->cursor);
-    free(w->history);
-    free(w->position);
-    free(w->batch_position);
-    free(w->counts);
-    free(w->stop_reason);
-    free(w);
+    worker_free(w);
     return NULL;
 }
