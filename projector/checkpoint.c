@@ -11,14 +11,9 @@
 
 #include "migrations.h"
 
+/* See migrations/003_advance_checkpoint.sql: fails unless the row is still at $3. */
 static const char checkpoint_sql[] =
-    "INSERT INTO :\"schema\".checkpoints AS c (readmodel, stream, last_id, last_ms, last_seq, "
-    "applied_total, entries_read) VALUES ($1, $2, $3, $4, $5, $6, $7) "
-    "ON CONFLICT (readmodel, stream) DO UPDATE SET last_id = EXCLUDED.last_id, "
-    "last_ms = EXCLUDED.last_ms, last_seq = EXCLUDED.last_seq, "
-    "applied_total = c.applied_total + EXCLUDED.applied_total, "
-    "entries_read = EXCLUDED.entries_read, updated_at = now() "
-    "WHERE (c.last_ms, c.last_seq) < (EXCLUDED.last_ms, EXCLUDED.last_seq)";
+    "SELECT :\"schema\".advance_checkpoint($1, $2, $3, $4, $5, $6)";
 
 static const char dead_letter_sql[] =
     "INSERT INTO :\"schema\".dead_letters AS d (readmodel, stream, entry_id, entry_ms, entry_seq, "
@@ -38,7 +33,7 @@ static int prepare_rendered(Pg *pg, const char *name, const char *sql, const cha
 
 int checkpoint_prepare(Pg *pg, const char *schema, PjError *err)
 {
-    int rc = prepare_rendered(pg, "pj_checkpoint", checkpoint_sql, schema, 7, err);
+    int rc = prepare_rendered(pg, "pj_checkpoint", checkpoint_sql, schema, 6, err);
     if (rc == 0)
         rc = prepare_rendered(pg, "pj_dead_letter", dead_letter_sql, schema, 9, err);
     return rc;
@@ -134,18 +129,17 @@ int checkpoint_count_dead(Pg *pg, const char *schema, const Model *m, uint64_t *
     return 0;
 }
 
-void checkpoint_send(Pg *pg, const char *readmodel, const char *stream, StreamId id,
-                     uint64_t applied, int64_t entries_read, long tag)
+void checkpoint_send(Pg *pg, const char *readmodel, const char *stream, StreamId expected,
+                     StreamId id, uint64_t applied, int64_t entries_read, long tag)
 {
-    char idt[STREAM_ID_BUFSZ], ms[24], seq[24], n[24], pos[24];
+    char was[STREAM_ID_BUFSZ], idt[STREAM_ID_BUFSZ], n[24], pos[24];
     const char *pos_param;
     fmt_position(entries_read, pos, &pos_param);
+    stream_id_format(expected, was);
     stream_id_format(id, idt);
-    snprintf(ms, sizeof ms, "%" PRIu64, id.ms);
-    snprintf(seq, sizeof seq, "%" PRIu64, id.seq);
     snprintf(n, sizeof n, "%" PRIu64, applied);
-    const char *params[] = {readmodel, stream, idt, ms, seq, n, pos_param};
-    pg_pipeline_send(pg, "pj_checkpoint", 7, params, tag);
+    const char *params[] = {readmodel, stream, was, idt, n, pos_param};
+    pg_pipeline_send(pg, "pj_checkpoint", 6, params, tag);
 }
 
 void checkpoint_send_dead_letter(Pg *pg, const DeadLetter *d, long tag)

@@ -26,10 +26,12 @@ int checkpoint_init(Pg *pg, const char *schema, const char *readmodel, const cha
 int checkpoint_count_dead(Pg *pg, const char *schema, const Model *m, uint64_t *ret,
                           PjError *err) PJ_MUSTCHECK;
 
-/* Queues "checkpoint of (readmodel, stream) = id at position entries_read (-1: unknown),
- * applied_total += applied" into the current pipeline; the row never moves back. */
-void checkpoint_send(Pg *pg, const char *readmodel, const char *stream, StreamId id,
-                     uint64_t applied, int64_t entries_read, long tag);
+/* Queues "move the checkpoint of (readmodel, stream) from expected to id, at position
+ * entries_read (-1: unknown), applied_total += applied" into the current pipeline. It locks
+ * the row, and fails with SQLSTATE 40001 (transient: the batch rolls back) unless the row
+ * is still at expected; it never moves back. Send it before the batch's statements. */
+void checkpoint_send(Pg *pg, const char *readmodel, const char *stream, StreamId expected,
+                     StreamId id, uint64_t applied, int64_t entries_read, long tag);
 
 typedef struct DeadLetter {
     const char *readmodel;

@@ -23,7 +23,7 @@
 #include "reader.h"
 
 #define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 30000
+#define BACKOFF_MAX_MS 10000
 #define SAMPLE_EVERY_MS 250
 #define LOOKUP_WAIT_SLICE_MS 1000
 
@@ -185,11 +185,34 @@ static void publish_positions(Worker *w, const uint64_t *dead)
     }
 }
 
+/* One process projects a read model at a time: its worker holds a session advisory lock
+ * for as long as its PostgreSQL session lives. A second daemon stands by (retrying) and
+ * takes over when the first one's session ends, whatever way it ends. */
+static int lock_read_model(Worker *w, PjError *err)
+{
+    char *key = xasprintf("projector:%s.%s", w->o.cfg->pg_schema, w->m->name);
+    const char *params[] = {key};
+    PGresult *res;
+    int rc = pg_query(w->pg, "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", 1, params, &res, err);
+    free(key);
+    if (rc < 0)
+        return rc;
+    bool held = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (!held)
+        return pj_error_set(err, PJ_ETRANSIENT,
+                            "read model \"%s\" is being projected by another process, standing by",
+                            w->m->name);
+    return 0;
+}
+
 static int open_session(Worker *w, PjError *err)
 {
     const Config *cfg = w->o.cfg;
     uint64_t *dead = xcalloc(w->m->nstreams, sizeof *dead);
     int rc = pg_connect(cfg->pg_conninfo, &w->pg, err);
+    if (rc == 0)
+        rc = lock_read_model(w, err);
     if (rc == 0)
         rc = reader_connect(&cfg->redis, cfg->connect_timeout_ms,
                             cfg->block_ms + cfg->connect_timeout_ms + 5000, &w->reader, err);
@@ -409,20 +432,22 @@ static int64_t settled_position(const Worker *w, size_t s)
     return w->batch_position[s] - (int64_t)count_kind(w, s, ITEM_HOLD);
 }
 
-/* Sends the whole batch and its checkpoints as one pipeline (one transaction). */
+/* Sends the whole batch and its checkpoints as one pipeline (one transaction). The
+ * checkpoints go first: their row locks serialise concurrent batches of this read model,
+ * and one that finds a checkpoint moved under it fails before applying anything. */
 static int run_once(Worker *w, long *failed, PjError *err)
 {
     int rc = pg_pipeline_begin(w->pg, err);
     if (rc < 0)
         return rc;
-    for (size_t i = 0; i < w->nitems; i++)
-        send_item(w, (long)i);
     for (size_t s = 0; s < w->m->nstreams; s++) {
         StreamId top;
         if (batch_max(w, s, &top))
-            checkpoint_send(w->pg, w->m->name, w->m->streams[s], top, count_kind(w, s, ITEM_APPLY),
-                            settled_position(w, s), -1);
+            checkpoint_send(w->pg, w->m->name, w->m->streams[s], w->checkpoint[s], top,
+                            count_kind(w, s, ITEM_APPLY), settled_position(w, s), -1);
     }
+    for (size_t i = 0; i < w->nitems; i++)
+        send_item(w, (long)i);
     return pg_pipeline_run(w->pg, failed, err);
 }
 

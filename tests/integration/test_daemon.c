@@ -602,3 +602,50 @@ Test(daemon, sighup_reloads_valid_models_and_keeps_the_running_ones_otherwise, .
     free(models);
     env_done(&e);
 }
+
+/* ---- a second daemon on the same read models ---- */
+
+Test(daemon, a_second_daemon_stands_by_and_takes_over, .timeout = 180)
+{
+    Env a, b;
+    char id[48];
+    env_setup(&a, "standby", 50);
+    /* b: same database and Redis database, its own HTTP port and log */
+    b = a;
+    b.dir = testenv_tmpdir();
+    b.port = testenv_free_port();
+    b.config = testenv_write_config(b.dir, a.redis_url, a.conninfo, b.port,
+                                    PROJECTOR_SOURCE_DIR "/readmodels", 50, 200);
+    b.log = xasprintf("%s/projector.log", b.dir);
+    env_start(&a);
+    env_start(&b);
+    publish(&a, "customers", "customer.registered", "1", "{\"customerId\":\"c-1\",\"name\":\"Ada\"}", id);
+    for (int i = 0; i < 400; i++) {
+        char payload[200];
+        snprintf(payload, sizeof payload,
+                 "{\"orderId\":\"o-%d\",\"customerId\":\"c-1\",\"items\":[],"
+                 "\"total\":{\"amount\":\"1.00\",\"currency\":\"EUR\"}}",
+                 i);
+        publish(&a, "orders", "order.placed", "1", payload, id);
+    }
+    char *body = NULL;
+    cr_assert_eq(testenv_http_get(b.port, "/lag/customer_stats", &body), 200);
+    cr_assert(strstr(body, "another process") != NULL, "b is not standing by: %s", body);
+    free(body);
+    cr_assert_eq(testenv_kill(a.pid, SIGKILL), 128 + SIGKILL);
+    a.pid = 0;
+    /* b takes over once a's sessions are gone, and the counters are exact. */
+    char path[160];
+    snprintf(path, sizeof path, "/wait?stream=orders&id=%s&timeout_ms=60000", id);
+    body = NULL;
+    cr_assert_eq(testenv_http_get(b.port, path, &body), 200, "%s (log: %s)", body, b.log);
+    free(body);
+    char *stats = query(&a, "SELECT orders, total_spent FROM customer_stats");
+    cr_assert_str_eq(stats, "400|400.00");
+    free(stats);
+    env_stop(&b);
+    free(b.dir);
+    free(b.config);
+    free(b.log);
+    env_done(&a);
+}
