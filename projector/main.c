@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "dlq.h"
 #include "log.h"
 #include "migrations.h"
 #include "model.h"
@@ -40,6 +41,12 @@ static const char usage_text[] =
     "  migrate          create or upgrade the bookkeeping schema\n"
     "  ddl              print the SQL that creates the read tables\n"
     "  status           print the lag of every read model\n"
+    "  dlq list [--readmodel R]\n"
+    "                   list dead letters, oldest first\n"
+    "  dlq show ID      one dead letter: its raw entry, decoded event and full error\n"
+    "  dlq retry ID | --all [--readmodel R]\n"
+    "                   apply dead letters again through the current read models\n"
+    "  dlq discard ID   delete a dead letter\n"
     "\n"
     "options:\n"
     "  -c, --config FILE  configuration file (default: projector.yaml)\n"
@@ -54,7 +61,14 @@ static int usage_error(const char *fmt, const char *arg)
     return EXIT_USAGE;
 }
 
-/* Returns -1 to continue, or an exit code. Options may come before or after the command. */
+/* Commands whose own options follow the command word (the others take none). */
+static bool command_takes_options(const char *command)
+{
+    return command != NULL && strcmp(command, "dlq") == 0;
+}
+
+/* Returns -1 to continue, or an exit code. Options may come before or after the command;
+ * after a command that takes options, the ones not listed here are the command's. */
 static int parse_args(int argc, char **argv, Args *a)
 {
     static char *rest[256];
@@ -76,7 +90,7 @@ static int parse_args(int argc, char **argv, Args *a)
         } else if (strncmp(s, "--config=", 9) == 0) {
             a->config = s + 9;
             a->config_given = true;
-        } else if (s[0] == '-' && s[1] != '\0') {
+        } else if (s[0] == '-' && s[1] != '\0' && !command_takes_options(a->command)) {
             return usage_error("unrecognized option \"%s\"", s);
         } else if (a->command == NULL) {
             a->command = s;
@@ -220,6 +234,32 @@ static int cmd_status(const Args *a)
     return code;
 }
 
+/* ---- dlq ---- */
+
+static int cmd_dlq(const Args *a)
+{
+    Config *cfg = NULL;
+    ModelSet *set = NULL;
+    DlqArgs da;
+    PjError err;
+    if (dlq_parse_args(a->argc, (const char *const *)a->argv, &da, &err) < 0)
+        return usage_error("%s", err.message);
+    if (load_config(a, false, &cfg) < 0 ||
+        (dlq_needs_models(&da) && load_models(cfg->readmodels_dir, &set) < 0)) {
+        config_free(cfg);
+        return EXIT_USAGE;
+    }
+    int code = EXIT_SUCCESS;
+    if (dlq_run(cfg, set, &da, stdout, &err) < 0) {
+        fflush(stdout);
+        fprintf(stderr, "projector: %s\n", err.message);
+        code = EXIT_RUNTIME;
+    }
+    model_set_free(set);
+    config_free(cfg);
+    return code;
+}
+
 /* ---- run ---- */
 
 static int cmd_run(const Args *a)
@@ -251,5 +291,7 @@ int main(int argc, char **argv)
         return cmd_ddl(&a);
     if (strcmp(a.command, "status") == 0)
         return cmd_status(&a);
+    if (strcmp(a.command, "dlq") == 0)
+        return cmd_dlq(&a);
     return usage_error("unknown command \"%s\"", a.command);
 }
