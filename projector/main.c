@@ -127,6 +127,30 @@ static int load_models(const char *dir, ModelSet **ret)
     return rc;
 }
 
+/* Loads the configuration and, when need_models, the read models. On failure prints the
+ * errors, frees what was loaded and returns -1. */
+static int load_both(const Args *a, bool missing_ok, bool need_models, Config **cfg,
+                     ModelSet **set)
+{
+    *cfg = NULL;
+    *set = NULL;
+    if (load_config(a, missing_ok, cfg) < 0)
+        return -1;
+    if (need_models && load_models((*cfg)->readmodels_dir, set) < 0) {
+        *cfg = config_free(*cfg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Frees what load_both loaded and passes code through. */
+static int done_with(Config *cfg, ModelSet *set, int code)
+{
+    model_set_free(set);
+    config_free(cfg);
+    return code;
+}
+
 /* ---- check ---- */
 
 static bool is_directory(const char *path)
@@ -169,18 +193,14 @@ static int cmd_check(const Args *a)
 
 static int cmd_ddl(const Args *a)
 {
-    Config *cfg = NULL;
-    ModelSet *set = NULL;
-    if (load_config(a, true, &cfg) < 0 || load_models(cfg->readmodels_dir, &set) < 0) {
-        config_free(cfg);
+    Config *cfg;
+    ModelSet *set;
+    if (load_both(a, true, true, &cfg, &set) < 0)
         return EXIT_USAGE;
-    }
     char *sql = tables_ddl_all(set);
     fputs(sql, stdout);
     free(sql);
-    model_set_free(set);
-    config_free(cfg);
-    return EXIT_SUCCESS;
+    return done_with(cfg, set, EXIT_SUCCESS);
 }
 
 static int migrate_now(const Config *cfg, Pg *pg)
@@ -217,62 +237,48 @@ static int cmd_migrate(const Args *a)
 
 static int cmd_status(const Args *a)
 {
-    Config *cfg = NULL;
-    ModelSet *set = NULL;
+    Config *cfg;
+    ModelSet *set;
     PjError err;
-    if (load_config(a, false, &cfg) < 0 || load_models(cfg->readmodels_dir, &set) < 0) {
-        config_free(cfg);
+    if (load_both(a, false, true, &cfg, &set) < 0)
         return EXIT_USAGE;
-    }
-    int code = EXIT_SUCCESS;
     if (status_print(cfg, set, stdout, &err) < 0) {
         fprintf(stderr, "projector: %s\n", err.message);
-        code = EXIT_RUNTIME;
+        return done_with(cfg, set, EXIT_RUNTIME);
     }
-    model_set_free(set);
-    config_free(cfg);
-    return code;
+    return done_with(cfg, set, EXIT_SUCCESS);
 }
 
 /* ---- dlq ---- */
 
 static int cmd_dlq(const Args *a)
 {
-    Config *cfg = NULL;
-    ModelSet *set = NULL;
+    Config *cfg;
+    ModelSet *set;
     DlqArgs da;
     PjError err;
     if (dlq_parse_args(a->argc, (const char *const *)a->argv, &da, &err) < 0)
         return usage_error("%s", err.message);
-    if (load_config(a, false, &cfg) < 0 ||
-        (dlq_needs_models(&da) && load_models(cfg->readmodels_dir, &set) < 0)) {
-        config_free(cfg);
+    if (load_both(a, false, dlq_needs_models(&da), &cfg, &set) < 0)
         return EXIT_USAGE;
-    }
-    int code = EXIT_SUCCESS;
     if (dlq_run(cfg, set, &da, stdout, &err) < 0) {
         fflush(stdout);
         fprintf(stderr, "projector: %s\n", err.message);
-        code = EXIT_RUNTIME;
+        return done_with(cfg, set, EXIT_RUNTIME);
     }
-    model_set_free(set);
-    config_free(cfg);
-    return code;
+    return done_with(cfg, set, EXIT_SUCCESS);
 }
 
 /* ---- run ---- */
 
 static int cmd_run(const Args *a)
 {
-    Config *cfg = NULL;
-    ModelSet *set = NULL;
-    if (load_config(a, false, &cfg) < 0 || load_models(cfg->readmodels_dir, &set) < 0) {
-        config_free(cfg);
+    Config *cfg;
+    ModelSet *set;
+    if (load_both(a, false, true, &cfg, &set) < 0)
         return EXIT_USAGE;
-    }
     int code = daemon_run(cfg, set); /* takes set */
-    config_free(cfg);
-    return code;
+    return done_with(cfg, NULL, code);
 }
 
 int main(int argc, char **argv)
