@@ -967,6 +967,9 @@ long shop_feed_diff(const ShopFeed *f, PGconn *pg, bool final, StrBuf *report)
     int *names = final ? shop_final_names(f) : NULL;
     char *orders_sql = xasprintf(shop_orders_sql, final ? "customer_name" : "'*'");
 
+    /* One snapshot for the checkpoints and the tables: a killed daemon's last transaction
+     * may still commit on the server while they are read. */
+    PQclear(testenv_sql(pg, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
     shop_diff_checkpoints(&d, f, final, n);
     shop_expect_customers(f, n[SHOP_POS_CUSTOMERS], &customers);
     shop_expect_stats(f, n[SHOP_POS_STATS], &stats);
@@ -974,6 +977,7 @@ long shop_feed_diff(const ShopFeed *f, PGconn *pg, bool final, StrBuf *report)
     shop_diff_table(&d, "customers", shop_customers_sql, &customers);
     shop_diff_table(&d, "customer_stats", shop_stats_sql, &stats);
     shop_diff_table(&d, "order_read_model", orders_sql, &orders);
+    PQclear(testenv_sql(pg, "COMMIT"));
     shop_lines_done(&customers);
     shop_lines_done(&stats);
     shop_lines_done(&orders);
