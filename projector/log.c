@@ -38,6 +38,10 @@ void log_write(LogLevel level, const char *ctx, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* One event, one line: server messages carry newlines and tabs of their own. */
+    for (char *p = msg; *p != '\0'; p++)
+        if (*p == '\n' || *p == '\t' || *p == '\r')
+            *p = ' ';
     format_wall_ms(now_wall_ms(), when, sizeof when);
 
     StrBuf line = {0};

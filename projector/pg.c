@@ -35,12 +35,19 @@ bool pg_is_transient_sqlstate(const char *sqlstate)
     return false;
 }
 
-/* libpq messages end with a newline; keep log lines whole. */
+/* libpq messages end with a newline and may hold more, indented with tabs; make them
+ * one line so logs, /lag reasons and dead letters stay one line each. */
 static void chomp(char *s)
 {
-    size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
-        s[--n] = '\0';
+    char *out = s;
+    for (const char *p = s; *p != '\0'; p++) {
+        bool space = *p == '\n' || *p == '\t' || *p == '\r' || *p == ' ';
+        if (!space || (out > s && out[-1] != ' '))
+            *out++ = space ? ' ' : *p;
+    }
+    while (out > s && out[-1] == ' ')
+        out--;
+    *out = '\0';
 }
 
 /* Server notices ("relation already exists, skipping") are not the operator's business. */
