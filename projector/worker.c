@@ -26,6 +26,7 @@
 #define BACKOFF_MAX_MS 10000
 #define SAMPLE_EVERY_MS 250
 #define LOOKUP_WAIT_SLICE_MS 1000
+#define IDLE_PG_CHECK_MS 3000
 
 typedef enum {
     ITEM_ACK_ONLY, /* at or below the checkpoint: settled before, acknowledge only */
@@ -65,6 +66,7 @@ struct Worker {
     bool faulted;
     int64_t next_sample_ms;
     int64_t next_stats_ms;
+    int64_t next_pg_check_ms;
     uint64_t stat_applied, stat_skipped, stat_dead;
     char *stop_reason; /* on_error: stop - why the read model stopped */
     uint64_t gaps;     /* gaps in streams reported since start */
@@ -676,6 +678,17 @@ static void log_stats(Worker *w)
     w->next_stats_ms = now + (int64_t)interval * 1000;
 }
 
+/* An idle read model does not touch PostgreSQL, so it would look healthy through an
+ * outage; a cheap query every few idle seconds keeps its state (and /readyz) honest. */
+static int check_idle_pg(Worker *w, PjError *err)
+{
+    int64_t now = now_monotonic_ms();
+    if (now < w->next_pg_check_ms)
+        return 0;
+    w->next_pg_check_ms = now + IDLE_PG_CHECK_MS;
+    return pg_exec(w->pg, "SELECT 1", err);
+}
+
 /* One step of the loop; returns <0 on a fault that needs a new session. */
 static int step(Worker *w, PjError *err)
 {
@@ -687,7 +700,7 @@ static int step(Worker *w, PjError *err)
         return rc;
     sample_lag(w, w->batch.count == 0);
     log_stats(w);
-    return 0;
+    return w->batch.count == 0 ? check_idle_pg(w, err) : 0;
 }
 
 /* on_error: stop. Nothing more is read until the daemon restarts; the worker stays alive
