@@ -38,7 +38,10 @@ static const ConfigKey config_keys[] = {
     STR_KEY("postgres", "conninfo", pg_conninfo, "host=127.0.0.1 port=5432 dbname=app"),
     STR_KEY("postgres", "schema", pg_schema, "projector"),
     STR_KEY("http", "listen", http_listen, "127.0.0.1:8080"),
+    STR_KEY("http", "token", http_token, ""),
     INT_KEY("http", "max_connections", http_max_connections, "1024", 16, 100000),
+    INT_KEY("http", "max_request_bytes", http_max_request_bytes, "16384", 4096, 1048576),
+    INT_KEY("http", "max_waiters", http_max_waiters, "10000", 1, 1000000),
     INT_KEY("http", "wait_timeout_ms", wait_timeout_ms, "5000", 0, 3600000),
     INT_KEY("http", "wait_timeout_max_ms", wait_timeout_max_ms, "60000", 1, 3600000),
     STR_KEY(NULL, "readmodels", readmodels_dir, "readmodels/"),
@@ -261,6 +264,28 @@ static void set_defaults(Config *cfg)
     diag_done(&ignored);
 }
 
+#define CONFIG_TOKEN_MAX 1024
+
+/* The token travels in an Authorization header: visible ASCII without spaces. The message
+ * never repeats the value, which is a secret. */
+static void check_token(const Config *cfg, const YamlSrc *src, Diagnostics *diag)
+{
+    size_t n = strlen(cfg->http_token);
+    bool ok = n <= CONFIG_TOKEN_MAX;
+    for (size_t i = 0; ok && i < n; i++) {
+        unsigned char ch = (unsigned char)cfg->http_token[i];
+        ok = ch > ' ' && ch < 0x7f;
+    }
+    if (ok)
+        return;
+    YamlNode *h = src != NULL ? yamlsrc_map_get(src, yamlsrc_root(src), "http") : NULL;
+    YamlNode *t = h != NULL ? yamlsrc_map_get(src, h, "token") : NULL;
+    diag_add(diag, cfg->path, t ? yamlsrc_line(t) : 0, t ? yamlsrc_column(t) : 0,
+             "invalid value for \"token\": expected at most %d visible ASCII characters without "
+             "spaces",
+             CONFIG_TOKEN_MAX);
+}
+
 /* Checks relationships between keys and derives the parsed forms. */
 static void finish(Config *cfg, const YamlSrc *src, Diagnostics *diag)
 {
@@ -273,6 +298,7 @@ static void finish(Config *cfg, const YamlSrc *src, Diagnostics *diag)
     }
     if (!sql_ident_is_safe(cfg->pg_schema))
         diag_add(diag, file, 0, 0, "invalid value \"%s\" for \"schema\": expected a lower-case SQL name", cfg->pg_schema);
+    check_token(cfg, src, diag);
     if (cfg->wait_timeout_ms > cfg->wait_timeout_max_ms)
         diag_add(diag, file, 0, 0, "\"wait_timeout_ms\" (%d) is larger than \"wait_timeout_max_ms\" (%d)",
                  cfg->wait_timeout_ms, cfg->wait_timeout_max_ms);

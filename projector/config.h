@@ -28,7 +28,10 @@ typedef struct Config {
     char *pg_conninfo;
     char *pg_schema;
     char *http_listen;
+    char *http_token; /* "" when none is required; never logged */
     int http_max_connections;
+    int http_max_request_bytes;
+    int http_max_waiters;
     int wait_timeout_ms;
     int wait_timeout_max_ms;
     char *readmodels_dir; /* resolved against the config file's folder */

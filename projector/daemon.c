@@ -111,7 +111,10 @@ static int start_serving(Daemon *d)
     PjError err;
     HttpOptions opts = {
         .listen = d->cfg->http_listen,
+        .token = d->cfg->http_token,
         .max_connections = (unsigned)d->cfg->http_max_connections,
+        .max_request_bytes = (unsigned)d->cfg->http_max_request_bytes,
+        .max_waiters = (unsigned)d->cfg->http_max_waiters,
         .wait_timeout_default_ms = (unsigned)d->cfg->wait_timeout_ms,
         .wait_timeout_max_ms = (unsigned)d->cfg->wait_timeout_max_ms,
     };

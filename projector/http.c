@@ -1,10 +1,16 @@
-/* http.c - the HTTP endpoints on libmicrohttpd: routing, query parsing, JSON and text
- * responses, the listening socket, and /wait long-polls as suspended connections.
+/* http.c - the HTTP endpoints on libmicrohttpd: routing, the bearer token, query parsing,
+ * JSON and text responses, the listening socket, and /wait long-polls as suspended
+ * connections.
  *
  * A suspended /wait connection is owned by its waiter in the lag board until the board
  * wakes it (commit, timeout, stop, shutdown); the waiter is freed when the request
  * completes. http_stop answers every waiter before it stops the server, because
  * libmicrohttpd must not be stopped while a connection is still suspended.
+ *
+ * Hostile input is bounded here: libmicrohttpd refuses connections past max_connections
+ * and answers a request line or headers larger than max_request_bytes with 414 or 431;
+ * /wait refuses to suspend more than max_waiters connections. The token is compared in
+ * constant time, wiped when the server stops, and never logged.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,8 +19,10 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +37,11 @@
 #define HTTP_WAIT_DEFAULT_MS 5000 /* when the options leave it at 0 */
 #define HTTP_WAIT_MAX_MS 60000    /* when the options leave it at 0 */
 #define HTTP_LISTEN_BACKLOG 128
+#define HTTP_MAX_CONNECTIONS 1000    /* when the options leave it at 0 */
+#define HTTP_MAX_REQUEST_BYTES 16384 /* when the options leave it at 0 */
+#define HTTP_MAX_WAITERS 10000       /* when the options leave it at 0 */
+#define HTTP_OPEN_PATH "/healthz"    /* the one endpoint the token does not guard */
+#define HTTP_REALM "Bearer realm=\"projector\""
 
 struct Http {
     struct MHD_Daemon *daemon;
@@ -36,16 +49,27 @@ struct Http {
     unsigned port;
     unsigned wait_default_ms;
     unsigned wait_max_ms;
-    pthread_mutex_t mu;  /* guards stopping and active_waits */
+    pthread_mutex_t mu;  /* guards stopping, active_waits and waits_refused */
     pthread_cond_t cond; /* CLOCK_MONOTONIC; active_waits dropped */
     bool stopping;
-    size_t active_waits; /* /wait requests suspended and not yet completed */
+    size_t active_waits;  /* /wait requests suspended and not yet completed */
+    size_t waiters_max;   /* active_waits never goes past it */
+    size_t waits_refused; /* /wait answered 503 because waiters_max were waiting */
+    char *token;          /* NULL when none is required; wiped before it is freed */
+    size_t token_len;
+    atomic_size_t unauthorized; /* requests answered 401 */
 };
 
 /* ---- responses ---- */
 
+/* A response header beyond Content-Type and Cache-Control; name NULL for none. */
+typedef struct HttpHeader {
+    const char *name;
+    const char *value;
+} HttpHeader;
+
 static enum MHD_Result queue_body(struct MHD_Connection *c, unsigned status, char *body,
-                                  const char *content_type, const char *allow)
+                                  const char *content_type, HttpHeader extra)
 {
     struct MHD_Response *resp;
     enum MHD_Result ret;
@@ -57,30 +81,90 @@ static enum MHD_Result queue_body(struct MHD_Connection *c, unsigned status, cha
     }
     (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (allow)
-        (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    if (extra.name)
+        (void)MHD_add_response_header(resp, extra.name, extra.value);
     ret = MHD_queue_response(c, status, resp);
     MHD_destroy_response(resp);
     return ret;
 }
 
 /* Takes the reference to doc. */
-static enum MHD_Result respond_json(struct MHD_Connection *c, unsigned status, json_t *doc)
+static enum MHD_Result respond_json_with(struct MHD_Connection *c, unsigned status, json_t *doc,
+                                         HttpHeader extra)
 {
     char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12));
     char *body = xasprintf("%s\n", text ? text : "{}");
 
     free(text);
     json_decref(doc);
-    return queue_body(c, status, body, "application/json", NULL);
+    return queue_body(c, status, body, "application/json", extra);
 }
 
-static enum MHD_Result respond_error(struct MHD_Connection *c, unsigned status, const char *message)
+static enum MHD_Result respond_json(struct MHD_Connection *c, unsigned status, json_t *doc)
+{
+    return respond_json_with(c, status, doc, (HttpHeader){NULL, NULL});
+}
+
+static enum MHD_Result respond_error_with(struct MHD_Connection *c, unsigned status,
+                                          const char *message, HttpHeader extra)
 {
     json_t *doc = json_object();
 
     json_object_set_new(doc, "error", wait_json_string(message));
-    return respond_json(c, status, doc);
+    return respond_json_with(c, status, doc, extra);
+}
+
+static enum MHD_Result respond_error(struct MHD_Connection *c, unsigned status, const char *message)
+{
+    return respond_error_with(c, status, message, (HttpHeader){NULL, NULL});
+}
+
+/* ---- the bearer token ---- */
+
+/* True when given equals the token, byte for byte and in length. The loop runs over every
+ * byte of given whatever they hold, with no early exit and no branch on the token's bytes
+ * or length (past its end, a mask makes it compare with the token's first byte; the length
+ * difference has already failed it), so the time taken depends on the client's input
+ * alone. Requires token_len > 0. */
+static bool token_equal(const char *given, size_t given_len, const char *token, size_t token_len)
+{
+    volatile unsigned char diff = (unsigned char)(given_len != token_len);
+
+    for (size_t i = 0; i < given_len; i++) {
+        size_t in_token = (size_t)0 - (size_t)(i < token_len); /* all ones, or 0 */
+        diff |= (unsigned char)((unsigned char)given[i] ^ (unsigned char)token[i & in_token]);
+    }
+    return diff == 0;
+}
+
+typedef enum { AUTH_OK, AUTH_MISSING, AUTH_INVALID } HttpAuth;
+
+/* Checks "Authorization: Bearer <token>" (the scheme is case-insensitive, RFC 7235). */
+static HttpAuth check_token(const Http *h, struct MHD_Connection *c)
+{
+    const char *value =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    size_t len;
+
+    if (!value || strncasecmp(value, "Bearer ", 7) != 0)
+        return AUTH_MISSING;
+    value += 7;
+    value += strspn(value, " ");
+    len = strlen(value);
+    while (len > 0 && (value[len - 1] == ' ' || value[len - 1] == '\t'))
+        len--;
+    return token_equal(value, len, h->token, h->token_len) ? AUTH_OK : AUTH_INVALID;
+}
+
+static enum MHD_Result respond_unauthorized(Http *h, struct MHD_Connection *c, HttpAuth auth)
+{
+    HttpHeader challenge = {MHD_HTTP_HEADER_WWW_AUTHENTICATE, HTTP_REALM};
+
+    atomic_fetch_add(&h->unauthorized, 1);
+    if (auth == AUTH_MISSING)
+        return respond_error_with(c, MHD_HTTP_UNAUTHORIZED, "missing bearer token", challenge);
+    challenge.value = HTTP_REALM ", error=\"invalid_token\"";
+    return respond_error_with(c, MHD_HTTP_UNAUTHORIZED, "invalid bearer token", challenge);
 }
 
 /* ---- /wait ---- */
@@ -169,6 +253,13 @@ static enum MHD_Result wait_start(Http *h, struct MHD_Connection *c, void **con_
         (void)lag_wait_free(h->board, w);
         return ret;
     }
+    if (h->active_waits >= h->waiters_max) {
+        h->waits_refused++;
+        pthread_mutex_unlock(&h->mu);
+        (void)lag_wait_free(h->board, w);
+        return respond_error_with(c, MHD_HTTP_SERVICE_UNAVAILABLE, "too many waiters",
+                                  (HttpHeader){MHD_HTTP_HEADER_RETRY_AFTER, "1"});
+    }
     *con_cls = w;
     h->active_waits++;
     MHD_suspend_connection(c);
@@ -242,13 +333,27 @@ static enum MHD_Result serve_readyz(Http *h, struct MHD_Connection *c)
     return respond_json(c, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, doc);
 }
 
+/* The server's own counters ride along in the document metrics_render reads. */
+static json_t *http_counters(Http *h)
+{
+    json_int_t refused, unauthorized = (json_int_t)atomic_load(&h->unauthorized);
+
+    pthread_mutex_lock(&h->mu);
+    refused = (json_int_t)h->waits_refused;
+    pthread_mutex_unlock(&h->mu);
+    return json_pack("{s:I,s:I}", "waits_refused", refused, "unauthorized", unauthorized);
+}
+
 static enum MHD_Result serve_metrics(Http *h, struct MHD_Connection *c)
 {
     json_t *lag = lag_json(h->board, -1);
-    char *text = metrics_render(lag, lag_wait_pending(h->board));
+    char *text;
 
+    json_object_set_new(lag, "http", http_counters(h));
+    text = metrics_render(lag, lag_wait_pending(h->board));
     json_decref(lag);
-    return queue_body(c, MHD_HTTP_OK, text, "text/plain; version=0.0.4; charset=utf-8", NULL);
+    return queue_body(c, MHD_HTTP_OK, text, "text/plain; version=0.0.4; charset=utf-8",
+                      (HttpHeader){NULL, NULL});
 }
 
 static enum MHD_Result serve_not_found(struct MHD_Connection *c, const char *url)
@@ -272,7 +377,8 @@ static enum MHD_Result serve_not_allowed(struct MHD_Connection *c, const char *m
     json_decref(doc);
     message = xasprintf("%s\n", text ? text : "{}");
     free(text);
-    return queue_body(c, MHD_HTTP_METHOD_NOT_ALLOWED, message, "application/json", "GET, HEAD");
+    return queue_body(c, MHD_HTTP_METHOD_NOT_ALLOWED, message, "application/json",
+                      (HttpHeader){MHD_HTTP_HEADER_ALLOW, "GET, HEAD"});
 }
 
 static enum MHD_Result http_handle(void *cls, struct MHD_Connection *c, const char *url,
@@ -286,6 +392,11 @@ static enum MHD_Result http_handle(void *cls, struct MHD_Connection *c, const ch
     (void)upload_data_size;
     if (*con_cls)
         return wait_answer(c, *con_cls); /* a /wait resumed by the board */
+    if (h->token && strcmp(url, HTTP_OPEN_PATH) != 0) {
+        HttpAuth auth = check_token(h, c);
+        if (auth != AUTH_OK)
+            return respond_unauthorized(h, c, auth);
+    }
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
         return serve_not_allowed(c, method);
     if (strcmp(url, "/wait") == 0)
@@ -400,6 +511,33 @@ static int open_listener(const char *address, int *ret_fd, unsigned *ret_port, P
 
 /* ---- lifecycle ---- */
 
+/* What libmicrohttpd reports about one client's request or connection: the client gets its
+ * answer (400, 413, 414, 431, ...) or loses its connection, and nothing is wrong with the
+ * server. Logged at debug level, so that a hostile client cannot flood the log. */
+static bool http_log_is_client_fault(const char *message)
+{
+    static const char *const client_faults[] = {
+        "Error processing request",
+        "Content-Length",
+        "Not enough memory in pool",
+        "connection limit",
+        "Failed to receive data",
+        "Failed to send data",
+        "malformed",
+        "timed out",
+        "Host' header",
+        "Connection reset",
+        "failed to create response header", /* a request that left no room for them */
+        /* libmicrohttpd 0.9.75 says this even when the logger is the first option. */
+        "MHD_OPTION_EXTERNAL_LOGGER is not the first option",
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(client_faults); i++)
+        if (strstr(message, client_faults[i]) != NULL)
+            return true;
+    return false;
+}
+
 static void http_log(void *cls, const char *fmt, va_list ap)
 {
     char buf[512];
@@ -410,8 +548,7 @@ static void http_log(void *cls, const char *fmt, va_list ap)
     n = strlen(buf);
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '.'))
         buf[--n] = '\0';
-    /* libmicrohttpd 0.9.75 says this even when the logger is the first option. */
-    if (strstr(buf, "MHD_OPTION_EXTERNAL_LOGGER is not the first option") != NULL)
+    if (http_log_is_client_fault(buf))
         log_debug("http", "%s", buf);
     else
         log_warn("http", "%s", buf);
@@ -421,12 +558,15 @@ static struct MHD_Daemon *start_daemon(Http *h, const HttpOptions *opts, int fd)
 {
     unsigned flags =
         MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    unsigned limit = opts->max_connections ? opts->max_connections : 1000;
+    unsigned limit = opts->max_connections ? opts->max_connections : HTTP_MAX_CONNECTIONS;
+    size_t request_bytes =
+        opts->max_request_bytes ? opts->max_request_bytes : HTTP_MAX_REQUEST_BYTES;
 
     /* The logger comes first so that libmicrohttpd reports every later option through it. */
     return MHD_start_daemon(flags, 0, NULL, NULL, http_handle, h, MHD_OPTION_EXTERNAL_LOGGER,
                             http_log, NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-                            MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT,
+                            MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                            request_bytes, MHD_OPTION_CONNECTION_TIMEOUT,
                             (unsigned)HTTP_IDLE_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED,
                             http_completed, h, MHD_OPTION_END);
 }
@@ -442,6 +582,12 @@ static Http *http_alloc(const HttpOptions *opts, LagBoard *board)
         opts->wait_timeout_default_ms ? opts->wait_timeout_default_ms : HTTP_WAIT_DEFAULT_MS;
     if (h->wait_default_ms > h->wait_max_ms)
         h->wait_default_ms = h->wait_max_ms;
+    h->waiters_max = opts->max_waiters ? opts->max_waiters : HTTP_MAX_WAITERS;
+    if (opts->token && *opts->token) {
+        h->token = xstrdup(opts->token);
+        h->token_len = strlen(h->token);
+    }
+    atomic_init(&h->unauthorized, 0);
     pthread_mutex_init(&h->mu, NULL);
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -452,6 +598,9 @@ static Http *http_alloc(const HttpOptions *opts, LagBoard *board)
 
 static void http_release(Http *h)
 {
+    if (h->token)
+        explicit_bzero(h->token, h->token_len);
+    free(h->token);
     pthread_cond_destroy(&h->cond);
     pthread_mutex_destroy(&h->mu);
     free(h);

@@ -1,7 +1,9 @@
 /* metrics.c - renders the /lag document as Prometheus text (exposition format 0.0.4).
  *
  * Owns the metric names, their types and help texts, and label escaping. Every family is
- * written as one block (HELP, TYPE, then all its samples), as the format requires.
+ * written as one block (HELP, TYPE, then all its samples), as the format requires. The
+ * HTTP server's own counters come in an optional "http" object of the same document; no
+ * configuration value (address, password, token) is ever part of the exposition.
  */
 #include <string.h>
 
@@ -125,6 +127,28 @@ static void append_states(StrBuf *sb, const json_t *rms)
     }
 }
 
+/* The server's counters: each one only when the document carries it. */
+static void append_http(StrBuf *sb, const json_t *http)
+{
+    static const struct {
+        const char *name, *field, *help;
+    } counters[] = {
+        {"projector_http_unauthorized_total", "unauthorized",
+         "Requests refused with 401 for a missing or wrong bearer token."},
+        {"projector_http_waits_refused_total", "waits_refused",
+         "/wait requests refused with 503 because http.max_waiters were waiting."},
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(counters); i++) {
+        const json_t *v = json_object_get(http, counters[i].field);
+        if (!json_is_integer(v))
+            continue;
+        append_header(sb, counters[i].name, "counter", counters[i].help);
+        strbuf_appendf(sb, "%s", counters[i].name);
+        append_value(sb, v, 1.0);
+    }
+}
+
 char *metrics_render(const json_t *lag, size_t wait_pending)
 {
     StrBuf sb = {0};
@@ -137,5 +161,6 @@ char *metrics_render(const json_t *lag, size_t wait_pending)
         append_family(&sb, &metric_families[i], rms);
     append_header(&sb, "projector_wait_pending", "gauge", "/wait requests waiting for an entry.");
     strbuf_appendf(&sb, "projector_wait_pending %zu\n", wait_pending);
+    append_http(&sb, json_object_get(lag, "http"));
     return strbuf_take(&sb);
 }

@@ -1,12 +1,18 @@
 /* test_http.c - the HTTP endpoints over real sockets, against a lag board built by hand:
  * /healthz, /readyz, /lag, /metrics, every /wait answer (200, 400, 404, 408, 503), the
- * timing of a wake-up, 300 concurrent waiters, shutdown, and listen address errors.
+ * timing of a wake-up, 300 concurrent waiters, shutdown, and listen address errors; then
+ * hostile clients: the bearer token, the waiter limit, oversized and malformed requests,
+ * thousands of concurrent long-polls and a connection limit, with memory kept bounded.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -34,18 +40,22 @@ static LagBoard *board;
 static Http *http;
 static unsigned port;
 
-static void start_server(void)
+static void start_with(HttpOptions opts)
 {
-    HttpOptions opts = {.listen = "127.0.0.1:0",
-                        .max_connections = 1000,
-                        .wait_timeout_default_ms = 5000,
-                        .wait_timeout_max_ms = 30000};
     PjError err = {0};
 
+    opts.listen = "127.0.0.1:0";
+    opts.wait_timeout_default_ms = 5000;
+    opts.wait_timeout_max_ms = 30000;
     board = lag_board_new(&set);
     cr_assert_eq(http_start(&opts, board, &http, &err), 0, "%s", err.message);
     port = http_port(http);
     cr_assert_neq(port, 0);
+}
+
+static void start_server(void)
+{
+    start_with((HttpOptions){.max_connections = 1000});
 }
 
 static void stop_server(void)
@@ -64,22 +74,55 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* Sends one request with Connection: close; returns the socket. */
-static int http_send(const char *method, const char *path)
+/* A connected socket, or -1 when the connection is refused or not accepted within
+ * timeout_ms (SO_SNDTIMEO bounds connect too). Reads time out after 20 s. */
+static int http_connect(int timeout_ms)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    struct timeval tv = {.tv_sec = 20};
-    char req[1024];
-    int fd = socket(AF_INET, SOCK_STREAM, 0), n;
+    struct timeval rcv = {.tv_sec = 20},
+                   snd = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
 
-    cr_assert_geq(fd, 0);
+    cr_assert_geq(fd, 0, "socket: %s", strerror(errno));
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-                 method, path);
-    cr_assert_eq(write(fd, req, (size_t)n), n);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof(rcv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof(snd));
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
     return fd;
+}
+
+/* Sends what the server takes: it may close first, which is not a failure here. */
+static void send_raw(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n <= 0)
+            return;
+        data += n;
+        len -= (size_t)n;
+    }
+}
+
+/* Sends one request with Connection: close and the extra header lines (each ending in
+ * CRLF); returns the socket. */
+static int http_send_with(const char *method, const char *path, const char *headers)
+{
+    int fd = http_connect(20000);
+    char *req = xasprintf("%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s\r\n",
+                          method, path, headers);
+
+    cr_assert_geq(fd, 0, "connect: %s", strerror(errno));
+    send_raw(fd, req, strlen(req));
+    free(req);
+    return fd;
+}
+
+static int http_send(const char *method, const char *path)
+{
+    return http_send_with(method, path, "");
 }
 
 typedef struct Reply {
@@ -618,4 +661,524 @@ Test(http_listen, accepts_every_form_and_reports_busy_ports)
     cr_expect(strstr(err.message, "could not listen on") != NULL, "%s", err.message);
     h = http_stop(h);
     lag_board_free(b);
+}
+
+/* ---- hostile clients: shared helpers ---- */
+
+/* Reads until the server closes (or a read fails: a reset after an early answer is fine)
+ * and closes fd. Returns the status, 0 when the server closed without answering, -1 when
+ * it did not answer within the socket's read timeout. */
+static int recv_status(int fd)
+{
+    StrBuf sb = {0};
+    char buf[4096];
+    ssize_t n;
+    int status = 0;
+
+    strbuf_append(&sb, "");
+    while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+        strbuf_appendn(&sb, buf, (size_t)n);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && sb.len == 0)
+        status = -1;
+    else if (sb.len >= 12 && strncmp(sb.buf, "HTTP/1.", 7) == 0)
+        status = atoi(sb.buf + 9);
+    close(fd);
+    strbuf_done(&sb);
+    return status;
+}
+
+/* Answers within 3 s, or -1: what libmicrohttpd does not answer at once it holds until its
+ * idle timeout (30 s), which is bounded too. */
+static int raw_request(const char *bytes, size_t len)
+{
+    struct timeval tv = {.tv_sec = 3};
+    int fd = http_connect(20000);
+
+    cr_assert_geq(fd, 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    send_raw(fd, bytes, len);
+    /* No more from this client: a server waiting for the rest of a request sees the end. */
+    shutdown(fd, SHUT_WR);
+    return recv_status(fd);
+}
+
+static int request_status(const char *path, const char *headers)
+{
+    return recv_status(http_send_with("GET", path, headers));
+}
+
+static void expect_healthy(void)
+{
+    Reply r = get("/healthz");
+
+    cr_expect_eq(r.status, 200, "the server no longer answers /healthz");
+    reply_done(&r);
+}
+
+/* VmRSS of this process in KiB, from /proc/self/status. */
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    cr_assert_gt(kib, 0);
+    return kib;
+}
+
+/* Both ends of n connections live in this process: make room for them. */
+static void raise_fd_limit(rlim_t n)
+{
+    struct rlimit rl;
+
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur < n && rl.rlim_max != RLIM_INFINITY && rl.rlim_max < n)
+        cr_skip_test("needs %lu file descriptors, the hard limit is %lu", (unsigned long)n,
+                     (unsigned long)rl.rlim_max);
+    if (rl.rlim_cur < n) {
+        rl.rlim_cur = n;
+        cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    }
+}
+
+/* ---- the bearer token ---- */
+
+#define TEST_TOKEN "Zx9-kQ2.r7_Lm4~pT8+vW1/aB6="
+
+static void start_auth_server(void)
+{
+    start_with((HttpOptions){.max_connections = 100, .token = TEST_TOKEN});
+}
+
+TestSuite(http_auth, .init = start_auth_server, .fini = stop_server, .timeout = 60);
+
+static Reply get_auth(const char *path, const char *authorization)
+{
+    char *header = authorization ? xasprintf("Authorization: %s\r\n", authorization) : xstrdup("");
+    Reply r = http_recv(http_send_with("GET", path, header));
+
+    free(header);
+    return r;
+}
+
+Test(http_auth, refuses_a_missing_token)
+{
+    static const char *const paths[] = {
+        "/lag", "/lag/orders", "/readyz", "/metrics", "/wait?stream=orders&id=1-0", "/nothing"};
+
+    for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
+        Reply r = get_auth(paths[i], NULL);
+        cr_expect_eq(r.status, 401, "%s", paths[i]);
+        cr_expect(strstr(r.head, "\r\nWWW-Authenticate: Bearer realm=\"projector\"") != NULL, "%s",
+                  r.head);
+        cr_expect(strstr(r.head, "Content-Type: application/json") != NULL, "%s", r.head);
+        cr_expect_str_eq(error_of(&r), "missing bearer token");
+        cr_expect(strstr(r.head, TEST_TOKEN) == NULL && strstr(r.body, TEST_TOKEN) == NULL);
+        reply_done(&r);
+    }
+    /* A waiter refused before it is registered: nothing is left pending. */
+    cr_expect_eq(lag_wait_pending(board), 0);
+}
+
+Test(http_auth, refuses_a_wrong_token_of_any_length)
+{
+    static const char *const wrong[] = {
+        "Bearer Zx9-kQ2.r7_Lm4~pT8+vW1/aB6-",  /* same length, last byte differs */
+        "Bearer Ax9-kQ2.r7_Lm4~pT8+vW1/aB6=",  /* same length, first byte differs */
+        "Bearer Zx9-kQ2.r7_Lm4~pT8+vW1/aB6",   /* a prefix */
+        "Bearer Zx9-kQ2.r7_Lm4~pT8+vW1/aB6==", /* one byte longer */
+        "Bearer Zx9-kQ2.r7_Lm4~pT8+vW1/aB6=Zx9-kQ2.r7_Lm4~pT8+vW1/aB6=", /* repeated */
+        "Bearer x",
+        ("Bearer " TEST_TOKEN " extra"),
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(wrong); i++) {
+        Reply r = get_auth("/lag", wrong[i]);
+        cr_expect_eq(r.status, 401, "%s", wrong[i]);
+        cr_expect(strstr(r.head, "WWW-Authenticate: Bearer realm=\"projector\", "
+                                 "error=\"invalid_token\"") != NULL,
+                  "%s", r.head);
+        cr_expect_str_eq(error_of(&r), "invalid bearer token");
+        reply_done(&r);
+    }
+}
+
+Test(http_auth, refuses_other_schemes)
+{
+    static const char *const other[] = {("Basic " TEST_TOKEN), TEST_TOKEN, "Bearer", "Bearer ", ""};
+
+    for (size_t i = 0; i < ARRAY_SIZE(other); i++) {
+        Reply r = get_auth("/lag", other[i]);
+        cr_expect_eq(r.status, 401, "\"%s\"", other[i]);
+        reply_done(&r);
+    }
+}
+
+Test(http_auth, accepts_the_right_token)
+{
+    static const char *const right[] = {("Bearer " TEST_TOKEN), ("bearer " TEST_TOKEN),
+                                        ("BEARER  " TEST_TOKEN " ")};
+    Reply r;
+
+    for (size_t i = 0; i < ARRAY_SIZE(right); i++) {
+        r = get_auth("/lag", right[i]);
+        cr_expect_eq(r.status, 200, "\"%s\": %s", right[i], r.body);
+        cr_expect_eq(json_array_size(json_object_get(r.json, "readmodels")), 3);
+        reply_done(&r);
+    }
+    r = get_auth("/lag/nope", "Bearer " TEST_TOKEN);
+    cr_expect_eq(r.status, 404);
+    reply_done(&r);
+    r = get_auth("/wait?stream=orders&id=1-0&timeout_ms=0", "Bearer " TEST_TOKEN);
+    cr_expect_eq(r.status, 408, "%s", r.body);
+    reply_done(&r);
+}
+
+Test(http_auth, leaves_healthz_open)
+{
+    Reply r = get_auth("/healthz", NULL);
+
+    cr_expect_eq(r.status, 200);
+    reply_done(&r);
+    r = get_auth("/healthz", "Bearer wrong");
+    cr_expect_eq(r.status, 200);
+    reply_done(&r);
+    /* Only that exact path: a look-alike is guarded. */
+    r = get_auth("/healthz/", NULL);
+    cr_expect_eq(r.status, 401);
+    reply_done(&r);
+}
+
+Test(http_auth, counts_refusals_in_metrics)
+{
+    Reply r = get_auth("/lag", NULL);
+
+    reply_done(&r);
+    r = get_auth("/lag", "Bearer nope");
+    reply_done(&r);
+    r = get_auth("/metrics", "Bearer " TEST_TOKEN);
+    cr_assert_eq(r.status, 200);
+    cr_expect(strstr(r.body, "# TYPE projector_http_unauthorized_total counter\n"
+                             "projector_http_unauthorized_total 2\n") != NULL,
+              "%s", r.body);
+    cr_expect(strstr(r.body, "projector_http_waits_refused_total 0\n") != NULL, "%s", r.body);
+    cr_expect(strstr(r.body, TEST_TOKEN) == NULL);
+    reply_done(&r);
+}
+
+/* ---- the waiter limit ---- */
+
+static void start_small_server(void)
+{
+    start_with((HttpOptions){.max_connections = 100, .max_waiters = 3});
+}
+
+TestSuite(http_limits, .init = start_small_server, .fini = stop_server, .timeout = 60);
+
+Test(http_limits, max_waiters_refuses_the_next_waiter_at_once)
+{
+    EntryOutcome o = {.id = sid(9, 0), .outcome = OUTCOME_APPLIED};
+    int fds[3];
+    int64_t start;
+    Reply r;
+
+    run_all();
+    for (int i = 0; i < 3; i++)
+        fds[i] = http_send("GET", "/wait?stream=customers&id=9-0&readmodel=customers");
+    wait_pending(3);
+    start = now_monotonic_ms();
+    r = get("/wait?stream=customers&id=9-0&readmodel=customers&timeout_ms=20000");
+    cr_expect_lt(now_monotonic_ms() - start, 1000);
+    cr_expect_eq(r.status, 503, "%s", r.body);
+    cr_expect_str_eq(error_of(&r), "too many waiters");
+    cr_expect(strstr(r.head, "Retry-After: 1") != NULL, "%s", r.head);
+    reply_done(&r);
+    /* An entry settled already needs no waiting: answered even at the limit. */
+    lag_committed(board, 2, 0, sid(9, 0), &o, 1);
+    for (int i = 0; i < 3; i++) {
+        r = http_recv(fds[i]);
+        cr_expect_eq(r.status, 200, "%s", r.body);
+        reply_done(&r);
+    }
+    r = get("/metrics");
+    cr_expect(strstr(r.body, "projector_http_waits_refused_total 1\n") != NULL, "%s", r.body);
+    reply_done(&r);
+    /* The slots are free again. */
+    fds[0] = http_send("GET", "/wait?stream=customers&id=10-0&readmodel=customers");
+    wait_pending(1);
+    o.id = sid(10, 0);
+    lag_committed(board, 2, 0, sid(10, 0), &o, 1);
+    r = http_recv(fds[0]);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    reply_done(&r);
+}
+
+/* ---- oversized and malformed requests ---- */
+
+Test(http_limits, oversized_url_gets_a_4xx)
+{
+    size_t n = 64 * 1024;
+    char *path = xmalloc(n + 1);
+    int status;
+
+    memset(path, 'a', n);
+    path[0] = '/';
+    path[n] = '\0';
+    status = request_status(path, "");
+    cr_expect(status >= 400 && status < 500, "status %d", status);
+    free(path);
+    expect_healthy();
+}
+
+Test(http_limits, max_request_bytes_bounds_the_request)
+{
+    char path[6001];
+
+    memset(path, 'a', sizeof(path) - 1);
+    path[0] = '/';
+    path[sizeof(path) - 1] = '\0';
+    /* Within the default 16384 bytes: served (an unknown path). */
+    cr_expect_eq(request_status(path, ""), 404);
+    stop_server();
+    start_with((HttpOptions){.max_request_bytes = 4096});
+    cr_expect_eq(request_status(path, ""), 414);
+    expect_healthy();
+}
+
+Test(http_limits, oversized_header_gets_a_4xx)
+{
+    size_t n = 64 * 1024;
+    char *headers = xmalloc(n + 32);
+    int status;
+
+    memcpy(headers, "X-Padding: ", 11);
+    memset(headers + 11, 'b', n);
+    memcpy(headers + 11 + n, "\r\n", 3);
+    status = request_status("/healthz", headers);
+    cr_expect(status >= 400 && status < 500, "status %d", status);
+    free(headers);
+    expect_healthy();
+}
+
+/* Around the 16384-byte default: answered, refused with 431, or (when the request leaves no
+ * room for the response's headers) closed without an answer. */
+Test(http_limits, headers_near_the_limit_are_answered_or_closed)
+{
+    for (size_t n = 15000; n < 17000; n += 100) {
+        char *headers = xmalloc(n + 32);
+        int status;
+
+        memcpy(headers, "X-Padding: ", 11);
+        memset(headers + 11, 'b', n);
+        memcpy(headers + 11 + n, "\r\n", 3);
+        status = request_status("/lag", headers);
+        cr_expect(status == 200 || status == 431 || status == 0, "%zu bytes: %d", n, status);
+        free(headers);
+    }
+    expect_healthy();
+}
+
+Test(http_limits, many_small_headers_get_a_4xx)
+{
+    StrBuf sb = {0};
+    int status;
+
+    for (int i = 0; i < 4000; i++)
+        strbuf_appendf(&sb, "X-H%d: v\r\n", i);
+    status = request_status("/healthz", sb.buf);
+    cr_expect(status >= 400 && status < 500, "status %d", status);
+    strbuf_done(&sb);
+    expect_healthy();
+}
+
+/* Each case: the bytes sent, and the answers allowed (0: closed without one, -1: none yet
+ * after 3 s, the connection held until the idle timeout). */
+typedef struct BadRequest {
+    char bytes[160];
+    int status[3];
+    unsigned len; /* 0: up to the first NUL */
+} BadRequest;
+
+static struct BadRequest bad_requests[] = {
+    {"\x01\x02\x03\xff\xfe garbage \x00\x7f\r\n\r\n", {400, 0, 0}, 20},
+    /* A NUL ends the request line for libmicrohttpd: it waits for one. */
+    {"\x00\xff GET / HTTP/9.9\r\n\r\n", {-1, 400, 0}, 21},
+    {"GET /healthz\r\n\r\n", {400, 0, 0}, 0},
+    {"GET\r\n\r\n", {400, 0, 0}, 0},
+    {"GET /lag HTTP/9.9\r\nHost: x\r\n\r\n", {505, 400, 0}, 0},
+    {"GET /healthz HTTP/1.1\r\n\r\n", {400, 200, 0}, 0}, /* HTTP/1.1 without Host */
+    {"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
+     {413, 400, 200},
+     0},
+    {"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000\r\n\r\nabc",
+     {200, 413, 400},
+     0},
+    {"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", {400, 0, 0}, 0},
+    {"GET /wait?stream=orders&id=1-0&timeout_ms=100 HTTP/1.1\r\nHost: x\r\n"
+     "Content-Length: 1000000000000\r\n\r\nabc",
+     {408, 413, 400},
+     0},
+    {"GET /lag HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", {400, 200, 0}, 0},
+    {"GET /lag HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", {400, 200, 0}, 0},
+    {"GET /lag HTTP/1.1\r\nHost: x\r\n folded: continuation\r\n\r\n", {400, 200, 0}, 0},
+    {"GET /%zz%00/../lag?%%=%&&=&stream HTTP/1.1\r\nHost: x\r\n\r\n", {404, 400, 0}, 0},
+    {"GET /wait?stream=orders&id=1-0&stream=x&id=2-0&timeout_ms=50 HTTP/1.1\r\nHost: x\r\n\r\n",
+     {408, 404, 400},
+     0},
+    /* Blank lines before a request line are allowed (RFC 9112, 2.2): still waiting. */
+    {"\r\n\r\n\r\n", {-1, 400, 0}, 0},
+    {"GET /lag HTTP/1.1\r\nHost: x\r\n", {-1, 400, 0}, 0}, /* ends before the headers do */
+};
+
+ParameterizedTestParameters(http_limits, malformed_request_is_answered_or_closed)
+{
+    return cr_make_param_array(BadRequest, bad_requests, ARRAY_SIZE(bad_requests));
+}
+
+ParameterizedTest(BadRequest *bad, http_limits, malformed_request_is_answered_or_closed)
+{
+    int status = raw_request(bad->bytes, bad->len ? bad->len : strlen(bad->bytes));
+
+    cr_expect(status == bad->status[0] || status == bad->status[1] || status == bad->status[2],
+              "\"%.60s\": answered %d", bad->bytes, status);
+    expect_healthy();
+}
+
+/* ---- thousands of long-polls ---- */
+
+enum { MANY_WAITERS = 2000, MANY_CHUNK = 250 };
+
+static int many_fds[MANY_WAITERS];
+
+static void start_wide_server(void)
+{
+    start_with((HttpOptions){.max_connections = MANY_WAITERS + 100, .max_waiters = MANY_WAITERS});
+}
+
+TestSuite(http_load, .fini = stop_server, .timeout = 120);
+
+/* Opens n /wait long-polls on customers 500-0, in chunks so that the listen backlog never
+ * overflows, each chunk registered before the next is sent. */
+static void open_waiters(int n)
+{
+    for (int i = 0; i < n; i++) {
+        many_fds[i] = http_send("GET", "/wait?stream=customers&id=500-0&readmodel=customers"
+                                       "&timeout_ms=30000");
+        if ((i + 1) % MANY_CHUNK == 0 || i + 1 == n)
+            wait_pending((size_t)i + 1);
+    }
+}
+
+Test(http_load, thousands_of_waiters_complete, .init = start_wide_server)
+{
+    EntryOutcome o = {.id = sid(500, 0), .outcome = OUTCOME_APPLIED};
+    long before, during, after;
+    int ok = 0;
+
+    raise_fd_limit(2 * MANY_WAITERS + 256);
+    run_all();
+    expect_healthy();
+    before = rss_kib();
+    open_waiters(MANY_WAITERS);
+    during = rss_kib();
+    /* Past the waiter limit: refused at once. */
+    {
+        Reply r = get("/wait?stream=customers&id=500-0&readmodel=customers&timeout_ms=30000");
+        cr_expect_eq(r.status, 503, "%s", r.body);
+        reply_done(&r);
+    }
+    lag_committed(board, 2, 0, sid(500, 0), &o, 1);
+    for (int i = 0; i < MANY_WAITERS; i++) {
+        Reply r = http_recv(many_fds[i]);
+        ok += r.status == 200;
+        reply_done(&r);
+    }
+    cr_expect_eq(ok, MANY_WAITERS);
+    cr_expect_eq(lag_wait_pending(board), 0);
+    expect_healthy();
+    after = rss_kib();
+    cr_log_info("VmRSS: %ld KiB before, %ld KiB with %d waiters, %ld KiB after", before, during,
+                MANY_WAITERS, after);
+    /* Both ends of every connection live in this process; 64 KiB each is generous. */
+    cr_expect_lt(during - before, MANY_WAITERS * 64L, "grew %ld KiB", during - before);
+    cr_expect_lt(after - before, MANY_WAITERS * 64L, "grew %ld KiB", after - before);
+}
+
+enum { FEW_CONNECTIONS = 50, EXTRA_CLIENTS = 200 };
+
+static void start_narrow_server(void)
+{
+    start_with((HttpOptions){.max_connections = FEW_CONNECTIONS});
+}
+
+/* Connects EXTRA_CLIENTS more clients, each sending GET /healthz, to a full server, and
+ * returns how many got any answer within 300 ms. libmicrohttpd stops accepting at its
+ * limit: a client waits in the kernel's listen backlog, or its connect times out once the
+ * backlog is full too. */
+static int flood_past_the_limit(void)
+{
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    static int extra[EXTRA_CLIENTS];
+    int served = 0;
+    char byte;
+
+    for (int i = 0; i < EXTRA_CLIENTS; i++) {
+        extra[i] = http_connect(100);
+        if (extra[i] >= 0)
+            send_raw(extra[i], req, sizeof(req) - 1);
+    }
+    sleep_ms(300);
+    for (int i = 0; i < EXTRA_CLIENTS; i++) {
+        if (extra[i] < 0)
+            continue;
+        served += recv(extra[i], &byte, 1, MSG_DONTWAIT) > 0;
+        close(extra[i]);
+    }
+    return served;
+}
+
+/* GET /healthz until it answers 200, for up to 10 s. */
+static int healthz_eventually(void)
+{
+    int64_t deadline = now_monotonic_ms() + 10000;
+    int status = 0;
+
+    while (status != 200 && now_monotonic_ms() < deadline) {
+        int fd = http_connect(2000);
+        if (fd >= 0) {
+            send_raw(fd, "GET /healthz HTTP/1.0\r\n\r\n", 26);
+            status = recv_status(fd);
+        }
+    }
+    return status;
+}
+
+Test(http_load, connections_past_the_limit_are_not_served, .init = start_narrow_server)
+{
+    EntryOutcome o = {.id = sid(500, 0), .outcome = OUTCOME_APPLIED};
+    long before = rss_kib();
+    int served, answered = 0;
+
+    raise_fd_limit(2 * (FEW_CONNECTIONS + EXTRA_CLIENTS) + 256);
+    run_all();
+    open_waiters(FEW_CONNECTIONS);
+    served = flood_past_the_limit();
+    cr_expect_eq(served, 0, "%d clients past the limit were served", served);
+    cr_expect_eq(lag_wait_pending(board), FEW_CONNECTIONS);
+    lag_committed(board, 2, 0, sid(500, 0), &o, 1);
+    for (int i = 0; i < FEW_CONNECTIONS; i++) {
+        Reply r = http_recv(many_fds[i]);
+        answered += r.status == 200;
+        reply_done(&r);
+    }
+    cr_expect_eq(answered, FEW_CONNECTIONS);
+    /* The slots are free again (after the backlog of closed clients is drained). */
+    cr_expect_eq(healthz_eventually(), 200);
+    cr_log_info("VmRSS grew %ld KiB", rss_kib() - before);
+    cr_expect_lt(rss_kib() - before, 64L * 1024);
 }
