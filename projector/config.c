@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "yamlsrc.h"
 
 typedef enum { KEY_STRING, KEY_INT, KEY_LOGLEVEL } KeyType;
@@ -286,6 +288,24 @@ static void check_token(const Config *cfg, const YamlSrc *src, Diagnostics *diag
              CONFIG_TOKEN_MAX);
 }
 
+/* libpq's own parse errors quote the text around the mistake, which may be the password:
+ * say only that it does not parse, and how values with spaces are written. */
+static void check_conninfo(const Config *cfg, const YamlSrc *src, Diagnostics *diag)
+{
+    char *errmsg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(cfg->pg_conninfo, &errmsg);
+    if (opts != NULL) {
+        PQconninfoFree(opts);
+        return;
+    }
+    PQfreemem(errmsg);
+    YamlNode *p = src != NULL ? yamlsrc_map_get(src, yamlsrc_root(src), "postgres") : NULL;
+    YamlNode *c = p != NULL ? yamlsrc_map_get(src, p, "conninfo") : NULL;
+    diag_add(diag, cfg->path, c ? yamlsrc_line(c) : 0, c ? yamlsrc_column(c) : 0,
+             "invalid value for \"conninfo\": expected a libpq connection string of key=value "
+             "pairs (single-quote values that contain spaces or quotes, after ${...} expansion)");
+}
+
 /* Checks relationships between keys and derives the parsed forms. */
 static void finish(Config *cfg, const YamlSrc *src, Diagnostics *diag)
 {
@@ -299,6 +319,7 @@ static void finish(Config *cfg, const YamlSrc *src, Diagnostics *diag)
     if (!sql_ident_is_safe(cfg->pg_schema))
         diag_add(diag, file, 0, 0, "invalid value \"%s\" for \"schema\": expected a lower-case SQL name", cfg->pg_schema);
     check_token(cfg, src, diag);
+    check_conninfo(cfg, src, diag);
     if (cfg->wait_timeout_ms > cfg->wait_timeout_max_ms)
         diag_add(diag, file, 0, 0, "\"wait_timeout_ms\" (%d) is larger than \"wait_timeout_max_ms\" (%d)",
                  cfg->wait_timeout_ms, cfg->wait_timeout_max_ms);
@@ -337,13 +358,24 @@ int config_load(const char *path, bool missing_ok, Config **ret, Diagnostics *di
     return 0;
 }
 
+/* Strings of the config may hold secrets (conninfo, URL, token): wipe before freeing. */
+static void free_wiped(char *s)
+{
+    if (s != NULL) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
 Config *config_free(Config *cfg)
 {
     if (cfg == NULL)
         return NULL;
     for (size_t i = 0; i < ARRAY_SIZE(config_keys); i++)
         if (config_keys[i].type == KEY_STRING)
-            free(*(char **)((char *)cfg + config_keys[i].offset));
+            free_wiped(*(char **)((char *)cfg + config_keys[i].offset));
+    if (cfg->redis.password != NULL)
+        explicit_bzero(cfg->redis.password, strlen(cfg->redis.password));
     redis_addr_done(&cfg->redis);
     free(cfg->path);
     free(cfg);

@@ -146,3 +146,13 @@ Test(config, parses_redis_urls)
     cr_assert_lt(redis_addr_parse("redis://h:1/x", &a, &err), 0);
     cr_assert_lt(redis_addr_parse("redis://", &a, &err), 0);
 }
+
+Test(config, unparsable_conninfo_is_reported_without_its_text)
+{
+    Config *cfg;
+    char *errs = load("postgres:\n  conninfo: \"host=db password=Secret42 trailing\"\n", &cfg);
+    cr_assert_null(cfg);
+    cr_assert(strstr(errs, "2:13: invalid value for \"conninfo\"") != NULL, "%s", errs);
+    cr_assert(strstr(errs, "Secret42") == NULL, "the error repeats the password: %s", errs);
+    free(errs);
+}
