@@ -23,7 +23,9 @@
 #define CRASH_KILLS_MAX 30
 #define CRASH_BATCH 200
 #define CRASH_BLOCK_MS 200
-#define CRASH_DRAIN_GUESS_MS 20000 /* until the first kill shows the real pace */
+#define CRASH_POLL_MS 5            /* how often a life checks the drain's progress */
+#define CRASH_JITTER_MS 40         /* random time past the progress threshold */
+#define CRASH_LIFE_MAX_MS 120000   /* a life that makes no progress is killed anyway */
 #define CRASH_FINAL_WAIT_MS 300000
 
 typedef struct Crash {
@@ -35,7 +37,6 @@ typedef struct Crash {
     ShopFeed *feed;
     unsigned rng;
     long long stats_total; /* events customer_stats applies in the whole feed */
-    int64_t alive_ms;      /* time the daemon ran, summed over its lives */
     int kills, kills_mid;
 } Crash;
 
@@ -115,20 +116,26 @@ static long long crash_applied(Crash *c, const char *readmodel)
     return n;
 }
 
-/* How long the next life lasts: the time the drain still needs, at the pace seen so far,
- * shared among the kills still planned, times a random factor in [0.1, 1.9). */
-static int64_t crash_next_delay_ms(Crash *c, long long done)
+/* The progress at which life k (0-based) is killed: a random point in the k-th of
+ * CRASH_KILLS_PLANNED + 1 equal slices of customer_stats' events, so that the kills spread
+ * over the whole drain whatever its pace, and the last one still lands before the end. */
+static long long crash_next_target(Crash *c)
 {
-    int64_t drain_ms = CRASH_DRAIN_GUESS_MS;
-    if (done > c->stats_total / 50)
-        drain_ms = c->alive_ms * c->stats_total / done;
-    int64_t left_ms = drain_ms - c->alive_ms;
-    int kills_left = CRASH_KILLS_PLANNED - c->kills;
-    int64_t mean_ms = left_ms / (kills_left > 0 ? kills_left + 1 : 2);
-    if (mean_ms < 100)
-        mean_ms = 100;
-    int per_mille = 100 + (int)((unsigned)rand_r(&c->rng) % 1800);
-    return mean_ms * per_mille / 1000;
+    int slice = c->kills < CRASH_KILLS_PLANNED ? c->kills : CRASH_KILLS_PLANNED - 1;
+    long long width = c->stats_total / (CRASH_KILLS_PLANNED + 1);
+    long long offset = width * (unsigned)rand_r(&c->rng) % 1000 / 1000;
+    return width * slice + offset;
+}
+
+/* Polls the checkpoints until customer_stats reached target (or the drain or the time ran
+ * out); returns the milliseconds waited. */
+static int64_t crash_wait_for_progress(Crash *c, long long target)
+{
+    int64_t t0 = now_monotonic_ms();
+    while (crash_applied(c, "customer_stats") < target &&
+           now_monotonic_ms() - t0 < CRASH_LIFE_MAX_MS)
+        crash_sleep_ms(CRASH_POLL_MS);
+    return now_monotonic_ms() - t0;
 }
 
 /* Every read table must be exactly the feed up to its read model's checkpoint. */
@@ -148,14 +155,17 @@ static void crash_check_at_checkpoints(Crash *c, int kill)
 static void crash_one_life(Crash *c)
 {
     long long before = crash_applied(c, "customer_stats");
-    int64_t delay_ms = crash_next_delay_ms(c, before);
+    long long target = crash_next_target(c);
     crash_spawn(c);
-    crash_sleep_ms(delay_ms);
+    int64_t delay_ms = crash_wait_for_progress(c, target);
+    /* Past the threshold by a random few milliseconds: anywhere inside a batch. */
+    int64_t extra_ms = (unsigned)rand_r(&c->rng) % (CRASH_JITTER_MS + 1);
+    crash_sleep_ms(extra_ms);
+    delay_ms += extra_ms;
     int code = testenv_kill(c->pid, SIGKILL);
     c->pid = 0;
     cr_assert_eq(code, 128 + SIGKILL, "the daemon ended with %d before the kill (log: %s)", code,
                  c->log);
-    c->alive_ms += delay_ms;
     c->kills++;
     long long after = crash_applied(c, "customer_stats");
     bool mid = after < c->stats_total;
