@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "http.h"
 #include "lag.h"
@@ -33,6 +34,7 @@ typedef struct Daemon {
     atomic_bool stop;
     LagBoard *board;
     Http *http;
+    int listener; /* between a reload's stop and start: the kept HTTP socket, else -1 */
     Worker **workers;
 } Daemon;
 
@@ -117,7 +119,10 @@ static int start_serving(Daemon *d)
         .max_waiters = (unsigned)d->cfg->http_max_waiters,
         .wait_timeout_default_ms = (unsigned)d->cfg->wait_timeout_ms,
         .wait_timeout_max_ms = (unsigned)d->cfg->wait_timeout_max_ms,
+        .has_listener = d->listener >= 0,
+        .listener_fd = d->listener,
     };
+    d->listener = -1; /* http_start takes it over, whatever happens */
     atomic_store(&d->stop, false);
     d->board = lag_board_new(d->set);
     if (http_start(&opts, d->board, &d->http, &err) < 0) {
@@ -139,8 +144,9 @@ static int start_serving(Daemon *d)
 }
 
 /* Stops in dependency order: workers finish their batch (lag_shutdown wakes any waiting
- * on a lookup), then the HTTP server answers the waiters still pending, then the board. */
-static void stop_serving(Daemon *d)
+ * on a lookup), then the HTTP server answers the waiters still pending, then the board.
+ * keep_listener (a reload): the HTTP socket stays open, so connections queue meanwhile. */
+static void stop_serving(Daemon *d, bool keep_listener)
 {
     atomic_store(&d->stop, true);
     if (d->board != NULL)
@@ -149,7 +155,10 @@ static void stop_serving(Daemon *d)
         d->workers[i] = worker_join(d->workers[i]);
     free(d->workers);
     d->workers = NULL;
-    d->http = http_stop(d->http);
+    if (keep_listener && d->http != NULL)
+        d->http = http_stop_keep(d->http, &d->listener);
+    else
+        d->http = http_stop(d->http);
     d->board = lag_board_free(d->board);
 }
 
@@ -211,7 +220,7 @@ static int reload(Daemon *d)
     if (fresh == NULL)
         return 0;
     log_info(NULL, "reloading %zu read model%s", fresh->count, fresh->count == 1 ? "" : "s");
-    stop_serving(d);
+    stop_serving(d, true);
     ModelSet *old = d->set;
     d->set = fresh;
     int code = prepare_database(d);
@@ -248,7 +257,7 @@ static int serve_until_stopped(Daemon *d)
 
 int daemon_run(const Config *cfg, ModelSet *set)
 {
-    Daemon d = {.cfg = cfg, .set = set};
+    Daemon d = {.cfg = cfg, .set = set, .listener = -1};
     atomic_init(&d.stop, false);
     /* Block the signals before any thread starts, so only sigwait here sees them. */
     sigemptyset(&d.signals);
@@ -261,7 +270,9 @@ int daemon_run(const Config *cfg, ModelSet *set)
     int code = prepare_database(&d);
     if (code == 0 && (code = start_serving(&d)) == 0)
         code = serve_until_stopped(&d);
-    stop_serving(&d);
+    stop_serving(&d, false);
+    if (d.listener >= 0)
+        close(d.listener); /* a reload stopped while it waited for PostgreSQL */
     model_set_free(d.set);
     log_info(NULL, "exiting");
     return code == STOPPED_WHILE_WAITING ? 0 : code;

@@ -34,6 +34,7 @@
 
 #define HTTP_IDLE_TIMEOUT_S 30    /* idle keep-alive sockets; never a suspended one */
 #define HTTP_STOP_DRAIN_MS 2000   /* how long http_stop lets answered waiters flush */
+#define HTTP_STOP_FINISH_MS 250   /* and other requests already accepted finish */
 #define HTTP_WAIT_DEFAULT_MS 5000 /* when the options leave it at 0 */
 #define HTTP_WAIT_MAX_MS 60000    /* when the options leave it at 0 */
 #define HTTP_LISTEN_BACKLOG 128
@@ -612,9 +613,11 @@ int http_start(const HttpOptions *opts, LagBoard *board, Http **ret, PjError *er
     int fd = -1, rc;
     unsigned port = 0;
 
-    rc = open_listener(opts->listen, &fd, &port, err);
-    if (rc < 0)
+    if (opts->has_listener) {
+        fd = opts->listener_fd;
+    } else if ((rc = open_listener(opts->listen, &fd, &port, err)) < 0) {
         return rc;
+    }
     h = http_alloc(opts, board);
     h->port = port;
     h->daemon = start_daemon(h, opts, fd);
@@ -643,8 +646,35 @@ static void drain_waits(Http *h)
 
 Http *http_stop(Http *h)
 {
+    int fd;
+
+    h = http_stop_keep(h, &fd);
+    if (fd >= 0)
+        close(fd);
+    return h;
+}
+
+/* Lets the connections accepted before the quiesce finish their request (an idle
+ * keep-alive one holds this for at most HTTP_STOP_FINISH_MS). */
+static void finish_connections(Http *h)
+{
+    int64_t deadline = now_monotonic_ms() + HTTP_STOP_FINISH_MS;
+
+    for (;;) {
+        const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        if (!info || info->num_connections == 0 || now_monotonic_ms() >= deadline)
+            return;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+Http *http_stop_keep(Http *h, int *ret_fd)
+{
     MHD_socket fd;
 
+    *ret_fd = -1;
     if (!h)
         return NULL;
     pthread_mutex_lock(&h->mu);
@@ -653,9 +683,10 @@ Http *http_stop(Http *h)
     fd = MHD_quiesce_daemon(h->daemon);
     lag_wait_abort_owner(h->board, h);
     drain_waits(h);
+    finish_connections(h);
     MHD_stop_daemon(h->daemon);
     if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+        *ret_fd = fd;
     http_release(h);
     return NULL;
 }

@@ -7,6 +7,8 @@
 #ifndef PROJECTOR_HTTP_H
 #define PROJECTOR_HTTP_H
 
+#include <stdbool.h>
+
 #include "lag.h"
 #include "util.h"
 
@@ -19,6 +21,8 @@ typedef struct HttpOptions {
     unsigned max_waiters;             /* /wait requests suspended at once; 10000 */
     unsigned wait_timeout_default_ms; /* /wait without timeout_ms; 5000 */
     unsigned wait_timeout_max_ms;     /* larger timeout_ms values are clamped; 60000 */
+    bool has_listener;                /* serve listener_fd (taken over) instead of binding */
+    int listener_fd;                  /* a listening socket kept by http_stop_keep */
 } HttpOptions;
 
 typedef struct Http Http;
@@ -30,6 +34,10 @@ typedef struct Http Http;
 int http_start(const HttpOptions *opts, LagBoard *board, Http **ret, PjError *err) PJ_MUSTCHECK;
 /* Answers pending waiters, stops the thread, closes the socket. Accepts NULL. */
 Http *http_stop(Http *http);
+/* The same, but the listening socket stays open and is returned in *ret_fd (-1 if there
+ * is none): a server started on it next (has_listener) answers the connections that
+ * queued meanwhile, so a restart never refuses one. The caller owns the socket. */
+Http *http_stop_keep(Http *http, int *ret_fd);
 /* The port actually bound (useful with port 0). */
 unsigned http_port(const Http *http);
 
