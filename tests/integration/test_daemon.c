@@ -579,6 +579,11 @@ Test(daemon, sighup_reloads_valid_models_and_keeps_the_running_ones_otherwise, .
     free(broken);
     free(testenv_write_file(models, "strict.yaml", strict_yaml));
     cr_assert_eq(kill(e.pid, SIGHUP), 0);
+    /* Through the reload the HTTP socket stays open: requests wait, none is refused. */
+    int refused = 0, asked = 0;
+    for (int64_t until = now_monotonic_ms() + 1500; now_monotonic_ms() < until; asked++)
+        refused += testenv_http_get(e.port, "/healthz", NULL) != 200;
+    cr_assert_eq(refused, 0, "%d of %d /healthz requests failed during a reload", refused, asked);
     cr_assert(log_contains(&e, "reloading 2 read models"), "no reload in %s", e.log);
     char *body = NULL, path[256];
     snprintf(path, sizeof path, "/wait?stream=tally&id=%s&readmodel=strict&timeout_ms=20000", id);
@@ -628,9 +633,17 @@ Test(daemon, a_second_daemon_stands_by_and_takes_over, .timeout = 180)
                  i);
         publish(&a, "orders", "order.placed", "1", payload, id);
     }
+    /* b may still be starting (migrations, its sessions) when the events are in. */
     char *body = NULL;
-    cr_assert_eq(testenv_http_get(b.port, "/lag/customer_stats", &body), 200);
-    cr_assert(strstr(body, "another process") != NULL, "b is not standing by: %s", body);
+    bool standing_by = false;
+    for (int i = 0; i < 200 && !standing_by; i++) {
+        free(body);
+        cr_assert_eq(testenv_http_get(b.port, "/lag/customer_stats", &body), 200);
+        standing_by = strstr(body, "another process") != NULL;
+        if (!standing_by)
+            usleep(50000);
+    }
+    cr_assert(standing_by, "b is not standing by after 10 s: %s", body);
     free(body);
     cr_assert_eq(testenv_kill(a.pid, SIGKILL), 128 + SIGKILL);
     a.pid = 0;
