@@ -2,7 +2,9 @@
 # tests/run.sh - the test command (CI runs it through .ci/run): installs what is missing,
 # builds gcc, clang and ASan+UBSan trees under build/, starts throwaway Redis and
 # PostgreSQL servers in a temp folder (stopped and removed at exit, whatever happens),
-# runs every Criterion suite, and ends with the line "N passed, N failed".
+# runs every Criterion suite, the daemon under Valgrind (tests/valgrind.sh) and each
+# libFuzzer target for PJ_FUZZ_SECONDS (default 60, tests/fuzz/run.sh), and ends with the
+# line "N passed, N failed".
 #   bash tests/run.sh           everything
 #   bash tests/run.sh --quick   gcc build, unit and integration suites only
 set -u -o pipefail
@@ -19,12 +21,13 @@ QUICK=0
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
-        -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) pj_die "unknown argument \"$arg\" (expected --quick or --help)" ;;
     esac
 done
 
 SUITE_TIMEOUT_S=${PJ_SUITE_TIMEOUT_S:-900}
+FUZZ_SECONDS=${PJ_FUZZ_SECONDS:-60} # per libFuzzer target
 FAILED_STEPS=()    # builds, suites and checks that failed
 SUMMARY=()         # one line per suite
 TOTAL_PASSED=0
@@ -127,6 +130,34 @@ run_suites() {
     done
 }
 
+# run_script NAME COMMAND...: a script that ends with the line "N passed, N failed" (the
+# fuzzers, the daemon under Valgrind); its counts join the totals.
+run_script() {
+    local name=$1 log passed failed rc
+    shift
+    log="$TMP/$name.log"
+    "$@" >"$log" 2>&1 </dev/null &
+    SUITE_PID=$!
+    wait "$SUITE_PID"
+    rc=$?
+    SUITE_PID=""
+    passed=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$log" | tail -n 1)
+    failed=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$log" | tail -n 1)
+    [ -n "$passed" ] && [ -n "$failed" ] || passed=0 failed=1
+    [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
+    TOTAL_PASSED=$((TOTAL_PASSED + passed))
+    TOTAL_FAILED=$((TOTAL_FAILED + failed))
+    SUMMARY+=("$(printf '%-48s %4d passed %4d failed  exit %d' "$name" "$passed" "$failed" "$rc")")
+    if [ "$rc" -ne 0 ] || [ "$failed" -ne 0 ]; then
+        FAILED_STEPS+=("$name")
+        pj_say "$name FAILED (exit $rc):"
+        tail -n 100 "$log"
+    else
+        grep -aE '^(PASS|FAIL) |memcheck:' "$log"
+        pj_say "$name: $passed passed"
+    fi
+}
+
 check_whitespace() {
     git rev-parse --is-inside-work-tree >/dev/null 2>&1 || return 0
     if ! git diff --check HEAD; then
@@ -155,6 +186,11 @@ else
     [ "$asan_ok" -eq 1 ] && run_suites asan unit "${SAN_ENV[@]}"
     [ "$asan_ok" -eq 1 ] && run_suites asan integration "${SAN_ENV[@]}"
     [ "$gcc_ok" -eq 1 ] && run_suites gcc integration
+    if [ "$QUICK" -eq 0 ]; then
+        [ "$gcc_ok" -eq 1 ] && run_script valgrind env PJ_VALGRIND_BUILD=build/gcc \
+            bash tests/valgrind.sh
+        run_script fuzz env PJ_FUZZ_BUILD=build/fuzz bash tests/fuzz/run.sh "$FUZZ_SECONDS"
+    fi
 fi
 check_whitespace
 
