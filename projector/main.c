@@ -11,6 +11,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "dlq.h"
+#include "jsonarena.h"
 #include "log.h"
 #include "migrations.h"
 #include "model.h"
@@ -284,6 +285,7 @@ static int cmd_run(const Args *a)
 int main(int argc, char **argv)
 {
     Args a = {0};
+    jsonarena_install(); /* before any JSON exists */
     int code = parse_args(argc, argv, &a);
     if (code >= 0)
         return code;
