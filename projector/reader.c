@@ -11,6 +11,7 @@
 
 struct Reader {
     redisContext *ctx;
+    size_t acks_queued; /* XACKs sent (or buffered) whose replies are not read yet */
 };
 
 static int context_error(Reader *r, PjError *err, const char *what)
@@ -19,10 +20,35 @@ static int context_error(Reader *r, PjError *err, const char *what)
     return pj_error_set(err, PJ_ETRANSIENT, "could not %s: %s", what, detail);
 }
 
+static int reply_error(const redisReply *reply, PjError *err, const char *what);
+
+/* Reads the replies of the queued XACKs (sending them first if they are still buffered);
+ * they come before the reply of any command appended after them. */
+static int settle_acks(Reader *r, PjError *err)
+{
+    int rc = 0;
+    for (; r->acks_queued > 0; r->acks_queued--) {
+        redisReply *reply = NULL;
+        if (redisGetReply(r->ctx, (void **)&reply) != REDIS_OK || reply == NULL)
+            return context_error(r, err, "acknowledge entries");
+        if (rc == 0 && reply->type == REDIS_REPLY_ERROR)
+            rc = reply_error(reply, err, "acknowledge entries");
+        freeReplyObject(reply);
+    }
+    return rc;
+}
+
+int reader_flush(Reader *r, PjError *err)
+{
+    return settle_acks(r, err);
+}
+
 /* Sends argv and returns the reply, or NULL with err set (transient). */
 static redisReply *command(Reader *r, PjError *err, const char *what, int argc, const char **argv,
                            const size_t *lens)
 {
+    if (settle_acks(r, err) < 0)
+        return NULL;
     redisReply *reply = redisCommandArgv(r->ctx, argc, argv, lens);
     if (reply == NULL) {
         context_error(r, err, what);
@@ -220,6 +246,9 @@ static int read_counts(Reader *r, const char *stream, const char *group, StreamC
 int reader_stream_counts(Reader *r, const char *stream, const char *group, StreamCounts *ret,
                          PjError *err)
 {
+    int rc = settle_acks(r, err);
+    if (rc < 0)
+        return rc;
     if (append_counts(r, stream) < 0)
         return context_error(r, err, "read the stream info");
     return read_counts(r, stream, group, ret, err);
@@ -420,7 +449,12 @@ int reader_read(Reader *r, const char *group, const char *consumer, const char *
     free(argv);
     redisReply *reply = NULL;
     batch_reset(out);
-    if (rc < 0 || redisGetReply(r->ctx, (void **)&reply) != REDIS_OK || reply == NULL)
+    if (rc < 0)
+        return context_error(r, err, "read from Redis");
+    /* The acknowledgements of the last batch went out in the same write, just before. */
+    if ((rc = settle_acks(r, err)) < 0)
+        return rc;
+    if (redisGetReply(r->ctx, (void **)&reply) != REDIS_OK || reply == NULL)
         return context_error(r, err, "read from Redis");
     rc = reader_parse_batch(reply, streams, nstreams, out, err);
     for (size_t i = 0; rc == 0 && counts != NULL && i < nstreams; i++)
@@ -452,9 +486,12 @@ int reader_ack(Reader *r, const char *stream, const char *group, const char *con
     argv[1] = stream;
     argv[2] = group;
     memcpy(argv + 3, ids, n * sizeof *ids);
-    int rc = simple(r, err, "acknowledge entries", (int)(n + 3), argv);
+    int rc = redisAppendCommandArgv(r->ctx, (int)(n + 3), argv, NULL) == REDIS_OK ? 0 : -1;
     free(argv);
-    return rc;
+    if (rc < 0)
+        return context_error(r, err, "acknowledge entries");
+    r->acks_queued++;
+    return 0;
 }
 
 /* entries_behind from XINFO GROUPS: lag (undelivered) + pending (delivered, not acked). */

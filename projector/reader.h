@@ -86,9 +86,14 @@ int reader_read(Reader *r, const char *group, const char *consumer, const char *
 int reader_parse_batch(redisReply *reply, const char *const *streams, size_t nstreams, Batch *out,
                        PjError *err) PJ_MUSTCHECK;
 
-/* XACK stream group id... */
+/* XACK stream group id...: queued, not waited for. It goes out with the next command
+ * (the next reader_read's XREADGROUP, in the same write) and that command reads its reply
+ * first, so an acknowledgement costs no round trip of its own; an error in it is that
+ * command's error. reader_flush sends and settles what is queued (before a clean stop).
+ * Entries whose acknowledgement is lost with the connection are simply delivered again. */
 int reader_ack(Reader *r, const char *stream, const char *group, const char *const *ids, size_t n,
                PjError *err) PJ_MUSTCHECK;
+int reader_flush(Reader *r, PjError *err) PJ_MUSTCHECK;
 
 /* The lag of one stream for a group whose committed position is applied: last entry ID,
  * entries after applied (exact up to a bound, via XINFO GROUPS lag + pending when
