@@ -31,6 +31,10 @@ typedef struct StatementInfo {
     size_t handler;
     size_t action;
     ParamSource *params; /* owned; nparams entries, $1 first */
+    /* Set when the statement touches exactly the row of its key values and reads no row of
+     * its own table (see applier_row_key): key_params[i] is the 0-based parameter holding
+     * the value of key column i of the model. Owned, model->nkey entries, or NULL. */
+    size_t *key_params;
 } StatementInfo;
 
 struct ApplierPlan {
@@ -46,6 +50,10 @@ struct ApplierPlan {
 typedef struct Compiler {
     const ModelSet *set;
     const Model *m;
+    bool multi;        /* the set-based form: parameter n is the column v.pn of unnest */
+    bool fold;         /* ... whose rows of one key fold into one (see plan_can_fold) */
+    bool reads_own;    /* a lookup reads the model's own table */
+    size_t *key_params; /* per key column: its parameter (1-based), 0 when not a plain value */
     StrBuf sql;
     ParamSource *params;
     size_t nparams;
@@ -70,13 +78,88 @@ static void plan_append_cast_param(Compiler *c, const Column *col, const Expr *e
                                    const char *target)
 {
     size_t n = plan_add_param(c, e, role, col->name, target);
-    strbuf_appendf(&c->sql, "CAST($%zu AS %s)", n, col->sql_type);
+    strbuf_appendf(&c->sql, c->multi ? "CAST(v.p%zu AS %s)" : "CAST($%zu AS %s)", n,
+                   col->sql_type);
+}
+
+static bool plan_param_is_key(const Compiler *c, size_t n)
+{
+    for (size_t k = 0; k < c->m->nkey; k++)
+        if (c->key_params[k] == n)
+            return true;
+    return false;
+}
+
+/* The folding form's rows, one per key: "(SELECT u.pK AS pK, ..., the sum of every add:
+ * amount (each cast to its column's type first, as one event at a time would), the last
+ * value of every other parameter, FROM " (continued by plan_unnest_text). Every column
+ * stays text, so the statement around it reads v.pn as in the plain set-based form. */
+static void plan_append_fold_select(const Compiler *c, StrBuf *sb)
+{
+    strbuf_append(sb, "(SELECT ");
+    for (size_t i = 1; i <= c->nparams; i++) {
+        const ParamSource *ps = &c->params[i - 1];
+        strbuf_append(sb, i > 1 ? ", " : "");
+        if (plan_param_is_key(c, i)) {
+            strbuf_appendf(sb, "u.p%zu", i);
+        } else if (ps->role == PARAM_ADD) {
+            const Column *col = &c->m->columns[model_find_column(c->m, ps->column)];
+            strbuf_appendf(sb, "CAST(sum(CAST(u.p%zu AS %s)) AS text)", i, col->sql_type);
+        } else {
+            strbuf_appendf(sb, "(array_agg(u.p%zu ORDER BY u.o DESC))[1]", i);
+        }
+        strbuf_appendf(sb, " AS p%zu", i);
+    }
+    strbuf_append(sb, " FROM ");
+}
+
+/* The set-based form's row source: unnest($1::text[], ...) AS v(p1, ...), one text array
+ * per parameter of the single-row form, all of the same length; or, folding, a grouped
+ * select over it with one row per key. */
+static char *plan_unnest_text(const Compiler *c)
+{
+    StrBuf sb = {0};
+
+    if (c->fold)
+        plan_append_fold_select(c, &sb);
+    strbuf_append(&sb, "unnest(");
+    for (size_t i = 1; i <= c->nparams; i++)
+        strbuf_appendf(&sb, "%s$%zu::text[]", i > 1 ? ", " : "", i);
+    strbuf_append(&sb, c->fold ? ") WITH ORDINALITY AS u(" : ") AS v(");
+    for (size_t i = 1; i <= c->nparams; i++)
+        strbuf_appendf(&sb, "%sp%zu", i > 1 ? ", " : "", i);
+    if (c->fold) {
+        strbuf_append(&sb, ", o) GROUP BY ");
+        size_t nkeys = 0;
+        for (size_t i = 1; i <= c->nparams; i++)
+            if (plan_param_is_key(c, i))
+                strbuf_appendf(&sb, "%su.p%zu", nkeys++ > 0 ? ", " : "", i);
+        strbuf_append(&sb, ") AS v");
+    } else {
+        strbuf_append(&sb, ")");
+    }
+    return strbuf_take(&sb);
+}
+
+/* Inserts " <keyword> <row source>" at byte offset at of the statement (set-based form). */
+static void plan_splice_unnest(Compiler *c, size_t at, const char *keyword)
+{
+    char *src = plan_unnest_text(c), *tail = xstrdup(c->sql.buf + at);
+
+    c->sql.len = at;
+    c->sql.buf[at] = '\0';
+    strbuf_appendf(&c->sql, " %s %s%s", keyword, src, tail);
+    free(src);
+    free(tail);
 }
 
 /* (SELECT s."col" FROM source AS s WHERE s."w" = CAST($j AS type) AND ... LIMIT 1) */
 static void plan_append_lookup(Compiler *c, const Lookup *lk, const char *target)
 {
     const Model *src = &c->set->models[lk->model];
+
+    if (src == c->m)
+        c->reads_own = true;
 
     strbuf_append(&c->sql, "(SELECT s.");
     sql_append_ident(&c->sql, src->columns[lk->column].name);
@@ -126,7 +209,34 @@ static void plan_append_add_update(Compiler *c, const Column *col, size_t k)
     sql_append_ident(&c->sql, col->name);
     strbuf_append(&c->sql, ", ");
     plan_append_default(c, col);
-    strbuf_appendf(&c->sql, ") + CAST($%zu AS %s)", k, col->sql_type);
+    strbuf_appendf(&c->sql, c->multi ? ") + CAST(v.p%zu AS %s)" : ") + CAST($%zu AS %s)", k,
+                   col->sql_type);
+}
+
+/* Column col was just given the last parameter: remember it when col is a key column. */
+static void plan_note_key(Compiler *c, size_t col)
+{
+    for (size_t k = 0; k < c->m->nkey; k++)
+        if (c->m->key[k] == col)
+            c->key_params[k] = c->nparams;
+}
+
+/* The set-based upsert's DO UPDATE cannot name the row source, only EXCLUDED, whose add:
+ * column holds default + amount: "c" = COALESCE(t."c", default) + (EXCLUDED."c" - default),
+ * exact for integers and numeric (the only add: columns given a set-based form when they
+ * have a default; see plan_row_key). */
+static void plan_append_add_excluded(Compiler *c, const Column *col)
+{
+    sql_append_ident(&c->sql, col->name);
+    strbuf_append(&c->sql, " = COALESCE(t.");
+    sql_append_ident(&c->sql, col->name);
+    strbuf_append(&c->sql, ", ");
+    plan_append_default(c, col);
+    strbuf_append(&c->sql, ") + (EXCLUDED.");
+    sql_append_ident(&c->sql, col->name);
+    strbuf_append(&c->sql, " - ");
+    plan_append_default(c, col);
+    strbuf_append(&c->sql, ")");
 }
 
 static void plan_append_where(Compiler *c, const Action *a)
@@ -140,6 +250,7 @@ static void plan_append_where(Compiler *c, const Action *a)
         sql_append_ident(&c->sql, c->m->columns[a->where[i].column].name);
         strbuf_append(&c->sql, " = ");
         plan_append_value(c, &a->where[i], PARAM_WHERE);
+        plan_note_key(c, a->where[i].column);
     }
 }
 
@@ -180,7 +291,10 @@ static void plan_append_on_conflict(Compiler *c, const Action *a, const size_t *
     }
     for (size_t i = 0; i < a->nadd; i++) {
         strbuf_append(&c->sql, nupdated++ > 0 ? ", " : "");
-        plan_append_add_update(c, &m->columns[a->add[i].column], add_params[i]);
+        if (c->multi)
+            plan_append_add_excluded(c, &m->columns[a->add[i].column]);
+        else
+            plan_append_add_update(c, &m->columns[a->add[i].column], add_params[i]);
     }
     if (nupdated == 0) {
         /* Every column is a key column: the row existing is all there is to say. */
@@ -213,11 +327,13 @@ static void plan_compile_upsert(Compiler *c, const Action *a)
         strbuf_append(&c->sql, i > 0 ? ", " : "");
         sql_append_ident(&c->sql, m->columns[as->column].name);
     }
-    strbuf_append(&c->sql, ") VALUES (");
+    strbuf_append(&c->sql, c->multi ? ") SELECT " : ") VALUES (");
     for (size_t i = 0; i < a->nset; i++) {
         bool key = m->columns[a->set[i].column].in_key;
         strbuf_append(&c->sql, i > 0 ? ", " : "");
         plan_append_value(c, &a->set[i], key ? PARAM_KEY : PARAM_VALUE);
+        if (key && a->set[i].lookup == NULL)
+            plan_note_key(c, a->set[i].column);
     }
     for (size_t i = 0; i < a->nadd; i++) {
         const Column *col = &m->columns[a->add[i].column];
@@ -227,7 +343,10 @@ static void plan_compile_upsert(Compiler *c, const Action *a)
         plan_append_cast_param(c, col, a->add[i].expr, PARAM_ADD, NULL);
         add_params[i] = c->nparams;
     }
-    strbuf_append(&c->sql, ")");
+    if (c->multi)
+        plan_splice_unnest(c, c->sql.len, "FROM");
+    else
+        strbuf_append(&c->sql, ")");
     plan_append_on_conflict(c, a, add_params);
     free(add_params);
 }
@@ -257,6 +376,7 @@ static void plan_compile_update(Compiler *c, const Action *a)
         size_t k = plan_add_param(c, a->add[i].expr, PARAM_ADD, col->name, NULL);
         plan_append_add_update(c, col, k);
     }
+    size_t from_at = c->sql.len;
     plan_append_where(c, a);
     if (version_value != NULL) {
         const char *v = m->columns[m->version_column].name;
@@ -267,6 +387,8 @@ static void plan_compile_update(Compiler *c, const Action *a)
         strbuf_appendf(&c->sql, " < %s)", version_value);
         free(version_value);
     }
+    if (c->multi)
+        plan_splice_unnest(c, from_at, "FROM");
 }
 
 static void plan_compile_delete(Compiler *c, const Action *a)
@@ -274,7 +396,10 @@ static void plan_compile_delete(Compiler *c, const Action *a)
     strbuf_append(&c->sql, "DELETE FROM ");
     model_append_table(&c->sql, c->m);
     strbuf_append(&c->sql, " AS t");
+    size_t using_at = c->sql.len;
     plan_append_where(c, a);
+    if (c->multi)
+        plan_splice_unnest(c, using_at, "USING");
 }
 
 /* Checks the shape a loaded model guarantees, so a broken loader fails loudly here
@@ -305,24 +430,93 @@ static int plan_check_action(const Model *m, const Handler *h, size_t ai, PjErro
     return 0;
 }
 
+/* Compiles one form of an action into c (which starts empty). */
+static void plan_compile_form(Compiler *c, const Action *a)
+{
+    c->key_params = xcalloc(c->m->nkey, sizeof *c->key_params);
+    if (a->kind == ACTION_UPSERT)
+        plan_compile_upsert(c, a);
+    else if (a->kind == ACTION_UPDATE)
+        plan_compile_update(c, a);
+    else
+        plan_compile_delete(c, a);
+}
+
+/* The 0-based parameters of the key columns when the statement targets one row by its
+ * whole key (an upsert whose key values are plain values, or an update or delete whose
+ * where is exactly the key) and reads nothing of its own table; otherwise NULL. */
+static size_t *plan_row_key(const Compiler *c, const Action *a)
+{
+    if (c->reads_own || (a->kind != ACTION_UPSERT && a->nwhere != c->m->nkey))
+        return NULL;
+    size_t *keys = xcalloc(c->m->nkey, sizeof *keys);
+    for (size_t k = 0; k < c->m->nkey; k++) {
+        if (c->key_params[k] == 0) {
+            free(keys);
+            return NULL;
+        }
+        keys[k] = c->key_params[k] - 1;
+    }
+    return keys;
+}
+
+/* Whether the action has a set-based form: an upsert's DO UPDATE computes an add: amount
+ * as (default + amount) - default, which may round for floating point columns. */
+static bool plan_can_merge(const Model *m, const Action *a)
+{
+    for (size_t i = 0; a->kind == ACTION_UPSERT && i < a->nadd; i++) {
+        const Column *col = &m->columns[a->add[i].column];
+        if (col->default_text != NULL && (col->kind == COL_REAL || col->kind == COL_DOUBLE))
+            return false;
+    }
+    return true;
+}
+
+/* Several events of one action on one key may fold into one row of the set-based form
+ * when the result is the same as applying them one by one: no version guard (each would
+ * compare with the row the previous one left), and every add: column an integer or
+ * numeric one, whose sums are exact in any order (floating point sums are not). Set
+ * columns take the last event's value, as the last statement would leave them. */
+static bool plan_can_fold(const Model *m, const Action *a)
+{
+    if (plan_guards_version(m, a))
+        return false;
+    for (size_t i = 0; i < a->nadd; i++) {
+        ColumnKind k = m->columns[a->add[i].column].kind;
+        if (k != COL_SMALLINT && k != COL_INTEGER && k != COL_BIGINT && k != COL_NUMERIC)
+            return false;
+    }
+    return true;
+}
+
 static void plan_compile_action(ApplierPlan *p, size_t hi, size_t ai)
 {
     const Action *a = &p->model->handlers[hi].actions[ai];
     Compiler c = {.set = p->set, .m = p->model};
+    Compiler multi = {.set = p->set, .m = p->model, .multi = true};
     size_t i = p->count++;
 
-    if (a->kind == ACTION_UPSERT)
-        plan_compile_upsert(&c, a);
-    else if (a->kind == ACTION_UPDATE)
-        plan_compile_update(&c, a);
-    else
-        plan_compile_delete(&c, a);
+    plan_compile_form(&c, a);
+    size_t *key_params = plan_row_key(&c, a);
+    bool merges = key_params != NULL && plan_can_merge(p->model, a);
+    if (merges) {
+        multi.fold = plan_can_fold(p->model, a);
+        plan_compile_form(&multi, a);
+        assert(multi.nparams == c.nparams);
+    }
     p->statements[i] = (PlanStatement){
         .name = xasprintf("a%zu_%zu", hi, ai),
         .sql = strbuf_take(&c.sql),
         .nparams = (int)c.nparams,
+        .multi_name = merges ? xasprintf("m%zu_%zu", hi, ai) : NULL,
+        .multi_sql = merges ? strbuf_take(&multi.sql) : NULL,
+        .multi_folds = multi.fold,
     };
-    p->infos[i] = (StatementInfo){.handler = hi, .action = ai, .params = c.params};
+    p->infos[i] = (StatementInfo){
+        .handler = hi, .action = ai, .params = c.params, .key_params = key_params};
+    free(c.key_params);
+    free(multi.key_params);
+    free(multi.params);
 }
 
 int applier_plan_new(const ModelSet *set, size_t model, ApplierPlan **ret, PjError *err)
@@ -362,7 +556,10 @@ ApplierPlan *applier_plan_free(ApplierPlan *plan)
     for (size_t i = 0; i < plan->count; i++) {
         free(plan->statements[i].name);
         free(plan->statements[i].sql);
+        free(plan->statements[i].multi_name);
+        free(plan->statements[i].multi_sql);
         free(plan->infos[i].params);
+        free(plan->infos[i].key_params);
     }
     free(plan->statements);
     free(plan->infos);
@@ -522,6 +719,71 @@ int applier_bind(const ApplierPlan *plan, const json_t *event, Bound *out, PjErr
         }
     }
     return 0;
+}
+
+/* Integers as PostgreSQL prints them: no sign but "-", no leading zero, no blank. */
+static bool canonical_integer(const char *s)
+{
+    if (strcmp(s, "0") == 0)
+        return true;
+    if (*s == '-')
+        s++;
+    if (*s < '1' || *s > '9')
+        return false;
+    size_t n = strspn(s, "0123456789");
+    return s[n] == '\0' && n <= 18;
+}
+
+/* A uuid as PostgreSQL prints it: lower case, 8-4-4-4-12. */
+static bool canonical_uuid(const char *s)
+{
+    if (strlen(s) != 36)
+        return false;
+    for (size_t i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : strchr("0123456789abcdef", s[i]) == NULL)
+            return false;
+    }
+    return true;
+}
+
+/* True when text, cast to col's type, is equal to another canonical value only if the
+ * two texts are equal. */
+static bool canonical_key(const Column *col, const char *text)
+{
+    switch (col->kind) {
+    case COL_TEXT:
+        return true;
+    case COL_VARCHAR: /* a length limit would cut two texts to one */
+        return strcmp(col->sql_type, "character varying") == 0;
+    case COL_SMALLINT:
+    case COL_INTEGER:
+    case COL_BIGINT:
+        return canonical_integer(text);
+    case COL_UUID:
+        return canonical_uuid(text);
+    default:
+        return false;
+    }
+}
+
+bool applier_row_key(const ApplierPlan *plan, const BoundStatement *b, StrBuf *key)
+{
+    const StatementInfo *info = &plan->infos[b->statement];
+    const Model *m = plan->model;
+
+    if (info->key_params == NULL)
+        return false;
+    strbuf_reset(key);
+    for (size_t k = 0; k < m->nkey; k++) {
+        const char *v = b->params[info->key_params[k]];
+        if (v == NULL || !canonical_key(&m->columns[m->key[k]], v))
+            return false;
+        /* length-prefixed, so no value can run into the next */
+        strbuf_appendf(key, "%zu:", strlen(v));
+        strbuf_append(key, v);
+    }
+    return true;
 }
 
 void bound_reset(Bound *b)

@@ -29,6 +29,14 @@ typedef struct PlanStatement {
     char *name; /* "a<handler>_<action>", unique within the plan */
     char *sql;
     int nparams;
+    /* The set-based form, for a statement that touches one row by its whole key: the same
+     * statement over many rows, parameter n a text[] of the n-th values of every row
+     * (FROM/USING unnest(...) AS v(p1, ...)). NULL when the statement cannot be merged. */
+    char *multi_name; /* "m<handler>_<action>" */
+    char *multi_sql;
+    /* The set-based form takes several rows of one key (in batch order) and folds them:
+     * add: amounts summed, other values from the last row. */
+    bool multi_folds;
 } PlanStatement;
 
 typedef struct ApplierPlan ApplierPlan;
@@ -65,6 +73,14 @@ typedef struct Bound {
  * (nothing appended in that case either). */
 int applier_bind(const ApplierPlan *plan, const json_t *event, Bound *out,
                  PjError *err) PJ_MUSTCHECK;
+/* When b touches exactly one row, named by its key values, and reads no row of the read
+ * table (so it commutes with every statement on another row), writes that row's identity
+ * to key (reset first) and returns true. False for a fan-out update, a lookup into the
+ * model's own table, or a key value not written in its type's canonical form (two
+ * spellings of one value would look like two rows). A statement may have a row key and
+ * still no set-based form (multi_sql NULL). */
+bool applier_row_key(const ApplierPlan *plan, const BoundStatement *b, StrBuf *key);
+
 /* Frees the parameters of every item and empties out (keeps its memory). */
 void bound_reset(Bound *b);
 void bound_done(Bound *b);

@@ -17,7 +17,7 @@
 
 #include "yamlsrc.h"
 
-typedef enum { KEY_STRING, KEY_INT, KEY_LOGLEVEL } KeyType;
+typedef enum { KEY_STRING, KEY_INT, KEY_BOOL, KEY_LOGLEVEL } KeyType;
 
 typedef struct ConfigKey {
     const char *section; /* NULL for top-level keys */
@@ -49,6 +49,7 @@ static const ConfigKey config_keys[] = {
     STR_KEY(NULL, "readmodels", readmodels_dir, "readmodels/"),
     INT_KEY(NULL, "batch", batch, "1000", 1, 10000),
     INT_KEY(NULL, "block_ms", block_ms, "1000", 1, 60000),
+    {NULL, "set_based", KEY_BOOL, offsetof(Config, set_based), "true", 0, 0},
     {NULL, "log_level", KEY_LOGLEVEL, offsetof(Config, log_level), "info", 0, 0},
     INT_KEY(NULL, "stats_interval_s", stats_interval_s, "60", 0, 86400),
 };
@@ -195,6 +196,12 @@ static void store_value(Config *cfg, const ConfigKey *k, const char *text, const
     if (k->type == KEY_STRING) {
         free(*(char **)field);
         *(char **)field = xstrdup(text);
+    } else if (k->type == KEY_BOOL) {
+        if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0)
+            *(bool *)field = strcmp(text, "true") == 0;
+        else
+            diag_add(diag, file, line, col, "invalid value \"%s\" for \"%s\": expected true or false",
+                     text, k->name);
     } else if (k->type == KEY_LOGLEVEL) {
         if (log_level_parse(text, (LogLevel *)field) < 0)
             diag_add(diag, file, line, col,

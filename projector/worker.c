@@ -18,7 +18,9 @@
 #include "applier.h"
 #include "checkpoint.h"
 #include "event.h"
+#include "jsonarena.h"
 #include "log.h"
+#include "merge.h"
 #include "pg.h"
 #include "reader.h"
 
@@ -27,6 +29,7 @@
 #define SAMPLE_EVERY_MS 250
 #define LOOKUP_WAIT_SLICE_MS 1000
 #define IDLE_PG_CHECK_MS 3000
+#define TAG_MERGED (-2L) /* pipeline tag of a set-based statement of several events */
 
 typedef enum {
     ITEM_ACK_ONLY, /* at or below the checkpoint: settled before, acknowledge only */
@@ -60,6 +63,10 @@ struct Worker {
     bool *history;         /* per stream: still re-reading pending entries */
     Batch batch;
     Bound bound;
+    MergePlan merge;
+    const BoundStatement **stmts; /* ITEM_APPLY statements in batch order (set-based run) */
+    size_t *stmt_item;            /* the item of each */
+    size_t stmts_cap;
     Item *items;
     size_t nitems, items_cap;
     int backoff_ms;
@@ -134,6 +141,15 @@ static void drop_session(Worker *w)
     w->pg = pg_free(w->pg);
 }
 
+/* A clean end of the sessions: the queued acknowledgements go out first. */
+static void close_session(Worker *w)
+{
+    PjError err;
+    if (w->reader != NULL && reader_flush(w->reader, &err) < 0)
+        log_warn(w->ctx, "%s (the entries will be delivered again and skipped)", err.message);
+    drop_session(w);
+}
+
 /* ---- session set-up ---- */
 
 static int prepare_statements(Worker *w, PjError *err)
@@ -142,6 +158,8 @@ static int prepare_statements(Worker *w, PjError *err)
     for (size_t i = 0; rc == 0 && i < applier_plan_count(w->plan); i++) {
         const PlanStatement *st = applier_plan_statement(w->plan, i);
         rc = pg_prepare(w->pg, st->name, st->sql, st->nparams, err);
+        if (rc == 0 && st->multi_name != NULL && w->o.cfg->set_based)
+            rc = pg_prepare(w->pg, st->multi_name, st->multi_sql, st->nparams, err);
     }
     return rc;
 }
@@ -274,8 +292,11 @@ static void classify(Worker *w, Item *it)
         item_dead(it, "the entry was deleted from the stream before it was applied", NULL);
         return;
     }
+    /* Every JSON node of the event lives in this thread's arena until jsonarena_end. */
+    jsonarena_begin();
     if (event_decode(m->streams[e->stream], e->id_text, &e->fields, w->o.cfg->event_field, &event,
                      &err) < 0) {
+        jsonarena_end();
         item_dead(it, err.message, NULL);
         return;
     }
@@ -285,6 +306,7 @@ static void classify(Worker *w, Item *it)
     it->first_stmt = w->bound.count;
     int rc = applier_bind(w->plan, event, &w->bound, &err);
     json_decref(event);
+    jsonarena_end();
     if (rc == APPLIER_UNHANDLED)
         it->kind = ITEM_SKIP;
     else if (rc < 0)
@@ -392,6 +414,43 @@ static void send_item(Worker *w, long index)
     }
 }
 
+/* The set-based run: dead letters, then the batch's statements in the groups of merge.h. A
+ * group of one is sent as its plain statement, tagged with its item (so a failure names
+ * the event); a larger group as the set-based statement, tagged TAG_MERGED. */
+static void send_merged(Worker *w)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < w->nitems; i++) {
+        const Item *it = &w->items[i];
+        if (it->kind == ITEM_DEAD)
+            send_dead_letter(w, it);
+        if (it->kind != ITEM_APPLY)
+            continue;
+        xgrow((void **)&w->stmts, &w->stmts_cap, n + it->nstmts + 1, sizeof *w->stmts);
+        w->stmt_item = xrealloc(w->stmt_item, w->stmts_cap * sizeof *w->stmt_item);
+        for (size_t k = 0; k < it->nstmts; k++) {
+            w->stmts[n] = &w->bound.items[it->first_stmt + k];
+            w->stmt_item[n++] = i;
+        }
+    }
+    merge_build(&w->merge, w->plan, w->stmts, n);
+    for (size_t g = 0; g < w->merge.ngroups; g++) {
+        const MergeGroup *grp = &w->merge.groups[g];
+        const PlanStatement *st = applier_plan_statement(w->plan, grp->statement);
+        if (grp->count == 1) {
+            size_t m = w->merge.members[grp->first];
+            const BoundStatement *b = w->stmts[m];
+            pg_pipeline_send(w->pg, st->name, b->nparams, (const char *const *)b->params,
+                             (long)w->stmt_item[m]);
+            continue;
+        }
+        char **params = merge_params(&w->merge, grp, w->stmts, st->nparams);
+        pg_pipeline_send(w->pg, st->multi_name, st->nparams, (const char *const *)params,
+                         TAG_MERGED);
+        merge_params_free(params, st->nparams);
+    }
+}
+
 static uint64_t count_kind(const Worker *w, size_t s, ItemKind kind)
 {
     uint64_t n = 0;
@@ -437,7 +496,7 @@ static int64_t settled_position(const Worker *w, size_t s)
 /* Sends the whole batch and its checkpoints as one pipeline (one transaction). The
  * checkpoints go first: their row locks serialise concurrent batches of this read model,
  * and one that finds a checkpoint moved under it fails before applying anything. */
-static int run_once(Worker *w, long *failed, PjError *err)
+static int run_once(Worker *w, bool set_based, long *failed, PjError *err)
 {
     int rc = pg_pipeline_begin(w->pg, err);
     if (rc < 0)
@@ -448,21 +507,34 @@ static int run_once(Worker *w, long *failed, PjError *err)
             checkpoint_send(w->pg, w->m->name, w->m->streams[s], w->checkpoint[s], top,
                             count_kind(w, s, ITEM_APPLY), settled_position(w, s), -1);
     }
-    for (size_t i = 0; i < w->nitems; i++)
-        send_item(w, (long)i);
+    if (set_based) {
+        send_merged(w);
+    } else {
+        for (size_t i = 0; i < w->nitems; i++)
+            send_item(w, (long)i);
+    }
     return pg_pipeline_run(w->pg, failed, err);
 }
 
 /* Commits the batch. A statement of one event that fails permanently isolates that event:
  * it is dead-lettered and the batch is sent again without it, so each bad event costs
- * one more round trip and the good ones are applied exactly once. */
+ * one more round trip and the good ones are applied exactly once. A set-based statement
+ * that fails does not say which of its events is at fault: the batch is sent again event
+ * by event, which then names it. */
 static int commit_batch(Worker *w, PjError *err)
 {
-    for (size_t attempt = 0; attempt <= w->nitems; attempt++) {
+    bool set_based = w->o.cfg->set_based;
+    for (size_t attempt = 0; attempt <= w->nitems + 1; attempt++) {
         long failed;
-        int rc = run_once(w, &failed, err);
+        int rc = run_once(w, set_based, &failed, err);
         if (rc == 0)
             return 0;
+        if (rc == -PJ_EPERMANENT && failed == TAG_MERGED && set_based) {
+            log_debug(w->ctx, "a set-based statement failed (%s), applying the batch event by "
+                              "event", err->message);
+            set_based = false;
+            continue;
+        }
         if (rc != -PJ_EPERMANENT || failed < 0)
             return rc == -PJ_EPERMANENT ? -PJ_ETRANSIENT : rc; /* bookkeeping failed: retry */
         Item *it = &w->items[failed];
@@ -709,7 +781,7 @@ static void stay_stopped(Worker *w)
 {
     log_error(w->ctx, "%s, stopping this read model (on_error: stop)", w->stop_reason);
     lag_set_state(w->o.board, w->o.rm, RM_STATE_STOPPED, w->stop_reason);
-    drop_session(w);
+    close_session(w);
     while (!stopping(w)) {
         lag_polled(w->o.board, w->o.rm);
         pause_ms(w, 1000);
@@ -745,7 +817,8 @@ static void *worker_main(void *arg)
             pause_ms(w, next_backoff(w));
         }
     }
-    drop_session(w);
+    close_session(w);
+    jsonarena_thread_done();
     log_info(w->ctx, "stopped");
     return NULL;
 }
@@ -756,6 +829,9 @@ static void worker_free(Worker *w)
     items_reset(w);
     free(w->items);
     bound_done(&w->bound);
+    merge_plan_done(&w->merge);
+    free(w->stmts);
+    free(w->stmt_item);
     batch_done(&w->batch);
     applier_plan_free(w->plan);
     free(w->group);

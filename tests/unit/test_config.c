@@ -47,6 +47,7 @@ Test(config, empty_file_gives_defaults)
     cr_assert_str_eq(cfg->http_listen, "127.0.0.1:8080");
     cr_assert_eq(cfg->batch, 1000);
     cr_assert_eq(cfg->block_ms, 1000);
+    cr_assert(cfg->set_based);
     cr_assert_eq(cfg->log_level, LOG_INFO);
     cr_assert_str_eq(cfg->readmodels_dir, "/tmp/readmodels/");
     free(errs);
@@ -63,7 +64,7 @@ Test(config, reads_every_section_and_expands_env)
                       "  schema: bookkeeping\n"
                       "http:\n  listen: 0.0.0.0:9000\n"
                       "readmodels: /etc/projector/models\nbatch: 250\nblock_ms: 50\n"
-                      "log_level: debug\n",
+                      "log_level: debug\nset_based: false\n",
                       &cfg);
     cr_assert_str_empty(errs);
     cr_assert_str_eq(cfg->redis.host, "10.0.0.5");
@@ -77,6 +78,7 @@ Test(config, reads_every_section_and_expands_env)
     cr_assert_str_eq(cfg->readmodels_dir, "/etc/projector/models");
     cr_assert_eq(cfg->batch, 250);
     cr_assert_eq(cfg->block_ms, 50);
+    cr_assert_not(cfg->set_based);
     cr_assert_eq(cfg->log_level, LOG_DEBUG);
     free(errs);
     config_free(cfg);
@@ -91,12 +93,15 @@ Test(config, reports_every_error_with_its_position)
                       "redis:\n  url: redis://h:1/0\n  colour: red\n"
                       "postgres:\n  conninfo: \"password=${PJ_TEST_UNSET}\"\n"
                       "log_level: loud\n"
-                      "http: [1, 2]\n",
+                      "http: [1, 2]\n"
+                      "set_based: yes\n",
                       &cfg);
     cr_assert_null(cfg);
     cr_assert(strstr(errs, "1:1: unrecognized key \"bacth\": expected one of redis, postgres, http, "
-                           "readmodels, batch, block_ms, log_level, stats_interval_s\n") != NULL, "%s", errs);
+                           "readmodels, batch, block_ms, set_based, log_level, stats_interval_s\n") != NULL, "%s", errs);
     cr_assert(strstr(errs, "2:8: invalid value \"0\" for \"batch\": must be 1..10000\n") != NULL, "%s", errs);
+    cr_assert(strstr(errs, "10:12: invalid value \"yes\" for \"set_based\": expected true or false\n") !=
+                  NULL, "%s", errs);
     cr_assert(strstr(errs, "5:3: unrecognized key \"colour\": expected one of url, event_field, "
                            "consumer, connect_timeout_ms\n") != NULL, "%s", errs);
     cr_assert(strstr(errs, "7:13: environment variable \"PJ_TEST_UNSET\" is not set\n") != NULL, "%s", errs);

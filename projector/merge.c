@@ -1,0 +1,202 @@
+/* merge.c - groups a batch's bound statements into set-based statements.
+ *
+ * Owns the grouping of one batch (MergePlan) and the text[] parameters of a group.
+ * Invariant: running the groups in order has the effect of running the statements one by
+ * one in batch order. It holds because a group only ever gathers statements of one plan
+ * statement on distinct rows (or, for a folding statement, consecutive ones on one row,
+ * which its SQL folds as applier.h says), every statement goes to a group after the last
+ * one that touched its row, and a statement that may touch rows it does not name (a
+ * fan-out update, a lookup into its own table, a key not in canonical form) is a barrier:
+ * alone in its group, after every earlier statement and before every later one.
+ * Statements on distinct rows commute: each reads and writes only its own row.
+ */
+#include "merge.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MERGE_NONE ((size_t)-1)
+
+/* Open addressing from a row's key to the last group that touched it. */
+typedef struct RowSlot {
+    char *key; /* owned; NULL: empty */
+    size_t group;
+} RowSlot;
+
+typedef struct RowTable {
+    RowSlot *slots;
+    size_t cap; /* a power of two, at least twice the statements */
+} RowTable;
+
+static uint64_t hash_text(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static void rows_init(RowTable *t, size_t n)
+{
+    t->cap = 16;
+    while (t->cap < 2 * n)
+        t->cap *= 2;
+    t->slots = xcalloc(t->cap, sizeof *t->slots);
+}
+
+static void rows_done(RowTable *t)
+{
+    for (size_t i = 0; i < t->cap; i++)
+        free(t->slots[i].key);
+    free(t->slots);
+}
+
+/* The slot of key: its own, or the empty one where it goes. */
+static RowSlot *rows_slot(RowTable *t, const char *key)
+{
+    size_t i = (size_t)hash_text(key) & (t->cap - 1);
+    while (t->slots[i].key != NULL && strcmp(t->slots[i].key, key) != 0)
+        i = (i + 1) & (t->cap - 1);
+    return &t->slots[i];
+}
+
+/* ---- grouping ---- */
+
+static size_t new_group(MergePlan *mp, size_t statement)
+{
+    xgrow((void **)&mp->groups, &mp->groups_cap, mp->ngroups + 1, sizeof *mp->groups);
+    mp->groups[mp->ngroups] = (MergeGroup){.statement = statement};
+    return mp->ngroups++;
+}
+
+/* Lists each group's members contiguously, in batch order within a group. */
+static void collect_members(MergePlan *mp, const size_t *group_of, size_t n)
+{
+    for (size_t g = 0; g < mp->ngroups; g++)
+        mp->groups[g].count = 0;
+    for (size_t i = 0; i < n; i++)
+        mp->groups[group_of[i]].count++;
+    size_t at = 0;
+    for (size_t g = 0; g < mp->ngroups; g++) {
+        mp->groups[g].first = at;
+        at += mp->groups[g].count;
+        mp->groups[g].count = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        MergeGroup *g = &mp->groups[group_of[i]];
+        mp->members[g->first + g->count++] = i;
+    }
+}
+
+void merge_build(MergePlan *mp, const ApplierPlan *plan, const BoundStatement *const *stmts,
+                 size_t n)
+{
+    size_t nplan = applier_plan_count(plan);
+    size_t *open = xmalloc((nplan + 1) * sizeof *open); /* per plan statement: its last group */
+    size_t *group_of = xmalloc((n + 1) * sizeof *group_of);
+    size_t floor = 0; /* no statement goes before the last barrier */
+    StrBuf key = {0};
+    RowTable rows;
+
+    rows_init(&rows, n);
+    mp->ngroups = 0;
+    xgrow((void **)&mp->members, &mp->members_cap, n + 1, sizeof *mp->members);
+    for (size_t s = 0; s < nplan; s++)
+        open[s] = MERGE_NONE;
+    for (size_t i = 0; i < n; i++) {
+        size_t st = stmts[i]->statement;
+        if (!applier_row_key(plan, stmts[i], &key)) {
+            group_of[i] = new_group(mp, st);
+            floor = group_of[i] + 1;
+            continue;
+        }
+        RowSlot *slot = rows_slot(&rows, key.buf);
+        size_t min = floor;
+        /* The row's last statement is in the open group of this one: a folding group
+         * takes it as well (nothing else touched the row in between). */
+        bool fold = slot->key != NULL && open[st] != MERGE_NONE && slot->group == open[st] &&
+                    applier_plan_statement(plan, st)->multi_folds;
+        if (slot->key != NULL && !fold && slot->group + 1 > min)
+            min = slot->group + 1;
+        const PlanStatement *ps = applier_plan_statement(plan, st);
+        size_t g;
+        if (ps->multi_sql == NULL) {
+            g = new_group(mp, st); /* alone, but no barrier: only its row's order binds it */
+        } else {
+            g = open[st] != MERGE_NONE && open[st] >= min ? open[st] : new_group(mp, st);
+            open[st] = g;
+        }
+        group_of[i] = g;
+        if (slot->key == NULL)
+            slot->key = xstrdup(key.buf);
+        slot->group = g;
+    }
+    collect_members(mp, group_of, n);
+    strbuf_done(&key);
+    rows_done(&rows);
+    free(group_of);
+    free(open);
+}
+
+void merge_plan_done(MergePlan *mp)
+{
+    free(mp->groups);
+    free(mp->members);
+    *mp = (MergePlan){0};
+}
+
+/* ---- parameters ---- */
+
+/* Appends v as an element of a PostgreSQL array literal: NULL, or double-quoted with
+ * backslash and double quote escaped. */
+static void append_element(StrBuf *sb, const char *v)
+{
+    if (v == NULL) {
+        strbuf_append(sb, "NULL");
+        return;
+    }
+    strbuf_append(sb, "\"");
+    for (const char *p = v;;) {
+        size_t run = strcspn(p, "\"\\");
+        strbuf_appendn(sb, p, run);
+        p += run;
+        if (*p == '\0')
+            break;
+        strbuf_appendn(sb, "\\", 1);
+        strbuf_appendn(sb, p++, 1);
+    }
+    strbuf_append(sb, "\"");
+}
+
+char **merge_params(const MergePlan *mp, const MergeGroup *g, const BoundStatement *const *stmts,
+                    int nparams)
+{
+    char **params = xcalloc((size_t)nparams + 1, sizeof *params);
+    StrBuf sb = {0};
+
+    for (int k = 0; k < nparams; k++) {
+        strbuf_reset(&sb);
+        strbuf_append(&sb, "{");
+        for (size_t j = 0; j < g->count; j++) {
+            const BoundStatement *b = stmts[mp->members[g->first + j]];
+            assert(b->nparams == nparams);
+            if (j > 0)
+                strbuf_append(&sb, ",");
+            append_element(&sb, b->params[k]);
+        }
+        strbuf_append(&sb, "}");
+        params[k] = xstrdup(sb.buf);
+    }
+    strbuf_done(&sb);
+    return params;
+}
+
+void merge_params_free(char **params, int nparams)
+{
+    if (params == NULL)
+        return;
+    for (int k = 0; k < nparams; k++)
+        free(params[k]);
+    free(params);
+}
