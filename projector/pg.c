@@ -229,21 +229,35 @@ static int read_results(Pg *pg, long *ret_failed_tag, PjError *err)
     return rc;
 }
 
-int pg_pipeline_run(Pg *pg, long *ret_failed_tag, PjError *err)
+/* Leaves pipeline mode, whatever state the batch left behind. */
+static int pipeline_leave(Pg *pg, int rc, PjError *err)
 {
-    *ret_failed_tag = -1;
-    int rc;
-    if (pg->send_failed || PQpipelineSync(pg->conn) != 1 || flush_all(pg) != 0) {
-        rc = pg_result_error(pg, NULL, "could not send the batch", err);
-        if (err != NULL)
-            err->code = PJ_ETRANSIENT;
-        rc = -PJ_ETRANSIENT;
-    } else {
-        (void)PQsetnonblocking(pg->conn, 0);
-        rc = read_results(pg, ret_failed_tag, err);
-    }
     (void)PQsetnonblocking(pg->conn, 0);
     if (PQexitPipelineMode(pg->conn) != 1 && rc == 0)
         rc = pg_result_error(pg, NULL, "could not leave pipeline mode", err);
     return rc;
+}
+
+int pg_pipeline_flush(Pg *pg, PjError *err)
+{
+    if (!pg->send_failed && PQpipelineSync(pg->conn) == 1 && flush_all(pg) == 0)
+        return 0;
+    (void)pg_result_error(pg, NULL, "could not send the batch", err);
+    if (err != NULL)
+        err->code = PJ_ETRANSIENT;
+    return pipeline_leave(pg, -PJ_ETRANSIENT, err);
+}
+
+int pg_pipeline_finish(Pg *pg, long *ret_failed_tag, PjError *err)
+{
+    *ret_failed_tag = -1;
+    (void)PQsetnonblocking(pg->conn, 0);
+    return pipeline_leave(pg, read_results(pg, ret_failed_tag, err), err);
+}
+
+int pg_pipeline_run(Pg *pg, long *ret_failed_tag, PjError *err)
+{
+    *ret_failed_tag = -1;
+    int rc = pg_pipeline_flush(pg, err);
+    return rc < 0 ? rc : pg_pipeline_finish(pg, ret_failed_tag, err);
 }

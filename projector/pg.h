@@ -47,5 +47,11 @@ void pg_pipeline_send(Pg *pg, const char *name, int nparams, const char *const *
  * statement that failed (-1 when none did: a connection or send failure). Nothing of the
  * pipeline is committed on failure. */
 int pg_pipeline_run(Pg *pg, long *ret_failed_tag, PjError *err) PJ_MUSTCHECK;
+/* pg_pipeline_run in two halves, so the caller can work while the server runs the batch:
+ * pg_pipeline_flush sends everything queued and the Sync (on failure it leaves pipeline
+ * mode itself and returns -PJ_ETRANSIENT); pg_pipeline_finish then reads the results, as
+ * pg_pipeline_run does, and leaves pipeline mode. */
+int pg_pipeline_flush(Pg *pg, PjError *err) PJ_MUSTCHECK;
+int pg_pipeline_finish(Pg *pg, long *ret_failed_tag, PjError *err) PJ_MUSTCHECK;
 
 #endif

@@ -420,7 +420,7 @@ static int read_args(const char **argv, const char *group, const char *consumer,
     argv[argc++] = consumer;
     argv[argc++] = "COUNT";
     argv[argc++] = count_s;
-    if (all_new) {
+    if (all_new && block_s != NULL) {
         argv[argc++] = "BLOCK";
         argv[argc++] = block_s;
     }
@@ -440,7 +440,8 @@ int reader_read(Reader *r, const char *group, const char *consumer, const char *
     char count_s[16], block_s[16];
     snprintf(count_s, sizeof count_s, "%d", count);
     snprintf(block_s, sizeof block_s, "%d", block_ms);
-    int argc = read_args(argv, group, consumer, streams, ids, nstreams, count_s, block_s);
+    int argc = read_args(argv, group, consumer, streams, ids, nstreams, count_s,
+                         block_ms >= 0 ? block_s : NULL);
     /* The XINFO commands queue behind XREADGROUP on the server, so their answers describe
      * the streams just after this read, at no extra round trip. */
     int rc = redisAppendCommandArgv(r->ctx, argc, argv, NULL) == REDIS_OK ? 0 : -PJ_ETRANSIENT;

@@ -73,7 +73,8 @@ void batch_done(Batch *b);
 
 /* XREADGROUP GROUP group consumer COUNT count [BLOCK block_ms] STREAMS s... ids...
  * ids[i] is NULL for ">" (new entries) or the ID after which to re-read this consumer's
- * pending entries. BLOCK is only sent when every id is ">". Fills *out (reset first).
+ * pending entries. BLOCK is only sent when every id is ">" and block_ms >= 0 (a negative
+ * block_ms answers at once, empty when nothing is there). Fills *out (reset first).
  * When counts is not NULL, counts[i] gets stream i's StreamCounts as they stand right
  * after the read (pipelined behind it: no extra round trip). */
 int reader_read(Reader *r, const char *group, const char *consumer, const char *const *streams,

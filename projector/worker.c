@@ -49,6 +49,17 @@ typedef struct Item {
     char sqlstate[6];
 } Item;
 
+/* One batch in the worker's hands: the entries read and what is made of them. */
+typedef struct Slot {
+    Batch batch;
+    Bound bound;
+    Item *items;
+    size_t nitems, items_cap;
+    int64_t *batch_position; /* per stream: position of the batch's last entry, -1 unknown */
+    StreamCounts *counts;    /* per stream: as Redis reported them right after the read */
+    bool counts_valid;
+} Slot;
+
 struct Worker {
     WorkerOpts o;
     const Model *m;
@@ -61,14 +72,12 @@ struct Worker {
     StreamId *checkpoint;  /* per stream: last committed (settled) entry */
     char (*cursor)[STREAM_ID_BUFSZ]; /* per stream, history phase: re-read pending after this */
     bool *history;         /* per stream: still re-reading pending entries */
-    Batch batch;
-    Bound bound;
+    Slot cur;   /* the batch being applied */
+    Slot ahead; /* the next one, read and classified while cur commits (or empty) */
     MergePlan merge;
     const BoundStatement **stmts; /* ITEM_APPLY statements in batch order (set-based run) */
     size_t *stmt_item;            /* the item of each */
     size_t stmts_cap;
-    Item *items;
-    size_t nitems, items_cap;
     int backoff_ms;
     bool faulted;
     int64_t next_sample_ms;
@@ -77,10 +86,7 @@ struct Worker {
     uint64_t stat_applied, stat_skipped, stat_dead;
     char *stop_reason; /* on_error: stop - why the read model stopped */
     uint64_t gaps;     /* gaps in streams reported since start */
-    int64_t *position;       /* per stream: the checkpoint's entries-read position, -1 unknown */
-    int64_t *batch_position; /* per stream: position of the batch's last entry, -1 unknown */
-    StreamCounts *counts;    /* per stream: as Redis reported them right after the last read */
-    bool counts_valid;
+    int64_t *position; /* per stream: the checkpoint's entries-read position, -1 unknown */
 };
 
 /* ---- small helpers ---- */
@@ -134,9 +140,49 @@ static void clear_fault(Worker *w)
     lag_set_state(w->o.board, w->o.rm, RM_STATE_RUNNING, NULL);
 }
 
+static void slot_clear(Slot *sl)
+{
+    for (size_t i = 0; i < sl->nitems; i++) {
+        free(sl->items[i].event_type);
+        free(sl->items[i].error);
+    }
+    sl->nitems = 0;
+    bound_reset(&sl->bound);
+}
+
+static void items_reset(Worker *w)
+{
+    slot_clear(&w->cur);
+}
+
+static void slot_init(Slot *sl, size_t nstreams)
+{
+    sl->batch_position = xcalloc(nstreams, sizeof *sl->batch_position);
+    sl->counts = xcalloc(nstreams, sizeof *sl->counts);
+}
+
+static void slot_done(Slot *sl)
+{
+    slot_clear(sl);
+    free(sl->items);
+    bound_done(&sl->bound);
+    batch_done(&sl->batch);
+    free(sl->batch_position);
+    free(sl->counts);
+}
+
+static void swap_slots(Worker *w)
+{
+    Slot t = w->cur;
+    w->cur = w->ahead;
+    w->ahead = t;
+}
+
 static void drop_session(Worker *w)
 {
-    batch_reset(&w->batch);
+    batch_reset(&w->cur.batch);
+    slot_clear(&w->ahead); /* read ahead but not applied: delivered again */
+    batch_reset(&w->ahead.batch);
     w->reader = reader_free(w->reader);
     w->pg = pg_free(w->pg);
 }
@@ -259,15 +305,6 @@ static int open_session(Worker *w, PjError *err)
 
 /* ---- one batch ---- */
 
-static void items_reset(Worker *w)
-{
-    for (size_t i = 0; i < w->nitems; i++) {
-        free(w->items[i].event_type);
-        free(w->items[i].error);
-    }
-    w->nitems = 0;
-    bound_reset(&w->bound);
-}
 
 static void item_dead(Item *it, const char *error, const char *sqlstate)
 {
@@ -303,8 +340,8 @@ static void classify(Worker *w, Item *it)
     const json_t *type = json_object_get(event, "type");
     if (json_is_string(type))
         it->event_type = xstrdup(json_string_value(type));
-    it->first_stmt = w->bound.count;
-    int rc = applier_bind(w->plan, event, &w->bound, &err);
+    it->first_stmt = w->cur.bound.count;
+    int rc = applier_bind(w->plan, event, &w->cur.bound, &err);
     json_decref(event);
     jsonarena_end();
     if (rc == APPLIER_UNHANDLED)
@@ -313,17 +350,17 @@ static void classify(Worker *w, Item *it)
         item_dead(it, err.message, NULL);
     else {
         it->kind = ITEM_APPLY;
-        it->nstmts = w->bound.count - it->first_stmt;
+        it->nstmts = w->cur.bound.count - it->first_stmt;
     }
 }
 
 static void classify_batch(Worker *w)
 {
     items_reset(w);
-    xgrow((void **)&w->items, &w->items_cap, w->batch.count, sizeof *w->items);
-    for (size_t i = 0; i < w->batch.count; i++) {
-        Item *it = &w->items[w->nitems++];
-        *it = (Item){.entry = &w->batch.entries[i]};
+    xgrow((void **)&w->cur.items, &w->cur.items_cap, w->cur.batch.count, sizeof *w->cur.items);
+    for (size_t i = 0; i < w->cur.batch.count; i++) {
+        Item *it = &w->cur.items[w->cur.nitems++];
+        *it = (Item){.entry = &w->cur.batch.entries[i]};
         classify(w, it);
     }
 }
@@ -332,8 +369,8 @@ static void classify_batch(Worker *w)
 static bool batch_max(const Worker *w, size_t s, StreamId *ret)
 {
     bool any = false;
-    for (size_t i = 0; i < w->nitems; i++) {
-        const Item *it = &w->items[i];
+    for (size_t i = 0; i < w->cur.nitems; i++) {
+        const Item *it = &w->cur.items[i];
         if (it->entry->stream != s || it->kind == ITEM_ACK_ONLY || it->kind == ITEM_HOLD)
             continue;
         if (!any || stream_id_cmp(it->entry->id, *ret) > 0)
@@ -400,7 +437,7 @@ static void send_dead_letter(Worker *w, const Item *it)
 
 static void send_item(Worker *w, long index)
 {
-    const Item *it = &w->items[index];
+    const Item *it = &w->cur.items[index];
     if (it->kind == ITEM_DEAD) {
         send_dead_letter(w, it);
         return;
@@ -408,7 +445,7 @@ static void send_item(Worker *w, long index)
     if (it->kind != ITEM_APPLY)
         return;
     for (size_t k = 0; k < it->nstmts; k++) {
-        const BoundStatement *b = &w->bound.items[it->first_stmt + k];
+        const BoundStatement *b = &w->cur.bound.items[it->first_stmt + k];
         const PlanStatement *st = applier_plan_statement(w->plan, b->statement);
         pg_pipeline_send(w->pg, st->name, b->nparams, (const char *const *)b->params, index);
     }
@@ -420,8 +457,8 @@ static void send_item(Worker *w, long index)
 static void send_merged(Worker *w)
 {
     size_t n = 0;
-    for (size_t i = 0; i < w->nitems; i++) {
-        const Item *it = &w->items[i];
+    for (size_t i = 0; i < w->cur.nitems; i++) {
+        const Item *it = &w->cur.items[i];
         if (it->kind == ITEM_DEAD)
             send_dead_letter(w, it);
         if (it->kind != ITEM_APPLY)
@@ -429,7 +466,7 @@ static void send_merged(Worker *w)
         xgrow((void **)&w->stmts, &w->stmts_cap, n + it->nstmts + 1, sizeof *w->stmts);
         w->stmt_item = xrealloc(w->stmt_item, w->stmts_cap * sizeof *w->stmt_item);
         for (size_t k = 0; k < it->nstmts; k++) {
-            w->stmts[n] = &w->bound.items[it->first_stmt + k];
+            w->stmts[n] = &w->cur.bound.items[it->first_stmt + k];
             w->stmt_item[n++] = i;
         }
     }
@@ -454,8 +491,8 @@ static void send_merged(Worker *w)
 static uint64_t count_kind(const Worker *w, size_t s, ItemKind kind)
 {
     uint64_t n = 0;
-    for (size_t i = 0; i < w->nitems; i++)
-        if (w->items[i].entry->stream == s && w->items[i].kind == kind)
+    for (size_t i = 0; i < w->cur.nitems; i++)
+        if (w->cur.items[i].entry->stream == s && w->cur.items[i].kind == kind)
             n++;
     return n;
 }
@@ -465,22 +502,22 @@ static uint64_t count_kind(const Worker *w, size_t s, ItemKind kind)
  * entries before it, and those of other streams, are still applied. */
 static void hold_from(Worker *w, size_t bad)
 {
-    const Item *it = &w->items[bad];
+    const Item *it = &w->cur.items[bad];
     size_t s = it->entry->stream;
     if (w->stop_reason == NULL)
         w->stop_reason = xasprintf("cannot apply entry %s of stream \"%s\": %s", it->entry->id_text,
                                    w->m->streams[s], it->error != NULL ? it->error : "unknown error");
-    for (size_t i = bad; i < w->nitems; i++)
-        if (w->items[i].entry->stream == s && w->items[i].kind != ITEM_ACK_ONLY)
-            w->items[i].kind = ITEM_HOLD;
+    for (size_t i = bad; i < w->cur.nitems; i++)
+        if (w->cur.items[i].entry->stream == s && w->cur.items[i].kind != ITEM_ACK_ONLY)
+            w->cur.items[i].kind = ITEM_HOLD;
 }
 
 static void hold_dead_items(Worker *w)
 {
     if (w->m->on_error != ON_ERROR_STOP)
         return;
-    for (size_t i = 0; i < w->nitems; i++)
-        if (w->items[i].kind == ITEM_DEAD)
+    for (size_t i = 0; i < w->cur.nitems; i++)
+        if (w->cur.items[i].kind == ITEM_DEAD)
             hold_from(w, i);
 }
 
@@ -488,15 +525,15 @@ static void hold_dead_items(Worker *w)
  * suffix of the stream's entries in the batch), or -1 when unknown. */
 static int64_t settled_position(const Worker *w, size_t s)
 {
-    if (w->batch_position[s] < 0)
+    if (w->cur.batch_position[s] < 0)
         return -1;
-    return w->batch_position[s] - (int64_t)count_kind(w, s, ITEM_HOLD);
+    return w->cur.batch_position[s] - (int64_t)count_kind(w, s, ITEM_HOLD);
 }
 
 /* Sends the whole batch and its checkpoints as one pipeline (one transaction). The
  * checkpoints go first: their row locks serialise concurrent batches of this read model,
  * and one that finds a checkpoint moved under it fails before applying anything. */
-static int run_once(Worker *w, bool set_based, long *failed, PjError *err)
+static int send_batch(Worker *w, bool set_based, PjError *err)
 {
     int rc = pg_pipeline_begin(w->pg, err);
     if (rc < 0)
@@ -510,10 +547,76 @@ static int run_once(Worker *w, bool set_based, long *failed, PjError *err)
     if (set_based) {
         send_merged(w);
     } else {
-        for (size_t i = 0; i < w->nitems; i++)
+        for (size_t i = 0; i < w->cur.nitems; i++)
             send_item(w, (long)i);
     }
-    return pg_pipeline_run(w->pg, failed, err);
+    return pg_pipeline_flush(w->pg, err);
+}
+
+static int run_once(Worker *w, bool set_based, long *failed, PjError *err)
+{
+    int rc = send_batch(w, set_based, err);
+    return rc < 0 ? rc : pg_pipeline_finish(w->pg, failed, err);
+}
+
+/* Reads the next batch: first this consumer's pending entries (left by a crash or taken
+ * over from a dead consumer), stream by stream, then new ones. */
+static int read_batch(Worker *w, int block_ms, PjError *err)
+{
+    const Model *m = w->m;
+    const char **ids = xmalloc(m->nstreams * sizeof *ids);
+    bool in_history = false;
+    for (size_t s = 0; s < m->nstreams; s++) {
+        ids[s] = w->history[s] ? w->cursor[s] : NULL;
+        in_history = in_history || w->history[s];
+    }
+    /* Positions are only meaningful for new deliveries, not for re-read pending entries. */
+    w->cur.counts_valid = !in_history;
+    int rc = reader_read(w->reader, w->group, w->o.cfg->consumer, (const char *const *)m->streams, ids,
+                         m->nstreams, w->o.cfg->batch, block_ms, &w->cur.batch,
+                         in_history ? NULL : w->cur.counts, err);
+    free(ids);
+    if (rc < 0 || !in_history)
+        return rc;
+    for (size_t s = 0; s < m->nstreams; s++) {
+        bool seen = false;
+        for (size_t i = 0; i < w->cur.batch.count; i++) {
+            if (w->cur.batch.entries[i].stream == s) {
+                seen = true;
+                memcpy(w->cursor[s], w->cur.batch.entries[i].id_text, STREAM_ID_BUFSZ);
+            }
+        }
+        if (!seen && w->history[s])
+            w->history[s] = false;
+    }
+    return 0;
+}
+
+/* Reads the next batch into w->ahead and classifies it, without waiting for entries that
+ * are not there yet; when the read model is behind (the batch in flight is at least half
+ * the limit), is not re-reading pending entries, and does not stop at a bad event
+ * (on_error: stop must not look past the batch in flight).
+ * An error is left for the next read to meet: the connection is then renewed. Entries
+ * read ahead are pending in the group like any others until their batch is settled. */
+static void read_ahead(Worker *w)
+{
+    /* A batch well short of the limit means the read model has caught up: then the next
+     * read would find little or nothing, and would only delay this batch's answer. */
+    if (w->m->on_error == ON_ERROR_STOP || stopping(w) ||
+        w->cur.batch.count * 2 < (size_t)w->o.cfg->batch)
+        return;
+    for (size_t s = 0; s < w->m->nstreams; s++)
+        if (w->history[s])
+            return;
+    PjError err;
+    swap_slots(w);
+    if (read_batch(w, -1, &err) == 0) {
+        classify_batch(w);
+    } else {
+        batch_reset(&w->cur.batch); /* nothing half-read is ever applied */
+        log_debug(w->ctx, "could not read ahead: %s", err.message);
+    }
+    swap_slots(w);
 }
 
 /* Commits the batch. A statement of one event that fails permanently isolates that event:
@@ -524,9 +627,19 @@ static int run_once(Worker *w, bool set_based, long *failed, PjError *err)
 static int commit_batch(Worker *w, PjError *err)
 {
     bool set_based = w->o.cfg->set_based;
-    for (size_t attempt = 0; attempt <= w->nitems + 1; attempt++) {
+    for (size_t attempt = 0; attempt <= w->cur.nitems + 1; attempt++) {
         long failed;
-        int rc = run_once(w, set_based, &failed, err);
+        int rc;
+        if (attempt == 0) {
+            /* While the server runs the batch, the next one is read and classified. */
+            rc = send_batch(w, set_based, err);
+            if (rc == 0) {
+                read_ahead(w);
+                rc = pg_pipeline_finish(w->pg, &failed, err);
+            }
+        } else {
+            rc = run_once(w, set_based, &failed, err);
+        }
         if (rc == 0)
             return 0;
         if (rc == -PJ_EPERMANENT && failed == TAG_MERGED && set_based) {
@@ -537,7 +650,7 @@ static int commit_batch(Worker *w, PjError *err)
         }
         if (rc != -PJ_EPERMANENT || failed < 0)
             return rc == -PJ_EPERMANENT ? -PJ_ETRANSIENT : rc; /* bookkeeping failed: retry */
-        Item *it = &w->items[failed];
+        Item *it = &w->cur.items[failed];
         item_dead(it, err->message, err->sqlstate);
         if (w->m->on_error == ON_ERROR_STOP) {
             hold_from(w, (size_t)failed);
@@ -551,13 +664,13 @@ static int commit_batch(Worker *w, PjError *err)
 
 static int ack_batch(Worker *w, PjError *err)
 {
-    const char **ids = xmalloc((w->nitems + 1) * sizeof *ids);
+    const char **ids = xmalloc((w->cur.nitems + 1) * sizeof *ids);
     int rc = 0;
     for (size_t s = 0; rc == 0 && s < w->m->nstreams; s++) {
         size_t n = 0;
-        for (size_t i = 0; i < w->nitems; i++)
-            if (w->items[i].entry->stream == s && w->items[i].kind != ITEM_HOLD)
-                ids[n++] = w->items[i].entry->id_text;
+        for (size_t i = 0; i < w->cur.nitems; i++)
+            if (w->cur.items[i].entry->stream == s && w->cur.items[i].kind != ITEM_HOLD)
+                ids[n++] = w->cur.items[i].entry->id_text;
         rc = reader_ack(w->reader, w->m->streams[s], w->group, ids, n, err);
     }
     free(ids);
@@ -572,14 +685,14 @@ static EntryOutcomeKind outcome_of(ItemKind kind)
 /* Moves the in-memory checkpoints and tells the board (which wakes /wait callers). */
 static void publish_commit(Worker *w)
 {
-    EntryOutcome *out = xmalloc((w->nitems + 1) * sizeof *out);
+    EntryOutcome *out = xmalloc((w->cur.nitems + 1) * sizeof *out);
     for (size_t s = 0; s < w->m->nstreams; s++) {
         StreamId top;
         if (!batch_max(w, s, &top))
             continue;
         size_t n = 0;
-        for (size_t i = 0; i < w->nitems; i++) {
-            const Item *it = &w->items[i];
+        for (size_t i = 0; i < w->cur.nitems; i++) {
+            const Item *it = &w->cur.items[i];
             if (it->entry->stream != s || it->kind == ITEM_ACK_ONLY || it->kind == ITEM_HOLD)
                 continue;
             out[n++] = (EntryOutcome){.id = it->entry->id, .outcome = outcome_of(it->kind),
@@ -598,8 +711,8 @@ static void publish_commit(Worker *w)
 
 static bool any_to_settle(const Worker *w)
 {
-    for (size_t i = 0; i < w->nitems; i++)
-        if (w->items[i].kind != ITEM_ACK_ONLY && w->items[i].kind != ITEM_HOLD)
+    for (size_t i = 0; i < w->cur.nitems; i++)
+        if (w->cur.items[i].kind != ITEM_ACK_ONLY && w->cur.items[i].kind != ITEM_HOLD)
             return true;
     return false;
 }
@@ -608,8 +721,8 @@ static bool any_to_settle(const Worker *w)
 static bool batch_first_new(const Worker *w, size_t s, StreamId *ret)
 {
     bool any = false;
-    for (size_t i = 0; i < w->batch.count; i++) {
-        const Entry *e = &w->batch.entries[i];
+    for (size_t i = 0; i < w->cur.batch.count; i++) {
+        const Entry *e = &w->cur.batch.entries[i];
         if (e->stream != s || stream_id_cmp(e->id, w->checkpoint[s]) <= 0)
             continue;
         if (!any || stream_id_cmp(e->id, *ret) < 0)
@@ -623,9 +736,9 @@ static bool batch_first_new(const Worker *w, size_t s, StreamId *ret)
 static uint64_t batch_count_new(const Worker *w, size_t s)
 {
     uint64_t n = 0;
-    for (size_t i = 0; i < w->batch.count; i++)
-        n += w->batch.entries[i].stream == s &&
-             stream_id_cmp(w->batch.entries[i].id, w->checkpoint[s]) > 0;
+    for (size_t i = 0; i < w->cur.batch.count; i++)
+        n += w->cur.batch.entries[i].stream == s &&
+             stream_id_cmp(w->cur.batch.entries[i].id, w->checkpoint[s]) > 0;
     return n;
 }
 
@@ -650,14 +763,14 @@ static void check_gaps(Worker *w)
 {
     for (size_t s = 0; s < w->m->nstreams; s++) {
         StreamId first;
-        const StreamCounts c = w->counts[s];
-        w->batch_position[s] = -1;
-        if (!w->counts_valid || !batch_first_new(w, s, &first))
+        const StreamCounts c = w->cur.counts[s];
+        w->cur.batch_position[s] = -1;
+        if (!w->cur.counts_valid || !batch_first_new(w, s, &first))
             continue;
         int64_t n_new = (int64_t)batch_count_new(w, s);
         int64_t before_first = c.has_entries_read ? (int64_t)c.entries_read - n_new : -1;
         if (before_first >= 0)
-            w->batch_position[s] = (int64_t)c.entries_read;
+            w->cur.batch_position[s] = (int64_t)c.entries_read;
         if (before_first >= 0 && w->position[s] >= 0 && before_first > w->position[s])
             log_gap(w, s, first, (uint64_t)(before_first - w->position[s]));
         else if (stream_id_cmp(c.max_deleted, w->checkpoint[s]) > 0 &&
@@ -669,7 +782,6 @@ static void check_gaps(Worker *w)
 static int process_batch(Worker *w, PjError *err)
 {
     check_gaps(w);
-    classify_batch(w);
     hold_dead_items(w);
     int rc = wait_for_lookups(w);
     if (rc == -PJ_ESTOPPED)
@@ -686,38 +798,6 @@ static int process_batch(Worker *w, PjError *err)
 
 /* ---- the loop ---- */
 
-/* Reads the next batch: first this consumer's pending entries (left by a crash or taken
- * over from a dead consumer), stream by stream, then new ones. */
-static int read_batch(Worker *w, PjError *err)
-{
-    const Model *m = w->m;
-    const char **ids = xmalloc(m->nstreams * sizeof *ids);
-    bool in_history = false;
-    for (size_t s = 0; s < m->nstreams; s++) {
-        ids[s] = w->history[s] ? w->cursor[s] : NULL;
-        in_history = in_history || w->history[s];
-    }
-    /* Positions are only meaningful for new deliveries, not for re-read pending entries. */
-    w->counts_valid = !in_history;
-    int rc = reader_read(w->reader, w->group, w->o.cfg->consumer, (const char *const *)m->streams, ids,
-                         m->nstreams, w->o.cfg->batch, w->o.cfg->block_ms, &w->batch,
-                         in_history ? NULL : w->counts, err);
-    free(ids);
-    if (rc < 0 || !in_history)
-        return rc;
-    for (size_t s = 0; s < m->nstreams; s++) {
-        bool seen = false;
-        for (size_t i = 0; i < w->batch.count; i++) {
-            if (w->batch.entries[i].stream == s) {
-                seen = true;
-                memcpy(w->cursor[s], w->batch.entries[i].id_text, STREAM_ID_BUFSZ);
-            }
-        }
-        if (!seen && w->history[s])
-            w->history[s] = false;
-    }
-    return 0;
-}
 
 static void sample_lag(Worker *w, bool force)
 {
@@ -764,15 +844,21 @@ static int check_idle_pg(Worker *w, PjError *err)
 /* One step of the loop; returns <0 on a fault that needs a new session. */
 static int step(Worker *w, PjError *err)
 {
-    int rc = read_batch(w, err);
-    if (rc < 0)
-        return rc;
+    int rc = 0;
+    if (w->ahead.batch.count > 0) {
+        swap_slots(w); /* read and classified while the last batch committed */
+    } else {
+        rc = read_batch(w, w->o.cfg->block_ms, err);
+        if (rc < 0)
+            return rc;
+        classify_batch(w);
+    }
     lag_polled(w->o.board, w->o.rm);
-    if (w->batch.count > 0 && (rc = process_batch(w, err)) < 0)
+    if (w->cur.batch.count > 0 && (rc = process_batch(w, err)) < 0)
         return rc;
-    sample_lag(w, w->batch.count == 0);
+    sample_lag(w, w->cur.batch.count == 0);
     log_stats(w);
-    return w->batch.count == 0 ? check_idle_pg(w, err) : 0;
+    return w->cur.batch.count == 0 ? check_idle_pg(w, err) : 0;
 }
 
 /* on_error: stop. Nothing more is read until the daemon restarts; the worker stays alive
@@ -786,6 +872,21 @@ static void stay_stopped(Worker *w)
         lag_polled(w->o.board, w->o.rm);
         pause_ms(w, 1000);
     }
+}
+
+/* On a stop, a batch read ahead is applied and acknowledged like the one in flight, so a
+ * clean stop leaves nothing pending. */
+static void settle_read_ahead(Worker *w)
+{
+    PjError err;
+    if (w->pg == NULL || w->reader == NULL || w->ahead.batch.count == 0)
+        return;
+    swap_slots(w);
+    lag_polled(w->o.board, w->o.rm);
+    int rc = process_batch(w, &err);
+    if (rc < 0 && rc != -PJ_ESTOPPED)
+        log_warn(w->ctx, "could not apply the batch read ahead: %s (it will be delivered "
+                         "again)", err.message);
 }
 
 static void *worker_main(void *arg)
@@ -817,6 +918,7 @@ static void *worker_main(void *arg)
             pause_ms(w, next_backoff(w));
         }
     }
+    settle_read_ahead(w);
     close_session(w);
     jsonarena_thread_done();
     log_info(w->ctx, "stopped");
@@ -826,21 +928,17 @@ static void *worker_main(void *arg)
 /* Frees everything a worker owns; its thread has ended or never started. */
 static void worker_free(Worker *w)
 {
-    items_reset(w);
-    free(w->items);
-    bound_done(&w->bound);
+    slot_done(&w->cur);
+    slot_done(&w->ahead);
     merge_plan_done(&w->merge);
     free(w->stmts);
     free(w->stmt_item);
-    batch_done(&w->batch);
     applier_plan_free(w->plan);
     free(w->group);
     free(w->checkpoint);
     free(w->cursor);
     free(w->history);
     free(w->position);
-    free(w->batch_position);
-    free(w->counts);
     free(w->stop_reason);
     free(w);
 }
@@ -856,8 +954,8 @@ int worker_start(const WorkerOpts *opts, Worker **ret, PjError *err)
     w->cursor = xcalloc(w->m->nstreams, sizeof *w->cursor);
     w->history = xcalloc(w->m->nstreams, sizeof *w->history);
     w->position = xcalloc(w->m->nstreams, sizeof *w->position);
-    w->batch_position = xcalloc(w->m->nstreams, sizeof *w->batch_position);
-    w->counts = xcalloc(w->m->nstreams, sizeof *w->counts);
+    slot_init(&w->cur, w->m->nstreams);
+    slot_init(&w->ahead, w->m->nstreams);
     int rc = applier_plan_new(opts->set, opts->rm, &w->plan, err);
     if (rc == 0 && pthread_create(&w->thread, NULL, worker_main, w) != 0)
         rc = pj_error_set(err, PJ_EIO, "could not start the worker thread of \"%s\"", w->m->name);
