@@ -17,8 +17,10 @@ static const char checkpoint_sql[] =
 
 static const char dead_letter_sql[] =
     "INSERT INTO :\"schema\".dead_letters AS d (readmodel, stream, entry_id, entry_ms, entry_seq, "
-    "event_type, raw, error, sqlstate) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9) "
-    "ON CONFLICT (readmodel, stream, entry_id) DO UPDATE SET attempts = d.attempts + 1, "
+    "event_type, raw, error, sqlstate, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, "
+    "$9, $10::integer) "
+    "ON CONFLICT (readmodel, stream, entry_id) DO UPDATE SET attempts = d.attempts + "
+    "EXCLUDED.attempts, "
     "error = EXCLUDED.error, sqlstate = EXCLUDED.sqlstate, raw = EXCLUDED.raw, "
     "last_failed_at = now()";
 
@@ -35,7 +37,7 @@ int checkpoint_prepare(Pg *pg, const char *schema, PjError *err)
 {
     int rc = prepare_rendered(pg, "pj_checkpoint", checkpoint_sql, schema, 6, err);
     if (rc == 0)
-        rc = prepare_rendered(pg, "pj_dead_letter", dead_letter_sql, schema, 9, err);
+        rc = prepare_rendered(pg, "pj_dead_letter", dead_letter_sql, schema, 10, err);
     return rc;
 }
 
@@ -149,7 +151,9 @@ void checkpoint_send_dead_letter(Pg *pg, const DeadLetter *d, long tag)
     snprintf(ms, sizeof ms, "%" PRIu64, d->id.ms);
     snprintf(seq, sizeof seq, "%" PRIu64, d->id.seq);
     const char *state = d->sqlstate != NULL && d->sqlstate[0] != '\0' ? d->sqlstate : NULL;
+    char attempts[16];
+    snprintf(attempts, sizeof attempts, "%d", d->attempts > 0 ? d->attempts : 1);
     const char *params[] = {d->readmodel, d->stream, idt, ms, seq, d->event_type, d->raw_json,
-                            d->error, state};
-    pg_pipeline_send(pg, "pj_dead_letter", 9, params, tag);
+                            d->error, state, attempts};
+    pg_pipeline_send(pg, "pj_dead_letter", 10, params, tag);
 }

@@ -41,9 +41,10 @@ typedef struct DeadLetter {
     const char *raw_json;   /* the raw entry as a JSON object */
     const char *error;
     const char *sqlstate; /* may be NULL or "" */
+    int attempts;         /* tries it failed in this transaction (at least 1) */
 } DeadLetter;
 
-/* Queues the dead letter (a repeat of the same entry counts another attempt). */
+/* Queues the dead letter (a repeat of the same entry adds its attempts). */
 void checkpoint_send_dead_letter(Pg *pg, const DeadLetter *d, long tag);
 
 #endif

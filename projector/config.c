@@ -46,6 +46,9 @@ static const ConfigKey config_keys[] = {
     INT_KEY("http", "max_waiters", http_max_waiters, "10000", 1, 1000000),
     INT_KEY("http", "wait_timeout_ms", wait_timeout_ms, "5000", 0, 3600000),
     INT_KEY("http", "wait_timeout_max_ms", wait_timeout_max_ms, "60000", 1, 3600000),
+    INT_KEY("retry", "backoff_min_ms", backoff_min_ms, "100", 1, 60000),
+    INT_KEY("retry", "backoff_max_ms", backoff_max_ms, "10000", 1, 3600000),
+    INT_KEY("retry", "attempts", retry_attempts, "1", 1, 100),
     STR_KEY(NULL, "readmodels", readmodels_dir, "readmodels/"),
     INT_KEY(NULL, "batch", batch, "1000", 1, 10000),
     INT_KEY(NULL, "block_ms", block_ms, "1000", 1, 60000),
@@ -54,7 +57,7 @@ static const ConfigKey config_keys[] = {
     INT_KEY(NULL, "stats_interval_s", stats_interval_s, "60", 0, 86400),
 };
 
-static const char *const config_sections[] = {"redis", "postgres", "http"};
+static const char *const config_sections[] = {"redis", "postgres", "http", "retry"};
 
 char *config_expand_env(const char *s, PjError *err)
 {
@@ -330,6 +333,9 @@ static void finish(Config *cfg, const YamlSrc *src, Diagnostics *diag)
     if (cfg->wait_timeout_ms > cfg->wait_timeout_max_ms)
         diag_add(diag, file, 0, 0, "\"wait_timeout_ms\" (%d) is larger than \"wait_timeout_max_ms\" (%d)",
                  cfg->wait_timeout_ms, cfg->wait_timeout_max_ms);
+    if (cfg->backoff_min_ms > cfg->backoff_max_ms)
+        diag_add(diag, file, 0, 0, "\"backoff_min_ms\" (%d) is larger than \"backoff_max_ms\" (%d)",
+                 cfg->backoff_min_ms, cfg->backoff_max_ms);
     if (cfg->readmodels_dir[0] != '/' && src != NULL) {
         char *copy = xstrdup(cfg->path);
         char *joined = xasprintf("%s/%s", dirname(copy), cfg->readmodels_dir);

@@ -34,6 +34,9 @@ typedef struct Config {
     int http_max_waiters;
     int wait_timeout_ms;
     int wait_timeout_max_ms;
+    int backoff_min_ms;   /* retries after a transient fault: capped exponential backoff, */
+    int backoff_max_ms;   /* full jitter, between these bounds */
+    int retry_attempts;   /* tries of an event PostgreSQL refuses before it is dead-lettered */
     char *readmodels_dir; /* resolved against the config file's folder */
     int batch;
     int block_ms;

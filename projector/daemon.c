@@ -55,7 +55,7 @@ static bool is_stop_signal(int sig)
 static int connect_pg_patiently(Daemon *d, Pg **ret)
 {
     PjError err;
-    int delay_ms = 250;
+    int delay_ms = d->cfg->backoff_min_ms;
     bool logged = false;
     while (pg_connect(d->cfg->pg_conninfo, ret, &err) < 0) {
         if (!logged)
@@ -63,7 +63,7 @@ static int connect_pg_patiently(Daemon *d, Pg **ret)
         logged = true;
         if (is_stop_signal(wait_signal(d, delay_ms)))
             return STOPPED_WHILE_WAITING;
-        delay_ms = delay_ms * 2 > 10000 ? 10000 : delay_ms * 2;
+        delay_ms = delay_ms > d->cfg->backoff_max_ms / 2 ? d->cfg->backoff_max_ms : delay_ms * 2;
     }
     return 0;
 }

@@ -24,8 +24,6 @@
 #include "pg.h"
 #include "reader.h"
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 10000
 #define SAMPLE_EVERY_MS 250
 #define LOOKUP_WAIT_SLICE_MS 1000
 #define IDLE_PG_CHECK_MS 3000
@@ -47,6 +45,7 @@ typedef struct Item {
     char *event_type;          /* may be NULL */
     char *error;               /* ITEM_DEAD */
     char sqlstate[6];
+    int attempts; /* times PostgreSQL refused it in this batch */
 } Item;
 
 /* One batch in the worker's hands: the entries read and what is made of them. */
@@ -110,14 +109,29 @@ static void pause_ms(const Worker *w, int ms)
     }
 }
 
-/* Capped exponential backoff with full jitter. */
+/* Full jitter: a delay drawn evenly from [min/2, cap). */
+static int jitter_ms(const Worker *w, int cap)
+{
+    unsigned seed = (unsigned)now_monotonic_ms() ^ (unsigned)(uintptr_t)w;
+    return w->o.cfg->backoff_min_ms / 2 + (int)(rand_r(&seed) % (unsigned)cap);
+}
+
+/* The cap of step k (0, 1, ...) of a capped exponential backoff. */
+static int backoff_cap(const Worker *w, int k)
+{
+    int64_t cap = w->o.cfg->backoff_min_ms;
+    for (int i = 0; i < k && cap < w->o.cfg->backoff_max_ms; i++)
+        cap *= 2;
+    return cap > w->o.cfg->backoff_max_ms ? w->o.cfg->backoff_max_ms : (int)cap;
+}
+
+/* Capped exponential backoff with full jitter (retry.backoff_min_ms .. backoff_max_ms). */
 static int next_backoff(Worker *w)
 {
-    w->backoff_ms = w->backoff_ms == 0 ? BACKOFF_MIN_MS : w->backoff_ms * 2;
-    if (w->backoff_ms > BACKOFF_MAX_MS)
-        w->backoff_ms = BACKOFF_MAX_MS;
-    unsigned seed = (unsigned)now_monotonic_ms() ^ (unsigned)(uintptr_t)w;
-    return BACKOFF_MIN_MS / 2 + (int)(rand_r(&seed) % (unsigned)w->backoff_ms);
+    w->backoff_ms = w->backoff_ms == 0 ? backoff_cap(w, 0) : w->backoff_ms * 2;
+    if (w->backoff_ms > w->o.cfg->backoff_max_ms)
+        w->backoff_ms = w->o.cfg->backoff_max_ms;
+    return jitter_ms(w, w->backoff_ms);
 }
 
 /* Logs once per change of fault, not once per attempt. */
@@ -429,6 +443,7 @@ static void send_dead_letter(Worker *w, const Item *it)
         .raw_json = raw_text != NULL ? raw_text : "{}",
         .error = it->error,
         .sqlstate = it->sqlstate,
+        .attempts = it->attempts > 0 ? it->attempts : 1,
     };
     checkpoint_send_dead_letter(w->pg, &d, -1);
     free(raw_text);
@@ -627,7 +642,8 @@ static void read_ahead(Worker *w)
 static int commit_batch(Worker *w, PjError *err)
 {
     bool set_based = w->o.cfg->set_based;
-    for (size_t attempt = 0; attempt <= w->cur.nitems + 1; attempt++) {
+    size_t tries = (w->cur.nitems + 1) * (size_t)w->o.cfg->retry_attempts + 1;
+    for (size_t attempt = 0; attempt <= tries; attempt++) {
         long failed;
         int rc;
         if (attempt == 0) {
@@ -651,6 +667,17 @@ static int commit_batch(Worker *w, PjError *err)
         if (rc != -PJ_EPERMANENT || failed < 0)
             return rc == -PJ_EPERMANENT ? -PJ_ETRANSIENT : rc; /* bookkeeping failed: retry */
         Item *it = &w->cur.items[failed];
+        if (++it->attempts < w->o.cfg->retry_attempts) {
+            int delay = jitter_ms(w, backoff_cap(w, it->attempts - 1));
+            log_warn(w->ctx, "could not apply entry %s of stream \"%s\" (attempt %d of %d): %s, "
+                             "trying again in %d ms", it->entry->id_text,
+                     w->m->streams[it->entry->stream], it->attempts, w->o.cfg->retry_attempts,
+                     err->message, delay);
+            pause_ms(w, delay);
+            if (stopping(w))
+                return -PJ_ESTOPPED; /* nothing committed: delivered again at the next start */
+            continue;
+        }
         item_dead(it, err->message, err->sqlstate);
         if (w->m->on_error == ON_ERROR_STOP) {
             hold_from(w, (size_t)failed);

@@ -260,6 +260,59 @@ Test(daemon, bad_events_are_dead_lettered_and_the_rest_applied, .timeout = 120)
     env_done(&e);
 }
 
+static bool log_contains(const Env *e, const char *text)
+{
+    char *log = NULL;
+    PjError err;
+    for (int i = 0; i < 100; i++) {
+        if (read_file(e->log, &log, NULL, &err) == 0) {
+            bool found = strstr(log, text) != NULL;
+            free(log);
+            if (found)
+                return true;
+        }
+        usleep(50000);
+    }
+    return false;
+}
+
+/* retry.attempts: an event PostgreSQL refuses is tried that many times, with a backoff
+ * delay between, before it is dead-lettered; the rest of its batch is applied once. */
+Test(daemon, a_refused_event_is_tried_the_configured_times, .timeout = 120)
+{
+    Env e;
+    char id[48], last[48];
+    env_setup(&e, "attempts", 1000);
+    FILE *f = fopen(e.config, "a");
+    cr_assert_not_null(f);
+    fputs("retry:\n  attempts: 3\n  backoff_min_ms: 20\n  backoff_max_ms: 40\n", f);
+    fclose(f);
+    publish(&e, "customers", "customer.registered", "1", "{\"customerId\":\"c-1\",\"name\":\"Ada\"}", id);
+    for (int i = 1; i <= 6; i++) {
+        char payload[256];
+        snprintf(payload, sizeof payload,
+                 "{\"orderId\":\"o-%d\",\"customerId\":\"c-1\",\"items\":[],"
+                 "\"total\":{\"amount\":\"%s\",\"currency\":\"EUR\"}}",
+                 i, i == 3 ? "not a number" : "2.50");
+        publish(&e, "orders", "order.placed", "1", payload, last);
+    }
+    env_start(&e);
+    wait_applied(&e, "orders", last);
+    char *rows = query(&e, "SELECT count(*), sum(total) FROM order_read_model");
+    cr_assert_str_eq(rows, "5|12.50");
+    free(rows);
+    char *dead = query(&e, "SELECT readmodel, attempts, sqlstate FROM projector.dead_letters "
+                           "ORDER BY readmodel");
+    cr_assert_str_eq(dead, "customer_stats|3|22P02\norders|3|22P02");
+    free(dead);
+    char *stats = query(&e, "SELECT orders, total_spent FROM customer_stats");
+    cr_assert_str_eq(stats, "5|12.50");
+    free(stats);
+    cr_assert(log_contains(&e, "(attempt 2 of 3)"), "no second attempt logged in %s", e.log);
+    env_stop(&e);
+    env_done(&e);
+}
+
 /* ---- version guard ---- */
 
 Test(daemon, older_or_repeated_versions_change_nothing, .timeout = 120)
@@ -535,21 +588,6 @@ Test(daemon, trimmed_entries_are_reported_as_a_gap, .timeout = 120)
 
 /* ---- SIGHUP ---- */
 
-static bool log_contains(const Env *e, const char *text)
-{
-    char *log = NULL;
-    PjError err;
-    for (int i = 0; i < 100; i++) {
-        if (read_file(e->log, &log, NULL, &err) == 0) {
-            bool found = strstr(log, text) != NULL;
-            free(log);
-            if (found)
-                return true;
-        }
-        usleep(50000);
-    }
-    return false;
-}
 
 Test(daemon, sighup_reloads_valid_models_and_keeps_the_running_ones_otherwise, .timeout = 120)
 {

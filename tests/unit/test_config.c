@@ -48,6 +48,9 @@ Test(config, empty_file_gives_defaults)
     cr_assert_eq(cfg->batch, 1000);
     cr_assert_eq(cfg->block_ms, 1000);
     cr_assert(cfg->set_based);
+    cr_assert_eq(cfg->backoff_min_ms, 100);
+    cr_assert_eq(cfg->backoff_max_ms, 10000);
+    cr_assert_eq(cfg->retry_attempts, 1);
     cr_assert_eq(cfg->log_level, LOG_INFO);
     cr_assert_str_eq(cfg->readmodels_dir, "/tmp/readmodels/");
     free(errs);
@@ -64,7 +67,8 @@ Test(config, reads_every_section_and_expands_env)
                       "  schema: bookkeeping\n"
                       "http:\n  listen: 0.0.0.0:9000\n"
                       "readmodels: /etc/projector/models\nbatch: 250\nblock_ms: 50\n"
-                      "log_level: debug\nset_based: false\n",
+                      "log_level: debug\nset_based: false\n"
+                      "retry:\n  backoff_min_ms: 50\n  backoff_max_ms: 800\n  attempts: 4\n",
                       &cfg);
     cr_assert_str_empty(errs);
     cr_assert_str_eq(cfg->redis.host, "10.0.0.5");
@@ -79,9 +83,27 @@ Test(config, reads_every_section_and_expands_env)
     cr_assert_eq(cfg->batch, 250);
     cr_assert_eq(cfg->block_ms, 50);
     cr_assert_not(cfg->set_based);
+    cr_assert_eq(cfg->backoff_min_ms, 50);
+    cr_assert_eq(cfg->backoff_max_ms, 800);
+    cr_assert_eq(cfg->retry_attempts, 4);
     cr_assert_eq(cfg->log_level, LOG_DEBUG);
     free(errs);
     config_free(cfg);
+}
+
+Test(config, backoff_bounds_must_be_in_order)
+{
+    Config *cfg;
+    char *errs = load("retry:\n  backoff_min_ms: 500\n  backoff_max_ms: 100\n  attempts: 0\n", &cfg);
+    cr_assert_null(cfg);
+    cr_assert(strstr(errs, "4:13: invalid value \"0\" for \"attempts\": must be 1..100\n") != NULL,
+              "%s", errs);
+    free(errs);
+    errs = load("retry:\n  backoff_min_ms: 500\n  backoff_max_ms: 100\n", &cfg);
+    cr_assert_null(cfg);
+    cr_assert(strstr(errs, "\"backoff_min_ms\" (500) is larger than \"backoff_max_ms\" (100)") != NULL,
+              "%s", errs);
+    free(errs);
 }
 
 Test(config, reports_every_error_with_its_position)
@@ -98,7 +120,7 @@ Test(config, reports_every_error_with_its_position)
                       &cfg);
     cr_assert_null(cfg);
     cr_assert(strstr(errs, "1:1: unrecognized key \"bacth\": expected one of redis, postgres, http, "
-                           "readmodels, batch, block_ms, set_based, log_level, stats_interval_s\n") != NULL, "%s", errs);
+                           "retry, readmodels, batch, block_ms, set_based, log_level, stats_interval_s\n") != NULL, "%s", errs);
     cr_assert(strstr(errs, "2:8: invalid value \"0\" for \"batch\": must be 1..10000\n") != NULL, "%s", errs);
     cr_assert(strstr(errs, "10:12: invalid value \"yes\" for \"set_based\": expected true or false\n") !=
                   NULL, "%s", errs);
