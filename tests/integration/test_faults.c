@@ -1,6 +1,6 @@
 /* test_faults.c - the daemon through server faults, each test on its own private Redis and
  * PostgreSQL (tests/support/servers.h): PostgreSQL restarted or stopped mid-drain, Redis
- * restarted with an append-only file, SIGTERM mid-drain, a consumer group destroyed under
+ * restarted with an append-only file or stalled (SIGSTOP), SIGTERM mid-drain, a consumer group destroyed under
  * the daemon, a stream key holding a string. Each ends by comparing every read table with
  * the state computed independently from the shop feed.
  */
@@ -402,6 +402,42 @@ Test(faults, postgres_down_for_seconds, .timeout = 300)
     ready = testenv_http_get(f.port, "/readyz", NULL);
     cr_assert_eq(ready, 200, "/readyz answered %d after the outage", ready);
     fault_stop(&f);
+    fault_done(&f);
+}
+
+/* ---- c2. Redis stalled: the connections stay open and nothing answers ---- */
+
+Test(faults, redis_stalled_mid_drain, .timeout = 300)
+{
+    Fault f;
+    fault_setup(&f, false, FAULT_EVENTS);
+    shop_feed_publish(f.feed, f.redis, f.feed->count);
+    fault_start(&f);
+    long long at = fault_wait_mid_drain(&f, FAULT_MID_DRAIN);
+    int64_t t0 = now_monotonic_ms();
+    servers_do(f.srv, SERVERS_REDIS_PAUSE);
+    /* Commands time out after block_ms + connect_timeout_ms + 5 s (7.2 s here). */
+    char *retrying = fault_poll_retrying(&f, 20000);
+    int64_t noticed_ms = now_monotonic_ms() - t0;
+    cr_assert(retrying != NULL, "/lag never showed \"retrying\" during a stall (log: %s)", f.log);
+    double cpu0 = fault_cpu_s(f.pid);
+    fault_sleep_ms(2000);
+    double cpu_s = fault_cpu_s(f.pid) - cpu0;
+    char *body = NULL;
+    int ready = testenv_http_get(f.port, "/readyz", &body);
+    servers_do(f.srv, SERVERS_REDIS_RESUME);
+    cr_log_info("Redis stalled at %lld customer_stats events; retrying after %lld ms; %.3f s of "
+                "CPU in 2 s; /lag said: %s",
+                at, (long long)noticed_ms, cpu_s, retrying);
+    cr_assert_eq(ready, 503, "/readyz answered %d during a stall: %s", ready, body);
+    free(body);
+    free(retrying);
+    cr_assert_lt(cpu_s, 0.2, "the daemon used %.3f s of CPU in 2 s while Redis stalled", cpu_s);
+    fault_check_final(&f);
+    int warned = fault_log_count(&f, "warn", "retrying");
+    cr_assert_leq(warned, 6, "%d \"retrying\" warnings for one stall (log: %s)", warned, f.log);
+    fault_stop(&f);
+    fault_check_nothing_pending(&f);
     fault_done(&f);
 }
 

@@ -78,10 +78,22 @@ static void servers_redis_start_cmd(StrBuf *sb, const Servers *s)
         strbuf_append(sb, " --appendonly yes --appendfsync always");
 }
 
+/* A paused server is continued first: a stopped process does not act on SIGTERM. */
 static void servers_redis_stop_cmd(StrBuf *sb, const Servers *s)
 {
-    strbuf_append(sb, "pj_redis_stop ");
+    strbuf_append(sb, "{ kill -CONT \"$(cat ");
+    servers_path(sb, s, "redis/redis.pid");
+    strbuf_append(sb, " 2>/dev/null)\" 2>/dev/null; pj_redis_stop ");
     servers_path(sb, s, "redis");
+    strbuf_append(sb, "; }");
+}
+
+/* kill -SIG the redis-server of this set. */
+static void servers_redis_signal_cmd(StrBuf *sb, const Servers *s, const char *sig)
+{
+    strbuf_appendf(sb, "kill -%s \"$(cat ", sig);
+    servers_path(sb, s, "redis/redis.pid");
+    strbuf_append(sb, ")\"");
 }
 
 /* No Unix socket (''): the daemon and the tests use TCP, and socket paths are short. */
@@ -125,6 +137,12 @@ static char *servers_op_script(const Servers *s, ServersOp op)
         servers_redis_stop_cmd(&sb, s);
         strbuf_append(&sb, " && ");
         servers_redis_start_cmd(&sb, s);
+        break;
+    case SERVERS_REDIS_PAUSE:
+        servers_redis_signal_cmd(&sb, s, "STOP");
+        break;
+    case SERVERS_REDIS_RESUME:
+        servers_redis_signal_cmd(&sb, s, "CONT");
         break;
     case SERVERS_PG_STOP:
         servers_pg_stop_cmd(&sb, s);

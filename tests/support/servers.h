@@ -28,6 +28,8 @@ typedef enum ServersOp {
     SERVERS_REDIS_STOP,    /* SIGTERM: Redis writes what it holds and exits */
     SERVERS_REDIS_START,   /* same port, folder and options as before */
     SERVERS_REDIS_RESTART, /* stop, then start */
+    SERVERS_REDIS_PAUSE,   /* SIGSTOP: connections stay open, nothing answers (a stall) */
+    SERVERS_REDIS_RESUME,  /* SIGCONT */
     SERVERS_PG_STOP,       /* pg_ctl stop -m fast */
     SERVERS_PG_START,      /* same port and folder as before */
     SERVERS_PG_RESTART,    /* pg_ctl restart -m fast */
