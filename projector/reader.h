@@ -37,6 +37,8 @@ typedef struct StreamCounts {
     uint64_t length;       /* entries there now */
     bool has_entries_read; /* Redis knows how many entries the group has read */
     uint64_t entries_read; /* ... and this is that number */
+    bool has_lag;          /* Redis knows how many entries the group has yet to read */
+    uint64_t lag;          /* ... and this is that number */
 } StreamCounts;
 
 /* XINFO STREAM and XINFO GROUPS of one stream for one group, in one round trip. */
@@ -75,8 +77,10 @@ void batch_done(Batch *b);
  * ids[i] is NULL for ">" (new entries) or the ID after which to re-read this consumer's
  * pending entries. BLOCK is only sent when every id is ">" and block_ms >= 0 (a negative
  * block_ms answers at once, empty when nothing is there). Fills *out (reset first).
- * When counts is not NULL, counts[i] gets stream i's StreamCounts as they stand right
- * after the read (pipelined behind it: no extra round trip). */
+ * When counts is not NULL, counts[i] gets stream i's group position as it stands right
+ * after the read (XINFO GROUPS pipelined behind it: no extra round trip); added and
+ * length stay 0, and max_deleted is only fetched (one more round trip) when the group
+ * has not read everything there is. */
 int reader_read(Reader *r, const char *group, const char *consumer, const char *const *streams,
                 const char *const *ids, size_t nstreams, int count, int block_ms, Batch *out,
                 StreamCounts *counts, PjError *err) PJ_MUSTCHECK;
