@@ -119,10 +119,10 @@ static void publish_all(Env *e)
                      "{\"amount\":\"1\",\"currency\":\"EUR\"}}}");
     HEALTHY(); /* 3. invalid UTF-8 in a flat field that is not JSON */
     {
-        const char *flat[] = {"type", "order.placed", "version", "1", "aggregate_id",
-                              "o-\xc3\x28", "payload",
-                              "{\"orderId\":\"flat-utf8\",\"customerId\":\"c-1\",\"items\":[],"
-                              "\"total\":{\"amount\":\"1\",\"currency\":\"EUR\"}}"};
+        const char *payload = "{\"orderId\":\"flat-utf8\",\"customerId\":\"c-1\","
+                              "\"items\":[],\"total\":{\"amount\":\"1\",\"currency\":\"EUR\"}}";
+        const char *flat[] = {"type",         "order.placed", "version", "1",
+                              "aggregate_id", "o-\xc3\x28",   "payload", payload};
         xadd_raw(e, "orders", 4, flat, NULL);
     }
     HEALTHY(); /* 4. the key missing, 5. the key null */
