@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "testenv.h"
 #include "util.h"
@@ -144,6 +145,50 @@ Test(cli, run_refuses_a_table_that_does_not_match, .timeout = 60)
     cr_assert_str_eq(t, "0");
     free(t);
     PQfinish(pg);
+    env_done(&e);
+}
+
+/* A read-model folder the loader rejects: run exits 2 naming every error, and neither
+ * PostgreSQL (no schema, no table) nor Redis (no stream, no group) has been touched. */
+Test(cli, run_refuses_bad_read_models_before_touching_anything, .timeout = 60)
+{
+    Env e;
+    env_setup(&e, "badmodels");
+    char *models = xasprintf("%s/models", e.dir);
+    cr_assert_eq(mkdir(models, 0755), 0);
+    char *good = NULL, *text = NULL;
+    PjError err;
+    cr_assert_eq(read_file(PROJECTOR_SOURCE_DIR "/readmodels/customers.yaml", &text, NULL, &err), 0);
+    good = testenv_write_file(models, "customers.yaml", text);
+    free(text);
+    char *bad = testenv_write_file(models, "orders.yaml",
+                                   "readmodel: orders\ntable: order_read_model\n"
+                                   "streams: [orders]\nkey: [id]\ncolumns:\n  id: text\n"
+                                   "on:\n  order.placed:\n    upsert: { id: $.payload.orderId, "
+                                   "nope: 1 }\n");
+    free(e.config);
+    e.config = testenv_write_config(e.dir, e.redis_url, e.conninfo, e.port, models, 100, 200);
+    const char *args[] = {"run", "--config", e.config, NULL};
+    char *out = run_cli(args, 2);
+    cr_assert(strstr(out, "orders.yaml:9:") != NULL && strstr(out, "\"nope\"") != NULL, "%s", out);
+    free(out);
+    PGconn *pg = testenv_pg(e.conninfo);
+    char *t = testenv_query_text(pg, "SELECT count(*) FROM pg_namespace WHERE nspname = 'projector'");
+    cr_assert_str_eq(t, "0", "the bookkeeping schema was created");
+    free(t);
+    t = testenv_query_text(pg, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'");
+    cr_assert_str_eq(t, "0", "a read table was created");
+    free(t);
+    PQfinish(pg);
+    redisContext *r = testenv_redis(e.rdb);
+    redisReply *keys = redisCommand(r, "DBSIZE");
+    cr_assert(keys != NULL && keys->type == REDIS_REPLY_INTEGER && keys->integer == 0,
+              "Redis was touched: %lld keys", keys != NULL ? keys->integer : -1);
+    freeReplyObject(keys);
+    redisFree(r);
+    free(good);
+    free(bad);
+    free(models);
     env_done(&e);
 }
 
