@@ -153,6 +153,144 @@ int event_decode(const char *stream, const char *entry_id, const EntryFields *fi
     return 0;
 }
 
+/* ---- the type without decoding ---- */
+
+typedef struct Scan {
+    const char *p, *end;
+} Scan;
+
+static void scan_ws(Scan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+/* At '"': moves past the closing quote. With plain false, a backslash or a control
+ * character fails it (the caller wants the bytes as they are). */
+static bool scan_string(Scan *s, bool plain, const char **start, size_t *len)
+{
+    if (s->p >= s->end || *s->p != '"')
+        return false;
+    const char *b = ++s->p;
+    while (s->p < s->end && *s->p != '"') {
+        if (*s->p == '\\' || (unsigned char)*s->p < 0x20) {
+            if (plain)
+                return false;
+            if (*s->p == '\\')
+                s->p++;
+        }
+        s->p++;
+    }
+    if (s->p >= s->end)
+        return false;
+    *start = b;
+    *len = (size_t)(s->p - b);
+    s->p++;
+    return true;
+}
+
+/* Moves past one value of any kind: a scalar up to the next delimiter, a string, or an
+ * object or array by counting brackets outside strings (not checking that they pair up:
+ * the decoder does that for every entry a read model handles). */
+static bool scan_value(Scan *s)
+{
+    const char *b;
+    size_t n, depth = 0;
+    if (s->p >= s->end)
+        return false;
+    if (*s->p != '"' && *s->p != '{' && *s->p != '[') {
+        const char *start = s->p;
+        while (s->p < s->end && strchr(",}] \t\r\n", *s->p) == NULL)
+            s->p++;
+        return s->p > start;
+    }
+    do {
+        if (s->p >= s->end)
+            return false;
+        char c = *s->p;
+        if (c == '"') {
+            if (!scan_string(s, false, &b, &n))
+                return false;
+            continue;
+        }
+        if (c == '{' || c == '[')
+            depth++;
+        else if (c == '}' || c == ']')
+            depth--;
+        s->p++;
+    } while (depth > 0);
+    return true;
+}
+
+/* The top-level "eventType" string of an envelope; false when unsure. */
+static bool peek_envelope(const char *text, size_t len, const char **type, size_t *type_len)
+{
+    Scan s = {text, text + len};
+    bool found = false;
+    scan_ws(&s);
+    if (s.p >= s.end || *s.p++ != '{')
+        return false;
+    scan_ws(&s);
+    if (s.p < s.end && *s.p == '}')
+        return false;
+    for (;;) {
+        const char *key;
+        size_t klen;
+        if (!scan_string(&s, true, &key, &klen))
+            return false;
+        scan_ws(&s);
+        if (s.p >= s.end || *s.p++ != ':')
+            return false;
+        scan_ws(&s);
+        if (klen == 9 && memcmp(key, "eventType", 9) == 0) {
+            if (found || !scan_string(&s, true, type, type_len))
+                return false; /* a duplicate, or not a plain string */
+            found = true;
+        } else if (!scan_value(&s)) {
+            return false;
+        }
+        scan_ws(&s);
+        if (s.p < s.end && *s.p == ',') {
+            s.p++;
+            scan_ws(&s);
+            continue;
+        }
+        if (s.p >= s.end || *s.p++ != '}')
+            return false;
+        scan_ws(&s);
+        return found && s.p == s.end;
+    }
+}
+
+int event_peek_type(const EntryFields *fields, const char *event_field, char *buf, size_t cap)
+{
+    const char *type = NULL;
+    size_t len = 0;
+    int envelope = find_field(fields, event_field);
+    if (envelope >= 0) {
+        if (!peek_envelope(fields->values[envelope], fields->value_lens[envelope], &type, &len))
+            return -1;
+    } else {
+        int t = -1;
+        for (size_t i = 0; i < fields->count; i++) {
+            if (!name_is(fields, i, "type"))
+                continue;
+            if (t >= 0)
+                return -1; /* decoding keeps the last of several: do not guess */
+            t = (int)i;
+        }
+        if (t < 0)
+            return -1;
+        type = fields->values[t];
+        len = fields->value_lens[t];
+    }
+    if (len >= cap || memchr(type, '\0', len) != NULL)
+        return -1;
+    memcpy(buf, type, len);
+    buf[len] = '\0';
+    return (int)len;
+}
+
 /* s as a JSON string with every invalid UTF-8 sequence (and NUL) replaced by U+FFFD. */
 static json_t *sanitized_string(const char *s, size_t len)
 {

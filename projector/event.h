@@ -30,6 +30,14 @@ typedef struct EntryFields {
 int event_decode(const char *stream, const char *entry_id, const EntryFields *fields,
                  const char *event_field, json_t **ret, PjError *err) PJ_MUSTCHECK;
 
+/* The event's type without decoding the entry: the flat "type" field, or the envelope's
+ * top-level "eventType" found by a scan that only follows strings and brackets. Writes it
+ * NUL-terminated to buf and returns its length, or returns -1 when that cannot be told
+ * for certain (no type, an escape in the type or a key, a duplicate "eventType", text
+ * that is not one JSON object, a type of cap bytes or more): then decode the entry. A
+ * type found here is what event_decode would put in "type" if the entry decodes. */
+int event_peek_type(const EntryFields *fields, const char *event_field, char *buf, size_t cap);
+
 /* The raw entry as a JSON object {"name": "value", ...} for the dead-letter table; bytes
  * that are not valid UTF-8 are replaced by U+FFFD so the raw entry is always storable.
  * Caller owns the reference. */

@@ -27,6 +27,7 @@
 #define SAMPLE_EVERY_MS 250
 #define LOOKUP_WAIT_SLICE_MS 1000
 #define IDLE_PG_CHECK_MS 3000
+#define WORKER_TYPE_MAX 256 /* longer event types are found by decoding */
 #define TAG_MERGED (-2L) /* pipeline tag of a set-based statement of several events */
 
 typedef enum {
@@ -341,6 +342,14 @@ static void classify(Worker *w, Item *it)
     }
     if (e->deleted) {
         item_dead(it, "the entry was deleted from the stream before it was applied", NULL);
+        return;
+    }
+    /* A type this read model does not handle is skipped without decoding the entry: on a
+     * stream many read models share, each decodes only what it applies. */
+    char peeked[WORKER_TYPE_MAX];
+    if (event_peek_type(&e->fields, w->o.cfg->event_field, peeked, sizeof peeked) >= 0 &&
+        model_find_handler(m, peeked) == NULL) {
+        it->kind = ITEM_SKIP;
         return;
     }
     /* Every JSON node of the event lives in this thread's arena until jsonarena_end. */

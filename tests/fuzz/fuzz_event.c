@@ -1,7 +1,8 @@
 /* fuzz_event.c - libFuzzer target: the input is one Redis stream entry, its fields split
  * at the byte 0x1F (name, value, name, value, ...; an odd last name gets an empty value).
  * Owns nothing but the harness: it decodes the entry as the reader does (event_decode with
- * "event" as the envelope field), builds the dead-letter form (event_raw_json), and binds
+ * "event" as the envelope field), checks that event_peek_type agrees with it, builds the
+ * dead-letter form (event_raw_json), and binds
  * a decoded event against the plans of the shipped read models, so that every expression,
  * condition and null check they hold is evaluated on it.
  */
@@ -89,8 +90,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     free(stored);
     json_decref(raw);
+    char peeked[64];
+    int peek = event_peek_type(&x.fields, "event", peeked, sizeof peeked);
     if (event_decode("orders", "1768471800000-0", &x.fields, "event", &ev, &err) < 0)
         return 0;
+    /* The type told without decoding is the one decoding gives. */
+    const json_t *type = json_object_get(ev, "type");
+    if (peek >= 0 && (!json_is_string(type) || strcmp(json_string_value(type), peeked) != 0))
+        abort();
     fuzz_bind_all(m->set, m->plans, ev);
     json_decref(ev);
     return 0;

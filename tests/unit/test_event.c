@@ -128,3 +128,64 @@ Test(event, raw_json_replaces_nul_bytes)
     cr_assert_str_eq(json_string_value(json_object_get(raw, "k")), "x\xEF\xBF\xBDy");
     json_decref(raw);
 }
+
+/* ---- the type without decoding ---- */
+
+/* event_peek_type on one envelope text; "" when it cannot tell. */
+static const char *peek_envelope_text(const char *text)
+{
+    static char buf[64];
+    const char *pairs[] = {"event", text, NULL};
+    Fields x;
+    fields_init(&x, pairs);
+    return event_peek_type(&x.f, "event", buf, sizeof buf) >= 0 ? buf : "";
+}
+
+Test(event, the_type_is_found_without_decoding)
+{
+    cr_expect_str_eq(peek_envelope_text(envelope), "order.placed");
+    cr_expect_str_eq(peek_envelope_text(" {\n\"payload\" : {\"eventType\": \"nested\", \"a\": [1, "
+                                        "{\"b\": \"}]\\\"{\"}], \"c\": null}, \"eventType\" : "
+                                        "\"order.shipped\" , \"version\": -1.5e3, \"ok\": true}\t"),
+                     "order.shipped");
+    /* what event_decode says for every entry it accepts */
+    const char *texts[] = {envelope, "{\"eventType\":\"x\",\"payload\":[[[]]],\"n\":0}",
+                           "{\"metadata\":\"}\",\"eventType\":\"y\"}"};
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        const char *env[] = {"event", texts[i], NULL};
+        json_t *ev = decode_ok(env);
+        cr_expect_str_eq(peek_envelope_text(texts[i]), json_string_value(json_object_get(ev, "type")),
+                         "%s", texts[i]);
+        json_decref(ev);
+    }
+    const char *flat[] = {"payload", "{not json", "type", "customer.renamed", NULL};
+    Fields x;
+    char buf[64];
+    fields_init(&x, flat);
+    cr_expect_eq(event_peek_type(&x.f, "event", buf, sizeof buf), 16);
+    cr_expect_str_eq(buf, "customer.renamed");
+}
+
+Test(event, the_type_is_not_guessed)
+{
+    const char *unsure[] = {
+        "",                                                     /* nothing */
+        "[{\"eventType\":\"a\"}]",                              /* not an object */
+        "{\"payload\":{\"eventType\":\"a\"}}",                  /* only nested */
+        "{\"eventType\":\"a\",\"eventType\":\"b\"}",            /* a duplicate */
+        "{\"eventType\":\"a\\u002eb\"}",                        /* an escape in the type */
+        "{\"event\\u0054ype\":\"a\"}",                          /* an escape in a key */
+        "{\"eventType\":7}",                                    /* not a string */
+        "{\"eventType\":\"a\"} trailing",                       /* more after the object */
+        "{\"eventType\":\"a\",",                                /* cut short */
+        "{\"payload\":\"unterminated, \"eventType\":\"a\"}",    /* the type is inside a string */
+        "{\"eventType\":\"a-type-name-that-is-far-too-long-for-the-sixty-four-byte-buffer-given\"}",
+    };
+    for (size_t i = 0; i < sizeof unsure / sizeof *unsure; i++)
+        cr_expect_str_eq(peek_envelope_text(unsure[i]), "", "guessed a type in %s", unsure[i]);
+    const char *flat[] = {"event_id", "e-1", "payload", "{}", NULL};
+    Fields x;
+    char buf[64];
+    fields_init(&x, flat);
+    cr_expect_eq(event_peek_type(&x.f, "event", buf, sizeof buf), -1, "a flat entry without type");
+}
