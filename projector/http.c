@@ -37,7 +37,7 @@
 #define HTTP_STOP_FINISH_MS 250   /* and other requests already accepted finish */
 #define HTTP_WAIT_DEFAULT_MS 5000 /* when the options leave it at 0 */
 #define HTTP_WAIT_MAX_MS 60000    /* when the options leave it at 0 */
-#define HTTP_LISTEN_BACKLOG 128
+#define HTTP_LISTEN_BACKLOG 4096 /* capped by net.core.somaxconn; bursts of new /wait connections */
 #define HTTP_MAX_CONNECTIONS 1000    /* when the options leave it at 0 */
 #define HTTP_MAX_REQUEST_BYTES 16384 /* when the options leave it at 0 */
 #define HTTP_MAX_WAITERS 10000       /* when the options leave it at 0 */
