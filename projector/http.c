@@ -35,6 +35,7 @@
 #define HTTP_IDLE_TIMEOUT_S 30    /* idle keep-alive sockets; never a suspended one */
 #define HTTP_STOP_DRAIN_MS 2000   /* how long http_stop lets answered waiters flush */
 #define HTTP_STOP_FINISH_MS 250   /* and other requests already accepted finish */
+#define HTTP_STOP_SETTLE_MS 50    /* late accepts after the quiesce (see finish_connections) */
 #define HTTP_WAIT_DEFAULT_MS 5000 /* when the options leave it at 0 */
 #define HTTP_WAIT_MAX_MS 60000    /* when the options leave it at 0 */
 #define HTTP_LISTEN_BACKLOG 4096 /* capped by net.core.somaxconn; bursts of new /wait connections */
@@ -655,15 +656,19 @@ Http *http_stop(Http *h)
 }
 
 /* Lets the connections accepted before the quiesce finish their request (an idle
- * keep-alive one holds this for at most HTTP_STOP_FINISH_MS). */
+ * keep-alive one holds this for at most HTTP_STOP_FINISH_MS). libmicrohttpd's thread may
+ * still accept a connection for a short while after MHD_quiesce_daemon returns, so none
+ * left is only believed after HTTP_STOP_SETTLE_MS. */
 static void finish_connections(Http *h)
 {
-    int64_t deadline = now_monotonic_ms() + HTTP_STOP_FINISH_MS;
+    int64_t now = now_monotonic_ms();
+    int64_t settled = now + HTTP_STOP_SETTLE_MS, deadline = now + HTTP_STOP_FINISH_MS;
 
     for (;;) {
         const union MHD_DaemonInfo *info =
             MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-        if (!info || info->num_connections == 0 || now_monotonic_ms() >= deadline)
+        now = now_monotonic_ms();
+        if (!info || (info->num_connections == 0 && now >= settled) || now >= deadline)
             return;
         struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
         nanosleep(&ts, NULL);
