@@ -697,6 +697,8 @@ Test(daemon, a_second_daemon_stands_by_and_takes_over, .timeout = 180)
                                     PROJECTOR_SOURCE_DIR "/readmodels", 50, 200);
     b.log = xasprintf("%s/projector.log", b.dir);
     env_start(&a);
+    /* a's workers take their locks after its HTTP server is up: let them, or b may win. */
+    cr_assert(testenv_wait_caught_up(a.port, 20000), "a is not running (log: %s)", a.log);
     env_start(&b);
     publish(&a, "customers", "customer.registered", "1", "{\"customerId\":\"c-1\",\"name\":\"Ada\"}", id);
     for (int i = 0; i < 400; i++) {
