@@ -313,6 +313,26 @@ Test(daemon, a_refused_event_is_tried_the_configured_times, .timeout = 120)
     env_done(&e);
 }
 
+/* SIGINT (Ctrl-C) stops like SIGTERM: the batch finished, acknowledged, exit 0. */
+Test(daemon, sigint_stops_cleanly, .timeout = 60)
+{
+    Env e;
+    char id[48];
+    env_setup(&e, "sigint", 100);
+    env_start(&e);
+    publish(&e, "customers", "customer.registered", "1", "{\"customerId\":\"c-1\",\"name\":\"Ada\"}", id);
+    wait_applied(&e, "customers", id);
+    int code = testenv_kill(e.pid, SIGINT);
+    e.pid = 0;
+    cr_assert_eq(code, 0, "the daemon exited with %d on SIGINT (log: %s)", code, e.log);
+    cr_assert(log_contains(&e, "received Interrupt"), "no SIGINT in %s", e.log);
+    redisReply *rep = redisCommand(e.redis, "XPENDING customers projector:customers");
+    cr_assert(rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1);
+    cr_assert_eq(rep->element[0]->integer, 0, "entries left pending after SIGINT");
+    freeReplyObject(rep);
+    env_done(&e);
+}
+
 /* ---- version guard ---- */
 
 Test(daemon, older_or_repeated_versions_change_nothing, .timeout = 120)
