@@ -1,5 +1,5 @@
 /* test_schemas.c - the JSON Schemas in schemas/ against the documents the project ships
- * (readmodels/, tests/data/good/, projector.yaml, the sample feed) and against documents
+ * (readmodels/, tests/data/good/, deploy/projector.yaml, the sample feed) and against documents
  * that must be rejected. Runs tests/schema_check.py with /usr/bin/python3 (jsonschema and
  * yaml from Debian's packages), as an editor or a CI step would.
  */
@@ -77,7 +77,7 @@ Test(schemas, shipped_read_models_validate)
 
 Test(schemas, example_config_validates)
 {
-    cr_assert_eq(expect_all_valid("config.schema.json", "projector.yaml"), 1);
+    cr_assert_eq(expect_all_valid("config.schema.json", "deploy/projector.yaml"), 1);
 }
 
 Test(schemas, sample_feed_validates)
