@@ -250,6 +250,31 @@ static double fault_cpu_s(pid_t pid)
     return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* The daemon's CPU seconds over the next 2 s: near 0 while it waits for a server. */
+static double fault_idle_cpu_s(Fault *f)
+{
+    double cpu0 = fault_cpu_s(f->pid);
+    fault_sleep_ms(2000);
+    return fault_cpu_s(f->pid) - cpu0;
+}
+
+static void fault_expect_readyz(Fault *f, int want, const char *when)
+{
+    char *body = NULL;
+    int ready = testenv_http_get(f->port, "/readyz", &body);
+    cr_assert_eq(ready, want, "/readyz answered %d %s: %s", ready, when, body ? body : "");
+    free(body);
+}
+
+/* One outage is logged once per change of state, not once per attempt. */
+static void fault_expect_few_warnings(Fault *f, const char *what)
+{
+    int warned = fault_log_count(f, "warn", "retrying");
+    cr_assert_leq(warned, 6, "%d \"retrying\" warnings for one %s: not one per change of state "
+                             "(log: %s)",
+                  warned, what, f->log);
+}
+
 /* ---- checks ---- */
 
 /* Every read table equals the feed at each read model's checkpoint. */
@@ -368,15 +393,10 @@ Test(faults, postgres_down_for_seconds, .timeout = 300)
     char *retrying = fault_poll_retrying(&f, 10000);
     cr_assert(retrying != NULL, "/lag never showed \"retrying\" (log: %s)", f.log);
     cr_assert(strstr(retrying, "(") != NULL, "\"retrying\" without a reason: %s", retrying);
-    char *body = NULL;
-    int ready = testenv_http_get(f.port, "/readyz", &body);
-    cr_assert_eq(ready, 503, "/readyz answered %d while PostgreSQL is down: %s", ready, body);
-    free(body);
+    fault_expect_readyz(&f, 503, "while PostgreSQL is down");
 
     /* Waiting must be idle: no busy loop while the server is away. */
-    double cpu0 = fault_cpu_s(f.pid);
-    fault_sleep_ms(2000);
-    double cpu_s = fault_cpu_s(f.pid) - cpu0;
+    double cpu_s = fault_idle_cpu_s(&f);
     int64_t left_ms = 4000 - (now_monotonic_ms() - down_at);
     if (left_ms > 0)
         fault_sleep_ms((int)left_ms);
@@ -394,13 +414,8 @@ Test(faults, postgres_down_for_seconds, .timeout = 300)
     servers_do(f.srv, SERVERS_PG_START);
     fault_reconnect_pg(&f);
     fault_check_final(&f);
-    int warned = fault_log_count(&f, "warn", "retrying");
-    cr_assert_leq(warned, 6,
-                  "%d \"retrying\" warnings for one outage: not one per change of "
-                  "state (log: %s)",
-                  warned, f.log);
-    ready = testenv_http_get(f.port, "/readyz", NULL);
-    cr_assert_eq(ready, 200, "/readyz answered %d after the outage", ready);
+    fault_expect_few_warnings(&f, "outage");
+    fault_expect_readyz(&f, 200, "after the outage");
     fault_stop(&f);
     fault_done(&f);
 }
@@ -420,22 +435,16 @@ Test(faults, redis_stalled_mid_drain, .timeout = 300)
     char *retrying = fault_poll_retrying(&f, 20000);
     int64_t noticed_ms = now_monotonic_ms() - t0;
     cr_assert(retrying != NULL, "/lag never showed \"retrying\" during a stall (log: %s)", f.log);
-    double cpu0 = fault_cpu_s(f.pid);
-    fault_sleep_ms(2000);
-    double cpu_s = fault_cpu_s(f.pid) - cpu0;
-    char *body = NULL;
-    int ready = testenv_http_get(f.port, "/readyz", &body);
+    double cpu_s = fault_idle_cpu_s(&f);
+    fault_expect_readyz(&f, 503, "during a stall");
     servers_do(f.srv, SERVERS_REDIS_RESUME);
     cr_log_info("Redis stalled at %lld customer_stats events; retrying after %lld ms; %.3f s of "
                 "CPU in 2 s; /lag said: %s",
                 at, (long long)noticed_ms, cpu_s, retrying);
-    cr_assert_eq(ready, 503, "/readyz answered %d during a stall: %s", ready, body);
-    free(body);
     free(retrying);
     cr_assert_lt(cpu_s, 0.2, "the daemon used %.3f s of CPU in 2 s while Redis stalled", cpu_s);
     fault_check_final(&f);
-    int warned = fault_log_count(&f, "warn", "retrying");
-    cr_assert_leq(warned, 6, "%d \"retrying\" warnings for one stall (log: %s)", warned, f.log);
+    fault_expect_few_warnings(&f, "stall");
     fault_stop(&f);
     fault_check_nothing_pending(&f);
     fault_done(&f);

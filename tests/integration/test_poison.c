@@ -248,22 +248,22 @@ static void check(Env *e)
     cr_expect_eq(code, 0, "exit %d on SIGTERM (log: %s)", code, e->log);
 }
 
-Test(poison, every_bad_entry_in_one_batch, .timeout = 180)
+static void run_poison(const char *name, int batch)
 {
     Env e;
-    env_setup(&e, "poison1", 1000);
+    env_setup(&e, name, batch);
     publish_all(&e);
     start_and_settle(&e);
     check(&e);
     env_done(&e);
 }
 
+Test(poison, every_bad_entry_in_one_batch, .timeout = 180)
+{
+    run_poison("poison1", 1000);
+}
+
 Test(poison, every_bad_entry_one_at_a_time, .timeout = 180)
 {
-    Env e;
-    env_setup(&e, "poison2", 1);
-    publish_all(&e);
-    start_and_settle(&e);
-    check(&e);
-    env_done(&e);
+    run_poison("poison2", 1);
 }
