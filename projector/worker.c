@@ -487,8 +487,10 @@ static void send_merged(Worker *w)
             send_dead_letter(w, it);
         if (it->kind != ITEM_APPLY)
             continue;
+        size_t cap = w->stmts_cap;
         xgrow((void **)&w->stmts, &w->stmts_cap, n + it->nstmts + 1, sizeof *w->stmts);
-        w->stmt_item = xrealloc(w->stmt_item, w->stmts_cap * sizeof *w->stmt_item);
+        if (w->stmts_cap != cap || w->stmt_item == NULL)
+            w->stmt_item = xrealloc(w->stmt_item, w->stmts_cap * sizeof *w->stmt_item);
         for (size_t k = 0; k < it->nstmts; k++) {
             w->stmts[n] = &w->cur.bound.items[it->first_stmt + k];
             w->stmt_item[n++] = i;
