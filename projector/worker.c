@@ -885,6 +885,8 @@ static int step(Worker *w, PjError *err)
     int rc = 0;
     if (w->ahead.batch.count > 0) {
         swap_slots(w); /* read and classified while the last batch committed */
+        slot_clear(&w->ahead); /* the batch done last: never to be taken again */
+        batch_reset(&w->ahead.batch);
     } else {
         rc = read_batch(w, w->o.cfg->block_ms, err);
         if (rc < 0)
