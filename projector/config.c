@@ -53,6 +53,7 @@ static const ConfigKey config_keys[] = {
     INT_KEY(NULL, "batch", batch, "1000", 1, 10000),
     INT_KEY(NULL, "block_ms", block_ms, "1000", 1, 60000),
     {NULL, "set_based", KEY_BOOL, offsetof(Config, set_based), "true", 0, 0},
+    INT_KEY(NULL, "parallel_apply", parallel_apply, "1", 1, PARALLEL_APPLY_MAX),
     {NULL, "log_level", KEY_LOGLEVEL, offsetof(Config, log_level), "info", 0, 0},
     INT_KEY(NULL, "stats_interval_s", stats_interval_s, "60", 0, 86400),
 };

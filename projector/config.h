@@ -7,6 +7,8 @@
 #ifndef PROJECTOR_CONFIG_H
 #define PROJECTOR_CONFIG_H
 
+#define PARALLEL_APPLY_MAX 16 /* most sessions of one read model (parallel_apply) */
+
 #include "log.h"
 #include "util.h"
 
@@ -41,6 +43,7 @@ typedef struct Config {
     int batch;
     int block_ms;
     bool set_based; /* merge a batch's statements on distinct rows (merge.h) */
+    int parallel_apply; /* sessions a large batch is spread over (partition.h) */
     LogLevel log_level;
     int stats_interval_s;
 } Config;

@@ -261,3 +261,38 @@ int pg_pipeline_run(Pg *pg, long *ret_failed_tag, PjError *err)
     int rc = pg_pipeline_flush(pg, err);
     return rc < 0 ? rc : pg_pipeline_finish(pg, ret_failed_tag, err);
 }
+
+void pg_pipeline_send_begin(Pg *pg)
+{
+    if (pg->send_failed)
+        return;
+    if (PQsendQueryParams(pg->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) != 1) {
+        pg->send_failed = true;
+        return;
+    }
+    xgrow((void **)&pg->tags, &pg->tags_cap, pg->ntags + 1, sizeof *pg->tags);
+    pg->tags[pg->ntags++] = -1;
+}
+
+int pg_tx_end_send(Pg *pg, bool commit, PjError *err)
+{
+    if (PQsendQuery(pg->conn, commit ? "COMMIT" : "ROLLBACK") != 1)
+        return pg_result_error(pg, NULL, commit ? "could not commit" : "could not roll back", err);
+    return 0;
+}
+
+int pg_tx_end_wait(Pg *pg, bool commit, PjError *err)
+{
+    int rc = 0;
+    PGresult *res;
+    while ((res = PQgetResult(pg->conn)) != NULL) {
+        if (rc == 0 && !result_ok(res))
+            rc = pg_result_error(pg, res, commit ? "could not commit" : "could not roll back", err);
+        else if (rc == 0 && commit && strcmp(PQcmdStatus(res), "COMMIT") != 0)
+            rc = pj_error_set(err, PJ_ETRANSIENT, "could not commit: the transaction had failed");
+        PQclear(res);
+    }
+    if (rc == 0 && pg_broken(pg))
+        rc = pg_result_error(pg, NULL, "lost the connection", err);
+    return rc;
+}

@@ -54,4 +54,15 @@ int pg_pipeline_run(Pg *pg, long *ret_failed_tag, PjError *err) PJ_MUSTCHECK;
 int pg_pipeline_flush(Pg *pg, PjError *err) PJ_MUSTCHECK;
 int pg_pipeline_finish(Pg *pg, long *ret_failed_tag, PjError *err) PJ_MUSTCHECK;
 
+/* ---- explicit transactions, for work committed across several sessions ---- */
+
+/* Queues BEGIN as the pipeline's first statement: then a successful pg_pipeline_finish
+ * leaves the transaction open (and a failed one leaves it aborted) until pg_tx_end. */
+void pg_pipeline_send_begin(Pg *pg);
+/* Sends COMMIT or ROLLBACK without waiting; pg_tx_end_wait reads the answer, so several
+ * sessions can end their transactions at once. A COMMIT that the server turns into a
+ * rollback (the transaction had failed) is an error. */
+int pg_tx_end_send(Pg *pg, bool commit, PjError *err) PJ_MUSTCHECK;
+int pg_tx_end_wait(Pg *pg, bool commit, PjError *err) PJ_MUSTCHECK;
+
 #endif

@@ -21,6 +21,7 @@
 #include "jsonarena.h"
 #include "log.h"
 #include "merge.h"
+#include "partition.h"
 #include "pg.h"
 #include "reader.h"
 
@@ -33,6 +34,7 @@
 typedef enum {
     ITEM_ACK_ONLY, /* at or below the checkpoint: settled before, acknowledge only */
     ITEM_APPLY,
+    ITEM_DONE, /* applied by a partition whose batch did not commit (partition.h) */
     ITEM_SKIP, /* type not handled */
     ITEM_DEAD, /* dead-lettered in this transaction */
     ITEM_HOLD  /* on_error: stop - at or after a bad event: not settled, not acknowledged */
@@ -47,6 +49,7 @@ typedef struct Item {
     char *error;               /* ITEM_DEAD */
     char sqlstate[6];
     int attempts; /* times PostgreSQL refused it in this batch */
+    int part;     /* parallel apply: the partition of its statements */
 } Item;
 
 /* One batch in the worker's hands: the entries read and what is made of them. */
@@ -68,6 +71,8 @@ struct Worker {
     char *group;
     Reader *reader;
     Pg *pg;
+    Pg *parts[PARTITION_MAX]; /* parallel apply: the sessions of partitions 1.. */
+    Recovery recovery;        /* partitions applied ahead of the checkpoint */
     ApplierPlan *plan;
     StreamId *checkpoint;  /* per stream: last committed (settled) entry */
     char (*cursor)[STREAM_ID_BUFSZ]; /* per stream, history phase: re-read pending after this */
@@ -200,6 +205,8 @@ static void drop_session(Worker *w)
     batch_reset(&w->ahead.batch);
     w->reader = reader_free(w->reader);
     w->pg = pg_free(w->pg);
+    for (size_t p = 0; p < PARTITION_MAX; p++)
+        w->parts[p] = pg_free(w->parts[p]);
 }
 
 /* A clean end of the sessions: the queued acknowledgements go out first. */
@@ -213,14 +220,28 @@ static void close_session(Worker *w)
 
 /* ---- session set-up ---- */
 
-static int prepare_statements(Worker *w, PjError *err)
+/* The read model's statements; the bookkeeping ones of the main session or a partition's. */
+static int prepare_statements(Worker *w, Pg *pg, bool partition, PjError *err)
 {
-    int rc = checkpoint_prepare(w->pg, w->o.cfg->pg_schema, err);
+    int rc = partition ? partition_prepare(pg, w->o.cfg->pg_schema, err)
+                       : checkpoint_prepare(pg, w->o.cfg->pg_schema, err);
     for (size_t i = 0; rc == 0 && i < applier_plan_count(w->plan); i++) {
         const PlanStatement *st = applier_plan_statement(w->plan, i);
-        rc = pg_prepare(w->pg, st->name, st->sql, st->nparams, err);
+        rc = pg_prepare(pg, st->name, st->sql, st->nparams, err);
         if (rc == 0 && st->multi_name != NULL && w->o.cfg->set_based)
-            rc = pg_prepare(w->pg, st->multi_name, st->multi_sql, st->nparams, err);
+            rc = pg_prepare(pg, st->multi_name, st->multi_sql, st->nparams, err);
+    }
+    return rc;
+}
+
+/* parallel_apply: one more session per partition after the first. */
+static int open_partitions(Worker *w, PjError *err)
+{
+    int rc = 0;
+    for (int p = 1; rc == 0 && p < w->o.cfg->parallel_apply; p++) {
+        rc = pg_connect(w->o.cfg->pg_conninfo, &w->parts[p], err);
+        if (rc == 0)
+            rc = prepare_statements(w, w->parts[p], true, err);
     }
     return rc;
 }
@@ -298,11 +319,18 @@ static int open_session(Worker *w, PjError *err)
         rc = reader_connect(&cfg->redis, cfg->connect_timeout_ms,
                             cfg->block_ms + cfg->connect_timeout_ms + 5000, &w->reader, err);
     if (rc == 0)
-        rc = prepare_statements(w, err);
+        rc = prepare_statements(w, w->pg, false, err);
+    if (rc == 0)
+        rc = open_partitions(w, err);
     if (rc == 0)
         rc = ensure_groups(w, err);
     if (rc == 0)
         rc = checkpoint_load(w->pg, cfg->pg_schema, w->m, w->checkpoint, w->position, err);
+    if (rc == 0)
+        rc = partition_load(w->pg, cfg->pg_schema, w->m, w->checkpoint, &w->recovery, err);
+    if (rc == 0 && partition_recovery_pending(&w->recovery, w->checkpoint))
+        log_info(w->ctx, "%d partitions of an interrupted batch were committed; their share "
+                         "is not applied again", w->recovery.nparts - 1);
     if (rc == 0)
         rc = checkpoint_count_dead(w->pg, cfg->pg_schema, w->m, dead, err);
     if (rc == 0) {
@@ -374,6 +402,14 @@ static void classify(Worker *w, Item *it)
     else {
         it->kind = ITEM_APPLY;
         it->nstmts = w->cur.bound.count - it->first_stmt;
+        if (w->recovery.nparts > 0) {
+            StrBuf key = {0};
+            int part = partition_of(w->plan, &w->cur.bound.items[it->first_stmt], it->nstmts,
+                                    w->recovery.nparts, &key);
+            strbuf_done(&key);
+            if (partition_applied(&w->recovery, e->stream, part, e->id))
+                it->kind = ITEM_DONE;
+        }
     }
 }
 
@@ -475,17 +511,18 @@ static void send_item(Worker *w, long index)
     }
 }
 
-/* The set-based run: dead letters, then the batch's statements in the groups of merge.h. A
- * group of one is sent as its plain statement, tagged with its item (so a failure names
- * the event); a larger group as the set-based statement, tagged TAG_MERGED. */
-static void send_merged(Worker *w)
+/* The set-based run on session pg: dead letters (unless part > 0), then the statements of
+ * the batch (of partition part; -1: all) in the groups of merge.h. A group of one is sent
+ * as its plain statement, tagged with its item (so a failure names the event); a larger
+ * group as the set-based statement, tagged TAG_MERGED. */
+static void send_merged(Worker *w, Pg *pg, int part)
 {
     size_t n = 0;
     for (size_t i = 0; i < w->cur.nitems; i++) {
         const Item *it = &w->cur.items[i];
-        if (it->kind == ITEM_DEAD)
+        if (it->kind == ITEM_DEAD && part <= 0)
             send_dead_letter(w, it);
-        if (it->kind != ITEM_APPLY)
+        if (it->kind != ITEM_APPLY || (part >= 0 && it->part != part))
             continue;
         size_t cap = w->stmts_cap;
         xgrow((void **)&w->stmts, &w->stmts_cap, n + it->nstmts + 1, sizeof *w->stmts);
@@ -503,12 +540,12 @@ static void send_merged(Worker *w)
         if (grp->count == 1) {
             size_t m = w->merge.members[grp->first];
             const BoundStatement *b = w->stmts[m];
-            pg_pipeline_send(w->pg, st->name, b->nparams, (const char *const *)b->params,
+            pg_pipeline_send(pg, st->name, b->nparams, (const char *const *)b->params,
                              (long)w->stmt_item[m]);
             continue;
         }
         char **params = merge_params(&w->merge, grp, w->stmts, st->nparams);
-        pg_pipeline_send(w->pg, st->multi_name, st->nparams, (const char *const *)params,
+        pg_pipeline_send(pg, st->multi_name, st->nparams, (const char *const *)params,
                          TAG_MERGED);
         merge_params_free(params, st->nparams);
     }
@@ -521,6 +558,11 @@ static uint64_t count_kind(const Worker *w, size_t s, ItemKind kind)
         if (w->cur.items[i].entry->stream == s && w->cur.items[i].kind == kind)
             n++;
     return n;
+}
+
+static uint64_t count_applied(const Worker *w, size_t s)
+{
+    return count_kind(w, s, ITEM_APPLY) + count_kind(w, s, ITEM_DONE);
 }
 
 /* on_error: stop. The read model stops at the bad event: it and every later entry of its
@@ -559,19 +601,24 @@ static int64_t settled_position(const Worker *w, size_t s)
 /* Sends the whole batch and its checkpoints as one pipeline (one transaction). The
  * checkpoints go first: their row locks serialise concurrent batches of this read model,
  * and one that finds a checkpoint moved under it fails before applying anything. */
+static void send_checkpoints(Worker *w)
+{
+    for (size_t s = 0; s < w->m->nstreams; s++) {
+        StreamId top;
+        if (batch_max(w, s, &top))
+            checkpoint_send(w->pg, w->m->name, w->m->streams[s], w->checkpoint[s], top,
+                            count_applied(w, s), settled_position(w, s), -1);
+    }
+}
+
 static int send_batch(Worker *w, bool set_based, PjError *err)
 {
     int rc = pg_pipeline_begin(w->pg, err);
     if (rc < 0)
         return rc;
-    for (size_t s = 0; s < w->m->nstreams; s++) {
-        StreamId top;
-        if (batch_max(w, s, &top))
-            checkpoint_send(w->pg, w->m->name, w->m->streams[s], w->checkpoint[s], top,
-                            count_kind(w, s, ITEM_APPLY), settled_position(w, s), -1);
-    }
+    send_checkpoints(w);
     if (set_based) {
-        send_merged(w);
+        send_merged(w, w->pg, -1);
     } else {
         for (size_t i = 0; i < w->cur.nitems; i++)
             send_item(w, (long)i);
@@ -628,7 +675,7 @@ static void read_ahead(Worker *w)
 {
     /* A batch well short of the limit means the read model has caught up: then the next
      * read would find little or nothing, and would only delay this batch's answer. */
-    if (w->m->on_error == ON_ERROR_STOP || stopping(w) ||
+    if (w->m->on_error == ON_ERROR_STOP || stopping(w) || w->ahead.batch.count > 0 ||
         w->cur.batch.count * 2 < (size_t)w->o.cfg->batch)
         return;
     for (size_t s = 0; s < w->m->nstreams; s++)
@@ -645,6 +692,124 @@ static void read_ahead(Worker *w)
     swap_slots(w);
 }
 
+/* ---- parallel apply (partition.h) ---- */
+
+static Pg *session(const Worker *w, int part)
+{
+    return part == 0 ? w->pg : w->parts[part];
+}
+
+/* A batch goes over several sessions when parallel_apply allows, the read model is behind
+ * (the batch is at least half the limit, as for reading ahead), no interrupted batch is
+ * being recovered, and every event's statements touch one row by its key (no fan-out, no
+ * lookup into its own table). Statements on rows of different partitions commute, so each
+ * partition applying its share in batch order has the effect of the whole batch in order. */
+static bool assign_partitions(Worker *w)
+{
+    const Config *cfg = w->o.cfg;
+    int n = cfg->parallel_apply;
+    if (n < 2 || !cfg->set_based || w->m->on_error == ON_ERROR_STOP ||
+        w->cur.batch.count * 2 < (size_t)cfg->batch ||
+        partition_recovery_pending(&w->recovery, w->checkpoint))
+        return false;
+    StrBuf key = {0};
+    bool ok = true;
+    for (size_t i = 0; ok && i < w->cur.nitems; i++) {
+        Item *it = &w->cur.items[i];
+        if (it->kind != ITEM_APPLY)
+            continue;
+        it->part = partition_of(w->plan, &w->cur.bound.items[it->first_stmt], it->nstmts, n, &key);
+        ok = it->part != PARTITION_NONE;
+    }
+    strbuf_done(&key);
+    return ok;
+}
+
+/* Sends partition part's share in a transaction that stays open: the main session (0) also
+ * moves the checkpoints and writes the dead letters; the others their partition rows. */
+static int send_partition(Worker *w, int part, PjError *err)
+{
+    Pg *pg = session(w, part);
+    int rc = pg_pipeline_begin(pg, err);
+    if (rc < 0)
+        return rc;
+    pg_pipeline_send_begin(pg);
+    if (part == 0)
+        send_checkpoints(w);
+    send_merged(w, pg, part);
+    for (size_t s = 0; part > 0 && s < w->m->nstreams; s++) {
+        StreamId top;
+        if (batch_max(w, s, &top))
+            partition_send_checkpoint(pg, w->m->name, w->m->streams[s], part,
+                                      w->o.cfg->parallel_apply, top);
+    }
+    return pg_pipeline_flush(pg, err);
+}
+
+/* Commits or rolls back the open transactions of partitions [first, last), all at once. */
+static int end_partitions(Worker *w, int first, int last, bool commit, PjError *err)
+{
+    int rc = 0;
+    bool sent[PARTITION_MAX] = {false};
+    PjError e;
+    for (int p = first; p < last; p++) {
+        int r = pg_tx_end_send(session(w, p), commit, &e);
+        sent[p] = r == 0;
+        if (r < 0 && rc == 0) {
+            rc = r;
+            *err = e;
+        }
+    }
+    for (int p = first; p < last; p++) {
+        int r = sent[p] ? pg_tx_end_wait(session(w, p), commit, &e) : 0;
+        if (r < 0 && rc == 0) {
+            rc = r;
+            *err = e;
+        }
+    }
+    return rc < 0 ? -PJ_ETRANSIENT : 0;
+}
+
+/* Applies the batch over parallel_apply sessions; *done stays false when it was not tried,
+ * or when PostgreSQL refused an event: then every partition rolls back and the batch takes
+ * the one-session way, which isolates the event. Partitions 1.. commit first, then the
+ * main session with the checkpoints. A failure between the two leaves partition rows
+ * ahead of the checkpoint, which the next session (any error renews them) honours. */
+static int commit_parallel(Worker *w, bool *done, PjError *err)
+{
+    *done = false;
+    if (!assign_partitions(w))
+        return 0;
+    int n = w->o.cfg->parallel_apply, rc = 0;
+    for (int p = 0; rc == 0 && p < n; p++)
+        rc = send_partition(w, p, err);
+    if (rc < 0)
+        return rc;
+    read_ahead(w); /* while the server runs the batch */
+    bool refused = false;
+    for (int p = 0; p < n; p++) {
+        long failed;
+        PjError e;
+        int r = pg_pipeline_finish(session(w, p), &failed, &e);
+        if (r == -PJ_EPERMANENT && failed != -1) {
+            refused = true;
+            log_debug(w->ctx, "partition %d of a batch failed (%s), applying it on one session",
+                      p, e.message);
+        } else if (r < 0 && rc == 0) {
+            rc = -PJ_ETRANSIENT; /* a bookkeeping statement or the connection */
+            *err = e;
+        }
+    }
+    if (rc == 0 && refused)
+        return end_partitions(w, 0, n, false, err);
+    if (rc == 0)
+        rc = end_partitions(w, 1, n, true, err);
+    if (rc == 0)
+        rc = end_partitions(w, 0, 1, true, err);
+    *done = rc == 0;
+    return rc;
+}
+
 /* Commits the batch. A statement of one event that fails permanently isolates that event:
  * it is dead-lettered and the batch is sent again without it, so each bad event costs
  * one more round trip and the good ones are applied exactly once. A set-based statement
@@ -652,6 +817,10 @@ static void read_ahead(Worker *w)
  * by event, which then names it. */
 static int commit_batch(Worker *w, PjError *err)
 {
+    bool done;
+    int prc = commit_parallel(w, &done, err);
+    if (prc < 0 || done)
+        return prc;
     bool set_based = w->o.cfg->set_based;
     size_t tries = (w->cur.nitems + 1) * (size_t)w->o.cfg->retry_attempts + 1;
     for (size_t attempt = 0; attempt <= tries; attempt++) {
@@ -717,7 +886,7 @@ static int ack_batch(Worker *w, PjError *err)
 
 static EntryOutcomeKind outcome_of(ItemKind kind)
 {
-    return kind == ITEM_APPLY ? OUTCOME_APPLIED : kind == ITEM_DEAD ? OUTCOME_DEAD_LETTERED : OUTCOME_SKIPPED;
+    return kind == ITEM_APPLY || kind == ITEM_DONE ? OUTCOME_APPLIED : kind == ITEM_DEAD ? OUTCOME_DEAD_LETTERED : OUTCOME_SKIPPED;
 }
 
 /* Moves the in-memory checkpoints and tells the board (which wakes /wait callers). */
@@ -740,7 +909,7 @@ static void publish_commit(Worker *w)
         w->checkpoint[s] = top;
         w->position[s] = settled_position(w, s);
         lag_committed(w->o.board, w->o.rm, s, top, out, n);
-        w->stat_applied += count_kind(w, s, ITEM_APPLY);
+        w->stat_applied += count_applied(w, s);
         w->stat_skipped += count_kind(w, s, ITEM_SKIP);
         w->stat_dead += count_kind(w, s, ITEM_DEAD);
     }
@@ -979,6 +1148,7 @@ static void worker_free(Worker *w)
     free(w->cursor);
     free(w->history);
     free(w->position);
+    partition_recovery_done(&w->recovery);
     free(w->stop_reason);
     free(w);
 }

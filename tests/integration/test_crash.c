@@ -38,6 +38,8 @@ typedef struct Crash {
     unsigned rng;
     long long stats_total; /* events customer_stats applies in the whole feed */
     int kills, kills_mid;
+    int parallel;     /* parallel_apply */
+    int kills_ahead;  /* kills that left a partition committed ahead of its checkpoint */
 } Crash;
 
 static unsigned crash_seed(void)
@@ -48,10 +50,11 @@ static unsigned crash_seed(void)
     return (unsigned)time(NULL) ^ ((unsigned)getpid() << 16);
 }
 
-static void crash_setup(Crash *c, unsigned seed)
+static void crash_setup(Crash *c, unsigned seed, int parallel)
 {
     memset(c, 0, sizeof *c);
     c->rng = seed;
+    c->parallel = parallel;
     c->dir = testenv_tmpdir();
     c->conninfo = testenv_create_db("crash");
     c->rdb = testenv_redis_db();
@@ -62,6 +65,9 @@ static void crash_setup(Crash *c, unsigned seed)
         testenv_write_config(c->dir, redis_url, c->conninfo, c->port,
                              PROJECTOR_SOURCE_DIR "/readmodels", CRASH_BATCH, CRASH_BLOCK_MS);
     free(redis_url);
+    char line[64];
+    snprintf(line, sizeof line, "parallel_apply: %d\n", parallel);
+    testenv_append_file(c->config, line);
     c->log = xasprintf("%s/projector.log", c->dir);
     c->pg = testenv_pg(c->conninfo);
     c->feed = shop_feed_new(seed, CRASH_CUSTOMERS, CRASH_EVENTS);
@@ -138,9 +144,34 @@ static int64_t crash_wait_for_progress(Crash *c, long long target)
     return now_monotonic_ms() - t0;
 }
 
-/* Every read table must be exactly the feed up to its read model's checkpoint. */
+/* Partition rows ahead of their checkpoint: a batch cut between the commits of its
+ * partitions and of its checkpoint (parallel apply), to be finished by the next life. */
+static long long crash_partitions_ahead(Crash *c)
+{
+    char *exists = testenv_query_text(c->pg, "SELECT to_regclass('projector.partition_checkpoints') "
+                                             "IS NOT NULL");
+    long long n = 0;
+    if (strcmp(exists, "t") == 0) {
+        char *text = testenv_query_text(
+            c->pg, "SELECT count(*) FROM projector.partition_checkpoints p LEFT JOIN "
+                   "projector.checkpoints k USING (readmodel, stream) WHERE k.last_id IS NULL "
+                   "OR (p.last_ms, p.last_seq) > (k.last_ms, k.last_seq)");
+        n = atoll(text);
+        free(text);
+    }
+    free(exists);
+    return n;
+}
+
+/* Every read table must be exactly the feed up to its read model's checkpoint; with
+ * parallel apply, unless a partition of the next batch had committed already (then only
+ * the end state can be checked). */
 static void crash_check_at_checkpoints(Crash *c, int kill)
 {
+    if (c->parallel > 1 && crash_partitions_ahead(c) > 0) {
+        c->kills_ahead++;
+        return;
+    }
     StrBuf report = {0};
     strbuf_append(&report, "");
     long diffs = shop_feed_diff(c->feed, c->pg, false, &report);
@@ -189,11 +220,12 @@ static void crash_final(Crash *c)
     strbuf_append(&report, "");
     long diffs = shop_feed_diff(c->feed, c->pg, true, &report);
     char *dead = testenv_query_text(c->pg, "SELECT count(*) FROM projector.dead_letters");
-    cr_log_info("%zu events (%zu orders, %zu customers), %d kills (%d mid-drain), "
-                "%ld differences found, %s dead letters",
-                c->feed->count, shop_feed_count(c->feed, SHOP_ORDERS, c->feed->count),
+    cr_log_info("parallel_apply %d: %zu events (%zu orders, %zu customers), %d kills (%d "
+                "mid-drain, %d between a partition's commit and its checkpoint's), %ld "
+                "differences found, %s dead letters",
+                c->parallel, c->feed->count, shop_feed_count(c->feed, SHOP_ORDERS, c->feed->count),
                 shop_feed_count(c->feed, SHOP_CUSTOMERS, c->feed->count), c->kills, c->kills_mid,
-                diffs, dead);
+                c->kills_ahead, diffs, dead);
     cr_assert_eq(diffs, 0, "%ld differences from the feed (log: %s):\n%s", diffs, c->log,
                  report.buf);
     cr_assert_str_eq(dead, "0", "dead letters (log: %s)", c->log);
@@ -204,14 +236,14 @@ static void crash_final(Crash *c)
     cr_assert_eq(code, 0, "the daemon exited with %d on SIGTERM (log: %s)", code, c->log);
 }
 
-Test(crash, sigkill_at_random_moments_loses_and_doubles_nothing, .timeout = 900)
+static void crash_run(int parallel)
 {
     if (!testenv_have_servers())
         cr_skip_test("no test servers (run tests/run.sh)");
     Crash c;
     unsigned seed = crash_seed();
     cr_log_info("seed %u (PROJECTOR_CRASH_SEED=%u replays this run)", seed, seed);
-    crash_setup(&c, seed);
+    crash_setup(&c, seed, parallel);
     shop_feed_publish(c.feed, c.redis, c.feed->count);
     for (size_t i = 0; i < c.feed->count; i++) {
         ShopKind k = c.feed->events[i].kind;
@@ -229,4 +261,14 @@ Test(crash, sigkill_at_random_moments_loses_and_doubles_nothing, .timeout = 900)
                   c.kills_mid, c.kills, seed);
     crash_final(&c);
     crash_done(&c);
+}
+
+Test(crash, sigkill_at_random_moments_loses_and_doubles_nothing, .timeout = 900)
+{
+    crash_run(1);
+}
+
+Test(crash, sigkill_with_parallel_apply_loses_and_doubles_nothing, .timeout = 900)
+{
+    crash_run(3);
 }

@@ -248,22 +248,41 @@ static void check(Env *e)
     cr_expect_eq(code, 0, "exit %d on SIGTERM (log: %s)", code, e->log);
 }
 
-static void run_poison(const char *name, int batch)
+static void run_poison(const char *name, int batch, int parallel)
 {
     Env e;
     env_setup(&e, name, batch);
+    char line[64];
+    snprintf(line, sizeof line, "parallel_apply: %d\n", parallel);
+    testenv_append_file(e.config, line);
     publish_all(&e);
     start_and_settle(&e);
     check(&e);
+    if (parallel > 1) {
+        char *log = NULL;
+        size_t len;
+        PjError err;
+        cr_assert_eq(read_file(e.log, &log, &len, &err), 0, "%s", err.message);
+        cr_expect(strstr(log, "applying it on one session") != NULL,
+                  "no batch was spread over the sessions (log: %s)", e.log);
+        free(log);
+    }
     env_done(&e);
 }
 
 Test(poison, every_bad_entry_in_one_batch, .timeout = 180)
 {
-    run_poison("poison1", 1000);
+    run_poison("poison1", 1000, 1);
 }
 
 Test(poison, every_bad_entry_one_at_a_time, .timeout = 180)
 {
-    run_poison("poison2", 1);
+    run_poison("poison2", 1, 1);
+}
+
+/* Spread over three sessions: the batch of the healthy and refused events is at least half
+ * the limit, so it goes parallel, and a refused event rolls every partition back. */
+Test(poison, every_bad_entry_in_a_parallel_batch, .timeout = 180)
+{
+    run_poison("poison3", 24, 3);
 }

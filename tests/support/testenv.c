@@ -437,6 +437,16 @@ char *testenv_write_file(const char *dir, const char *name, const char *text)
     return path;
 }
 
+void testenv_append_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "a");
+    size_t len = strlen(text);
+
+    TESTENV_CHECK(f != NULL, "could not open file \"%s\": %s", path, strerror(errno));
+    TESTENV_CHECK(fwrite(text, 1, len, f) == len && fclose(f) == 0,
+                  "could not write file \"%s\": %s", path, strerror(errno));
+}
+
 int testenv_free_port(void)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};

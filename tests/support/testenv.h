@@ -48,6 +48,8 @@ int testenv_publish_file(redisContext *c, const char *path, json_t **last_ids);
 char *testenv_tmpdir(void);
 /* Writes text to dir/name; returns the full path (caller frees). */
 char *testenv_write_file(const char *dir, const char *name, const char *text);
+/* Appends text to the file at path (a config key, say). */
+void testenv_append_file(const char *path, const char *text);
 /* A free TCP port on 127.0.0.1. */
 int testenv_free_port(void);
 

@@ -116,13 +116,17 @@ Test(config, reports_every_error_with_its_position)
                       "postgres:\n  conninfo: \"password=${PJ_TEST_UNSET}\"\n"
                       "log_level: loud\n"
                       "http: [1, 2]\n"
-                      "set_based: yes\n",
+                      "set_based: yes\n"
+                      "parallel_apply: 17\n",
                       &cfg);
     cr_assert_null(cfg);
     cr_assert(strstr(errs, "1:1: unrecognized key \"bacth\": expected one of redis, postgres, http, "
-                           "retry, readmodels, batch, block_ms, set_based, log_level, stats_interval_s\n") != NULL, "%s", errs);
+                           "retry, readmodels, batch, block_ms, set_based, parallel_apply, log_level, "
+                           "stats_interval_s\n") != NULL, "%s", errs);
     cr_assert(strstr(errs, "2:8: invalid value \"0\" for \"batch\": must be 1..10000\n") != NULL, "%s", errs);
     cr_assert(strstr(errs, "10:12: invalid value \"yes\" for \"set_based\": expected true or false\n") !=
+                  NULL, "%s", errs);
+    cr_assert(strstr(errs, "11:17: invalid value \"17\" for \"parallel_apply\": must be 1..16\n") !=
                   NULL, "%s", errs);
     cr_assert(strstr(errs, "5:3: unrecognized key \"colour\": expected one of url, event_field, "
                            "consumer, connect_timeout_ms\n") != NULL, "%s", errs);

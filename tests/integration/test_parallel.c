@@ -1,0 +1,231 @@
+/* test_parallel.c - parallel apply (parallel_apply > 1, partition.h): a backlog applied
+ * over several sessions gives exactly the counters of the feed; a batch whose checkpoint
+ * fails to commit after a partition has committed its share is applied once, not twice;
+ * an event PostgreSQL refuses rolls back every partition and is isolated as on one session.
+ */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testenv.h"
+#include "util.h"
+
+#define PAR_CUSTOMERS 40
+#define PAR_BATCH 100
+
+typedef struct Env {
+    char *dir, *conninfo, *redis_url, *config, *log;
+    int rdb, port;
+    redisContext *redis;
+    PGconn *pg;
+    pid_t pid;
+    char last[48];
+    long long cents[PAR_CUSTOMERS]; /* expected total_spent per customer, in cents */
+    int orders[PAR_CUSTOMERS];      /* expected orders per customer */
+} Env;
+
+static void env_setup(Env *e, const char *name, int parallel)
+{
+    if (!testenv_have_servers())
+        cr_skip_test("no test servers (run tests/run.sh)");
+    memset(e, 0, sizeof *e);
+    e->dir = testenv_tmpdir();
+    e->conninfo = testenv_create_db(name);
+    e->rdb = testenv_redis_db();
+    e->redis_url = testenv_redis_url(e->rdb);
+    e->redis = testenv_redis(e->rdb);
+    e->port = testenv_free_port();
+    e->config = testenv_write_config(e->dir, e->redis_url, e->conninfo, e->port,
+                                     PROJECTOR_SOURCE_DIR "/readmodels", PAR_BATCH, 200);
+    char line[64];
+    snprintf(line, sizeof line, "parallel_apply: %d\n", parallel);
+    testenv_append_file(e->config, line);
+    e->log = xasprintf("%s/projector.log", e->dir);
+    e->pg = testenv_pg(e->conninfo);
+}
+
+static void env_done(Env *e)
+{
+    if (e->pid > 0)
+        (void)testenv_kill(e->pid, SIGKILL);
+    PQfinish(e->pg);
+    redisFree(e->redis);
+    free(e->dir);
+    free(e->conninfo);
+    free(e->redis_url);
+    free(e->config);
+    free(e->log);
+}
+
+static char *query(Env *e, const char *sql)
+{
+    return testenv_query_text(e->pg, sql);
+}
+
+/* The customers registered (the orders read model looks their names up), then n orders
+ * placed, customer i % PAR_CUSTOMERS, amounts varying; every order whose number is in
+ * bad[] carries an amount that does not cast to numeric. */
+static void publish_orders(Env *e, int n, const int *bad, size_t nbad)
+{
+    for (int c = 0; c < PAR_CUSTOMERS; c++) {
+        char payload[96], entry[48];
+        snprintf(payload, sizeof payload, "{\"customerId\":\"c-%02d\",\"name\":\"Name %d\"}",
+                 c, c);
+        json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "customer.registered",
+                              "event_id", "r", "version", "1", "occurred_at",
+                              "2026-01-15T09:00:00Z", "payload", payload);
+        testenv_xadd(e->redis, "customers", f, entry);
+        json_decref(f);
+    }
+    for (int i = 0; i < n; i++) {
+        int c = i % PAR_CUSTOMERS;
+        long long cents = 100 + (i * 37) % 9000;
+        bool poison = false;
+        for (size_t k = 0; k < nbad; k++)
+            poison = poison || bad[k] == i;
+        char amount[32], payload[256];
+        snprintf(amount, sizeof amount, "%lld.%02lld", cents / 100, cents % 100);
+        snprintf(payload, sizeof payload,
+                 "{\"orderId\":\"o-%d\",\"customerId\":\"c-%02d\",\"items\":[1],"
+                 "\"total\":{\"amount\":\"%s\",\"currency\":\"EUR\"}}",
+                 i, c, poison ? "abc" : amount);
+        json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "order.placed", "event_id",
+                              "e", "version", "1", "occurred_at", "2026-01-15T10:00:00Z",
+                              "payload", payload);
+        testenv_xadd(e->redis, "orders", f, e->last);
+        json_decref(f);
+        if (!poison) {
+            e->orders[c]++;
+            e->cents[c] += cents;
+        }
+    }
+}
+
+static void start_and_settle(Env *e)
+{
+    const char *args[] = {"run", "--config", e->config, NULL};
+    e->pid = testenv_spawn(args, e->log);
+    cr_assert(testenv_wait_http(e->port, 20000), "no /healthz (log: %s)", e->log);
+    char path[128], *body = NULL;
+    snprintf(path, sizeof path, "/wait?stream=orders&id=%s&timeout_ms=60000", e->last);
+    int status = testenv_http_get(e->port, path, &body);
+    cr_assert_eq(status, 200, "/wait answered %d: %s (log: %s)", status, body ? body : "", e->log);
+    free(body);
+}
+
+static void stop(Env *e)
+{
+    int code = testenv_kill(e->pid, SIGTERM);
+    e->pid = 0;
+    cr_assert_eq(code, 0, "the daemon exited with %d on SIGTERM (log: %s)", code, e->log);
+}
+
+/* customer_stats must hold exactly the healthy orders, each counted once. */
+static void check_stats(Env *e)
+{
+    StrBuf want = {0};
+    strbuf_append(&want, "");
+    for (int c = 0; c < PAR_CUSTOMERS; c++)
+        strbuf_appendf(&want, "%sc-%02d:%d:%lld.%02lld", c > 0 ? "," : "", c, e->orders[c],
+                       e->cents[c] / 100, e->cents[c] % 100);
+    char *got = query(e, "SELECT string_agg(customer_id || ':' || orders || ':' || total_spent, "
+                         "',' ORDER BY customer_id) FROM customer_stats");
+    cr_assert_str_eq(got, want.buf, "customer_stats differs (log: %s)", e->log);
+    free(got);
+    strbuf_done(&want);
+}
+
+static bool log_contains(const Env *e, const char *text)
+{
+    char *log = NULL;
+    size_t len;
+    PjError err;
+    if (read_file(e->log, &log, &len, &err) < 0)
+        return false;
+    bool found = strstr(log, text) != NULL;
+    free(log);
+    return found;
+}
+
+Test(parallel, a_backlog_over_three_sessions_counts_every_event_once, .timeout = 120)
+{
+    Env e;
+    env_setup(&e, "par_drain", 3);
+    publish_orders(&e, 3000, NULL, 0);
+    start_and_settle(&e);
+    check_stats(&e);
+    char *n = query(&e, "SELECT count(*), sum(item_count) FROM order_read_model");
+    cr_assert_str_eq(n, "3000|3000");
+    free(n);
+    /* Partitions 1 and 2 of both read models on `orders` committed batches of their own. */
+    char *parts = query(&e, "SELECT DISTINCT readmodel, partition, partitions FROM "
+                            "projector.partition_checkpoints ORDER BY 1, 2");
+    cr_assert_str_eq(parts, "customer_stats|1|3\ncustomer_stats|2|3\norders|1|3\norders|2|3");
+    free(parts);
+    char *ck = query(&e, "SELECT readmodel, applied_total FROM projector.checkpoints "
+                         "WHERE stream = 'orders' ORDER BY 1");
+    cr_assert_str_eq(ck, "customer_stats|3000\norders|3000");
+    free(ck);
+    stop(&e);
+    env_done(&e);
+}
+
+/* The first checkpoint commit of customer_stats fails at COMMIT (a deferred constraint
+ * trigger), after partition 1 has committed its share of the batch: the next session must
+ * apply only the share of partition 0. */
+Test(parallel, a_batch_whose_checkpoint_fails_after_a_partition_committed_counts_once,
+     .timeout = 120)
+{
+    Env e;
+    env_setup(&e, "par_cut", 2);
+    const char *args[] = {"migrate", "--config", e.config, NULL};
+    char *out = NULL;
+    int code = testenv_run(args, &out);
+    cr_assert_eq(code, 0, "migrate: %s", out);
+    free(out);
+    char *ok = query(&e,
+                     "CREATE SEQUENCE cut_once; "
+                     "CREATE FUNCTION cut_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                     "IF nextval('cut_once') = 1 THEN RAISE EXCEPTION 'checkpoint commit cut'; "
+                     "END IF; RETURN NULL; END $$; "
+                     "CREATE CONSTRAINT TRIGGER cut AFTER INSERT OR UPDATE ON "
+                     "projector.checkpoints DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+                     "WHEN (NEW.readmodel = 'customer_stats') EXECUTE FUNCTION cut_once(); "
+                     "SELECT 'ok'");
+    cr_assert_str_eq(ok, "ok");
+    free(ok);
+    publish_orders(&e, 1000, NULL, 0);
+    start_and_settle(&e);
+    cr_assert(log_contains(&e, "checkpoint commit cut"), "the cut did not happen (log: %s)",
+              e.log);
+    cr_assert(log_contains(&e, "1 partitions of an interrupted batch were committed"),
+              "no recovery (log: %s)", e.log);
+    check_stats(&e);
+    char *dead = query(&e, "SELECT count(*) FROM projector.dead_letters");
+    cr_assert_str_eq(dead, "0");
+    free(dead);
+    stop(&e);
+    env_done(&e);
+}
+
+Test(parallel, a_refused_event_rolls_back_every_partition_and_is_dead_lettered, .timeout = 120)
+{
+    Env e;
+    const int bad[] = {17, 18, 555};
+    env_setup(&e, "par_poison", 3);
+    publish_orders(&e, 1000, bad, ARRAY_SIZE(bad));
+    start_and_settle(&e);
+    check_stats(&e);
+    cr_assert(log_contains(&e, "applying it on one session"),
+              "no partition was refused (log: %s)", e.log);
+    char *dead = query(&e, "SELECT readmodel, string_agg(sqlstate, ',') FROM "
+                           "projector.dead_letters GROUP BY 1 ORDER BY 1");
+    cr_assert_str_eq(dead, "customer_stats|22P02,22P02,22P02\norders|22P02,22P02,22P02");
+    free(dead);
+    char *n = query(&e, "SELECT count(*) FROM order_read_model");
+    cr_assert_str_eq(n, "997");
+    free(n);
+    stop(&e);
+    env_done(&e);
+}
