@@ -8,6 +8,7 @@
 #include "applier.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -489,11 +490,43 @@ static bool plan_can_fold(const Model *m, const Action *a)
     return true;
 }
 
+/* How parameter k of a folding statement folds (PostgreSQL's ranges of its integers). */
+static FoldParam plan_fold_param(const Compiler *c, size_t k)
+{
+    const ParamSource *ps = &c->params[k - 1];
+    if (plan_param_is_key(c, k))
+        return (FoldParam){.kind = FOLD_KEY};
+    if (ps->role != PARAM_ADD)
+        return (FoldParam){.kind = FOLD_LAST};
+    const Column *col = &c->m->columns[model_find_column(c->m, ps->column)];
+    FoldParam f = {.kind = FOLD_INT};
+    switch (col->kind) {
+    case COL_SMALLINT:
+        f.lo = INT16_MIN, f.hi = INT16_MAX;
+        return f;
+    case COL_INTEGER:
+        f.lo = INT32_MIN, f.hi = INT32_MAX;
+        return f;
+    case COL_BIGINT:
+        f.lo = INT64_MIN, f.hi = INT64_MAX;
+        return f;
+    default:
+        break;
+    }
+    /* numeric(p,s) with p <= 18: every value, scaled by 10^s, fits in 64 bits */
+    if (sscanf(col->sql_type, "numeric(%d,%d)", &f.precision, &f.scale) == 2 &&
+        f.precision <= 18 && f.scale >= 0 && f.scale <= f.precision)
+        return (FoldParam){.kind = FOLD_DECIMAL, .precision = f.precision, .scale = f.scale};
+    return (FoldParam){.kind = FOLD_SQL};
+}
+
 static void plan_compile_action(ApplierPlan *p, size_t hi, size_t ai)
 {
     const Action *a = &p->model->handlers[hi].actions[ai];
     Compiler c = {.set = p->set, .m = p->model};
     Compiler multi = {.set = p->set, .m = p->model, .multi = true};
+    Compiler plain = {.set = p->set, .m = p->model, .multi = true};
+    FoldParam *fold = NULL;
     size_t i = p->count++;
 
     plan_compile_form(&c, a);
@@ -504,6 +537,12 @@ static void plan_compile_action(ApplierPlan *p, size_t hi, size_t ai)
         plan_compile_form(&multi, a);
         assert(multi.nparams == c.nparams);
     }
+    if (merges && multi.fold) {
+        plan_compile_form(&plain, a);
+        fold = xcalloc(multi.nparams + 1, sizeof *fold);
+        for (size_t k = 1; k <= multi.nparams; k++)
+            fold[k - 1] = plan_fold_param(&multi, k);
+    }
     p->statements[i] = (PlanStatement){
         .name = xasprintf("a%zu_%zu", hi, ai),
         .sql = strbuf_take(&c.sql),
@@ -511,12 +550,18 @@ static void plan_compile_action(ApplierPlan *p, size_t hi, size_t ai)
         .multi_name = merges ? xasprintf("m%zu_%zu", hi, ai) : NULL,
         .multi_sql = merges ? strbuf_take(&multi.sql) : NULL,
         .multi_folds = multi.fold,
+        .plain_name = fold != NULL ? xasprintf("p%zu_%zu", hi, ai) : NULL,
+        .plain_sql = fold != NULL ? strbuf_take(&plain.sql) : NULL,
+        .fold = fold,
     };
     p->infos[i] = (StatementInfo){
         .handler = hi, .action = ai, .params = c.params, .key_params = key_params};
     free(c.key_params);
     free(multi.key_params);
     free(multi.params);
+    strbuf_done(&plain.sql);
+    free(plain.key_params);
+    free(plain.params);
 }
 
 int applier_plan_new(const ModelSet *set, size_t model, ApplierPlan **ret, PjError *err)
@@ -558,6 +603,9 @@ ApplierPlan *applier_plan_free(ApplierPlan *plan)
         free(plan->statements[i].sql);
         free(plan->statements[i].multi_name);
         free(plan->statements[i].multi_sql);
+        free(plan->statements[i].plain_name);
+        free(plan->statements[i].plain_sql);
+        free(plan->statements[i].fold);
         free(plan->infos[i].params);
         free(plan->infos[i].key_params);
     }

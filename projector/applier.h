@@ -21,9 +21,25 @@
 #define PROJECTOR_APPLIER_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 #include "model.h"
 #include "util.h"
+
+/* How the rows of one key fold, per parameter of a folding statement (see merge_fold). */
+typedef enum {
+    FOLD_KEY,     /* a key column: the same in every row of the key */
+    FOLD_LAST,    /* the last row's value */
+    FOLD_INT,     /* an add: amount into an integer column: summed, each in lo..hi */
+    FOLD_DECIMAL, /* into numeric(precision, scale): each rounded to scale first, then summed */
+    FOLD_SQL      /* only PostgreSQL sums it exactly (numeric without a typmod) */
+} FoldKind;
+
+typedef struct FoldParam {
+    FoldKind kind;
+    int64_t lo, hi;     /* FOLD_INT: the column type's range */
+    int precision, scale; /* FOLD_DECIMAL */
+} FoldParam;
 
 typedef struct PlanStatement {
     char *name; /* "a<handler>_<action>", unique within the plan */
@@ -37,6 +53,12 @@ typedef struct PlanStatement {
     /* The set-based form takes several rows of one key (in batch order) and folds them:
      * add: amounts summed, other values from the last row. */
     bool multi_folds;
+    /* A folding statement's set-based form without the folding (no GROUP BY), for rows of
+     * distinct keys: "p<handler>_<action>", and how each parameter folds, for a caller that
+     * folds the rows itself. NULL for a statement that does not fold. */
+    char *plain_name;
+    char *plain_sql;
+    FoldParam *fold; /* nparams entries */
 } PlanStatement;
 
 typedef struct ApplierPlan ApplierPlan;

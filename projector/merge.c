@@ -128,6 +128,8 @@ void merge_build(MergePlan *mp, const ApplierPlan *plan, const BoundStatement *c
             open[st] = g;
         }
         group_of[i] = g;
+        if (fold && g == slot->group)
+            mp->groups[g].repeats = true;
         if (slot->key == NULL)
             slot->key = xstrdup(key.buf);
         slot->group = g;
@@ -190,6 +192,165 @@ char **merge_params(const MergePlan *mp, const MergeGroup *g, const BoundStateme
     }
     strbuf_done(&sb);
     return params;
+}
+
+/* ---- folding in C ---- */
+
+/* "-?[0-9]+" within lo..hi. Other spellings PostgreSQL accepts (" 7", "+7") are left to
+ * it: false. */
+static bool parse_int(const char *s, int64_t lo, int64_t hi, int64_t *ret)
+{
+    bool neg = *s == '-';
+    int64_t v = 0;
+    s += neg;
+    if (*s == '\0')
+        return false;
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9' || __builtin_mul_overflow(v, 10, &v) ||
+            __builtin_sub_overflow(v, *s - '0', &v)) /* negative: reaches INT64_MIN */
+            return false;
+    }
+    if (!neg && __builtin_mul_overflow(v, -1, &v))
+        return false;
+    *ret = v;
+    return v >= lo && v <= hi;
+}
+
+/* "-?[0-9]+(.[0-9]+)?" as numeric(precision, scale) would store it, scaled by 10^scale:
+ * rounded half away from zero at the scale, fewer than precision digits in all. */
+static bool parse_decimal(const char *s, int precision, int scale, int64_t *ret)
+{
+    bool neg = *s == '-';
+    int64_t v = 0, limit = 1;
+    int frac = -1; /* digits seen after the point; -1 before it */
+    s += neg;
+    if (*s < '0' || *s > '9')
+        return false;
+    for (int i = 0; i < precision; i++)
+        limit *= 10;
+    for (; *s != '\0'; s++) {
+        if (*s == '.' && frac < 0 && s[1] >= '0' && s[1] <= '9') {
+            frac = 0;
+            continue;
+        }
+        if (*s < '0' || *s > '9')
+            return false;
+        if (frac >= scale) { /* the first digit dropped decides the rounding */
+            if (frac == scale && *s >= '5')
+                v++;
+            frac++;
+            continue;
+        }
+        if (__builtin_mul_overflow(v, 10, &v) || (v += *s - '0') >= limit)
+            return false;
+        frac += frac >= 0;
+    }
+    for (int f = frac < 0 ? 0 : frac; f < scale; f++)
+        if (__builtin_mul_overflow(v, 10, &v))
+            return false;
+    *ret = neg ? -v : v;
+    return v < limit;
+}
+
+static void append_decimal(StrBuf *sb, int64_t v, int scale)
+{
+    char digits[32];
+    uint64_t m = v < 0 ? -(uint64_t)v : (uint64_t)v;
+    int n = snprintf(digits, sizeof digits, "%0*llu", scale + 1, (unsigned long long)m);
+    strbuf_appendf(sb, "%s%.*s", v < 0 ? "-" : "", n - scale, digits);
+    if (scale > 0)
+        strbuf_appendf(sb, ".%s", digits + n - scale);
+}
+
+/* One add: amount as fold[k] reads it. */
+static bool parse_amount(const FoldParam *f, const char *s, int64_t *ret)
+{
+    if (s == NULL)
+        return false;
+    if (f->kind == FOLD_INT)
+        return parse_int(s, f->lo, f->hi, ret);
+    return f->kind == FOLD_DECIMAL && parse_decimal(s, f->precision, f->scale, ret);
+}
+
+/* The row of member b into the rows of its key: row r's values (last wins) and sums. */
+static bool fold_member(const PlanStatement *st, const BoundStatement *b, bool first,
+                        const char **vals, int64_t *sums)
+{
+    for (int k = 0; k < st->nparams; k++) {
+        const FoldParam *f = &st->fold[k];
+        int64_t x;
+        if (f->kind == FOLD_KEY || f->kind == FOLD_LAST) {
+            vals[k] = b->params[k];
+        } else if (!parse_amount(f, b->params[k], &x) ||
+                   (!first && __builtin_add_overflow(sums[k], x, &x))) {
+            return false;
+        } else {
+            sums[k] = x;
+        }
+    }
+    return true;
+}
+
+char **merge_fold(const MergePlan *mp, const MergeGroup *g, const BoundStatement *const *stmts,
+                  const PlanStatement *st)
+{
+    size_t np = (size_t)st->nparams, nrows = 0;
+    const char **vals = xcalloc(g->count * np + 1, sizeof *vals);
+    int64_t *sums = xcalloc(g->count * np + 1, sizeof *sums);
+    StrBuf key = {0};
+    RowTable rows;
+    bool ok = st->fold != NULL;
+
+    rows_init(&rows, g->count);
+    for (size_t j = 0; ok && j < g->count; j++) {
+        const BoundStatement *b = stmts[mp->members[g->first + j]];
+        strbuf_reset(&key);
+        strbuf_append(&key, "");
+        for (size_t k = 0; k < np; k++)
+            if (st->fold[k].kind == FOLD_KEY)
+                strbuf_appendf(&key, "%zu:%s", strlen(b->params[k]), b->params[k]);
+        RowSlot *slot = rows_slot(&rows, key.buf);
+        bool first = slot->key == NULL;
+        if (first) {
+            slot->key = xstrdup(key.buf);
+            slot->group = nrows++;
+        }
+        ok = fold_member(st, b, first, vals + slot->group * np, sums + slot->group * np);
+    }
+    char **params = NULL;
+    if (ok) {
+        params = xcalloc(np + 1, sizeof *params);
+        for (size_t k = 0; k < np; k++) {
+            const FoldParam *f = &st->fold[k];
+            strbuf_reset(&key);
+            strbuf_append(&key, "{");
+            for (size_t r = 0; r < nrows; r++) {
+                if (r > 0)
+                    strbuf_append(&key, ",");
+                if (f->kind == FOLD_KEY || f->kind == FOLD_LAST)
+                    append_element(&key, vals[r * np + k]);
+                else
+                    append_decimal(&key, sums[r * np + k], f->kind == FOLD_INT ? 0 : f->scale);
+            }
+            strbuf_append(&key, "}");
+            params[k] = xstrdup(key.buf);
+        }
+    }
+    strbuf_done(&key);
+    rows_done(&rows);
+    free(vals);
+    free(sums);
+    return params;
+}
+
+char **merge_statement(const MergePlan *mp, const MergeGroup *g, const BoundStatement *const *stmts,
+                       const PlanStatement *st, const char **ret_name)
+{
+    char **params = NULL;
+    if (st->plain_name != NULL)
+        params = g->repeats ? merge_fold(mp, g, stmts, st) : merge_params(mp, g, stmts, st->nparams);
+    *ret_name = params != NULL ? st->plain_name : st->multi_name;
+    return params != NULL ? params : merge_params(mp, g, stmts, st->nparams);
 }
 
 void merge_params_free(char **params, int nparams)

@@ -13,6 +13,7 @@ typedef struct MergeGroup {
     size_t statement; /* index into the plan */
     size_t first;     /* members[first .. first + count) */
     size_t count;
+    bool repeats;     /* a folding group with several members on one row */
 } MergeGroup;
 
 /* The groups of one batch, in the order they must run. Reused from batch to batch. */
@@ -34,5 +35,19 @@ void merge_plan_done(MergePlan *mp);
 char **merge_params(const MergePlan *mp, const MergeGroup *g, const BoundStatement *const *stmts,
                     int nparams);
 void merge_params_free(char **params, int nparams);
+
+/* Folds group g of a folding statement in C, as its SQL would: one row per key, add:
+ * amounts summed (each rounded to its column's scale first), other values from the key's
+ * last member. Returns the parameters of the plain form (st->plain_sql), or NULL when an
+ * amount is not one whose sum C gets exactly as PostgreSQL (a spelling it would have to
+ * read, a value out of the column's range, a numeric without precision): then the
+ * folding form must run. Owned by the caller: merge_params_free. */
+char **merge_fold(const MergePlan *mp, const MergeGroup *g, const BoundStatement *const *stmts,
+                  const PlanStatement *st);
+/* The statement group g runs as (*ret_name) and its parameters: the plain form when its
+ * members are on distinct rows or fold in C, else the set-based form. Groups of two or
+ * more members; the parameters are the caller's (merge_params_free). */
+char **merge_statement(const MergePlan *mp, const MergeGroup *g, const BoundStatement *const *stmts,
+                       const PlanStatement *st, const char **ret_name);
 
 #endif

@@ -70,8 +70,11 @@ int pg_connect(const char *conninfo, Pg **ret, PjError *err)
     }
     PQsetNoticeProcessor(pg->conn, notice_to_debug, NULL);
     /* Read tables are small-row OLTP targets: generic plans chosen on an empty table
-     * would keep sequential scans as it grows. */
-    PGresult *res = PQexec(pg->conn, "SET plan_cache_mode = force_custom_plan");
+     * would keep sequential scans as it grows. And a set-based statement joins the rows
+     * of a batch (unnest of its arrays) to the table by its key: the planner, seeing
+     * several hundred of them, would hash the whole table rather than look each one up. */
+    PGresult *res = PQexec(pg->conn, "SET plan_cache_mode = force_custom_plan; "
+                                     "SET enable_hashjoin = off; SET enable_mergejoin = off");
     PQclear(res);
     *ret = pg;
     return 0;

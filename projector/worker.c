@@ -230,6 +230,8 @@ static int prepare_statements(Worker *w, Pg *pg, bool partition, PjError *err)
         rc = pg_prepare(pg, st->name, st->sql, st->nparams, err);
         if (rc == 0 && st->multi_name != NULL && w->o.cfg->set_based)
             rc = pg_prepare(pg, st->multi_name, st->multi_sql, st->nparams, err);
+        if (rc == 0 && st->plain_name != NULL && w->o.cfg->set_based)
+            rc = pg_prepare(pg, st->plain_name, st->plain_sql, st->nparams, err);
     }
     return rc;
 }
@@ -329,8 +331,9 @@ static int open_session(Worker *w, PjError *err)
     if (rc == 0)
         rc = partition_load(w->pg, cfg->pg_schema, w->m, w->checkpoint, &w->recovery, err);
     if (rc == 0 && partition_recovery_pending(&w->recovery, w->checkpoint))
-        log_info(w->ctx, "%d partitions of an interrupted batch were committed; their share "
-                         "is not applied again", w->recovery.nparts - 1);
+        log_info(w->ctx, "a batch over %d sessions was interrupted after some of its "
+                         "partitions committed; their share is not applied again",
+                 w->recovery.nparts);
     if (rc == 0)
         rc = checkpoint_count_dead(w->pg, cfg->pg_schema, w->m, dead, err);
     if (rc == 0) {
@@ -544,9 +547,9 @@ static void send_merged(Worker *w, Pg *pg, int part)
                              (long)w->stmt_item[m]);
             continue;
         }
-        char **params = merge_params(&w->merge, grp, w->stmts, st->nparams);
-        pg_pipeline_send(pg, st->multi_name, st->nparams, (const char *const *)params,
-                         TAG_MERGED);
+        const char *name;
+        char **params = merge_statement(&w->merge, grp, w->stmts, st, &name);
+        pg_pipeline_send(pg, name, st->nparams, (const char *const *)params, TAG_MERGED);
         merge_params_free(params, st->nparams);
     }
 }

@@ -44,7 +44,7 @@ def tables_equal(d):
     base = d.get("drain")
     if not base:
         return "unknown"
-    diffs = ["%s.%s" % (db, t) for db in ("ceiling", "pyworker") if db in d
+    diffs = ["%s.%s" % (db, t) for db in ("drain_parallel", "ceiling", "pyworker") if db in d
              for t in base if d[db].get(t) != base[t]]
     return "yes" if not diffs else "NO: " + ", ".join(diffs)
 
@@ -56,8 +56,10 @@ def ratio(a, b):
 def build(results):
     env = load(results, "env") or {}
     drain, ceiling, python = (load(results, n) for n in ("drain", "ceiling", "python"))
+    parallel = load(results, "drain_parallel")
     d = digests(results)
     drain_eps = drain and drain["events_per_second"]
+    ceiling_eps = ceiling and ceiling["events_per_second"]
     doc = {
         "environment": env,
         "feed": load(results, "feed"),
@@ -65,7 +67,10 @@ def build(results):
             "projector": drain,
             "ceiling": ceiling,
             "python": python,
-            "vs_ceiling": ratio(drain_eps, ceiling and ceiling["events_per_second"]),
+            "parallel": parallel,
+            "vs_ceiling": ratio(drain_eps, ceiling_eps),
+            "parallel_vs_ceiling": ratio(parallel and parallel["events_per_second"],
+                                         ceiling_eps),
             "vs_python": ratio(drain_eps, python and python["events_per_second"]),
             "tables_equal": tables_equal(d),
             "table_rows": {t: c for t, (c, _) in d.get("drain", {}).items()},
@@ -114,13 +119,21 @@ def print_drain(doc):
     row("ceiling: set-based SQL, 1 connection", num(c and c["events_per_second"]),
         c and "%d transactions, %.1f s in PostgreSQL" % (c["transactions"], c["apply_seconds"])
         or "")
+    par = dr["parallel"]
+    row("projector, parallel_apply %s" % doc["environment"].get("parallel", "?"),
+        num(par and par["events_per_second"]),
+        par and "%.1f s, CPU %.2f s/100k, PostgreSQL %.2f s/100k"
+        % (par["seconds"], par["cpu_seconds_per_100k"],
+           par["pg_cpu_seconds"] * 1e5 / doc["environment"].get("events", 1)) or "")
     row("Python worker (redis-py + psycopg2)", num(py and py["events_per_second"]),
         py and "%.1f s" % py["seconds"] or "")
     row("projector / ceiling", num(dr["vs_ceiling"], "{:.2f}"),
         "target >= %.2f" % TARGET_CEILING)
+    row("projector parallel / ceiling", num(dr["parallel_vs_ceiling"], "{:.2f}"),
+        "target > 1.00")
     row("projector / Python worker", num(dr["vs_python"], "{:.1f}x"),
         "target >= %.0fx" % TARGET_PEER)
-    row("read tables identical in all three", dr["tables_equal"],
+    row("read tables identical in all four", dr["tables_equal"],
         ", ".join("%s %s" % (t, num(n)) for t, n in sorted(dr["table_rows"].items())))
     if p and p.get("dead_letters"):
         row("dead letters", num(p["dead_letters"]), "the feed has no bad event: a bug")

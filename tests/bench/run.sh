@@ -4,7 +4,8 @@
 # generates the order feed, then measures the drain against the set-based ceiling and the
 # Python peer worker, /wait latency at a steady rate, and the daemon's footprint. Prints one
 # table and writes it as JSON to build/bench.json. Figures only: it never fails on time.
-#   bash tests/bench/run.sh [--events N] [--quick] [--batch N] [--rate N] [--samples N] [--keep]
+#   bash tests/bench/run.sh [--events N] [--quick] [--batch N] [--rate N] [--samples N]
+#                           [--models N] [--parallel N] [--keep]
 set -u -o pipefail
 
 PJ_PROG=bench
@@ -24,11 +25,12 @@ usage: bash tests/bench/run.sh [options]
   --rate N      events/s of the latency runs (default 2000)
   --samples N   events measured per latency run, after a 1 s warm-up (default 20000)
   --models N    read models on the "orders" stream in the second latency run (default 5)
+  --parallel N  parallel_apply of the second drain (default 2)
   --keep        keep the temp folder (server and daemon logs) and say where it is
 EOF
 }
 
-EVENTS=500000 BATCH=1000 RATE=2000 SAMPLES=20000 MODELS=5 KEEP=0 QUICK=0
+EVENTS=500000 BATCH=1000 RATE=2000 SAMPLES=20000 MODELS=5 PARALLEL=2 KEEP=0 QUICK=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --events) EVENTS=${2:?}; shift ;;
@@ -37,6 +39,7 @@ while [ $# -gt 0 ]; do
         --rate) RATE=${2:?}; shift ;;
         --samples) SAMPLES=${2:?}; shift ;;
         --models) MODELS=${2:?}; shift ;;
+        --parallel) PARALLEL=${2:?}; shift ;;
         --keep) KEEP=1 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; pj_die "unknown argument \"$1\"" ;;
@@ -46,7 +49,7 @@ done
 if [ "$QUICK" -eq 1 ]; then
     EVENTS=20000 SAMPLES=2000
 fi
-for n in "$EVENTS" "$BATCH" "$RATE" "$SAMPLES" "$MODELS"; do
+for n in "$EVENTS" "$BATCH" "$RATE" "$SAMPLES" "$MODELS" "$PARALLEL"; do
     [[ "$n" =~ ^[1-9][0-9]*$ ]] || pj_die "\"$n\" is not a positive number"
 done
 [ "$MODELS" -ge 2 ] || pj_die "--models must be at least 2 (orders and customer_stats)"
@@ -132,7 +135,8 @@ psql_cmd() {
 redis_url() { echo "redis://127.0.0.1:$REDIS_PORT/$1"; }
 conninfo() { echo "host=127.0.0.1 port=$PG_PORT user=postgres dbname=$1"; }
 
-# write_config NAME REDIS_DB READMODELS_DIR: $TMP/NAME.yaml for database NAME; sets HTTP_PORT.
+# write_config NAME REDIS_DB READMODELS_DIR [PARALLEL]: $TMP/NAME.yaml for database NAME,
+# with parallel_apply PARALLEL (default 1); sets HTTP_PORT.
 write_config() {
     HTTP_PORT=$(pj_free_port)
     cat >"$TMP/$1.yaml" <<EOF
@@ -147,6 +151,7 @@ batch: $BATCH
 block_ms: 1000
 log_level: info
 stats_interval_s: 0
+parallel_apply: ${4:-1}
 EOF
 }
 
@@ -165,7 +170,7 @@ write_readmodels() {
 environment() {
     cat >"$TMP/results/env.json" <<EOF
 {"events": $EVENTS, "batch": $BATCH, "rate": $RATE, "samples": $SAMPLES, "warmup": $WARMUP,
- "models": $MODELS, "quick": $QUICK,
+ "models": $MODELS, "parallel": $PARALLEL, "quick": $QUICK,
  "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
  "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "cpus": $(nproc),
  "load_at_start": "$(cut -d' ' -f1-3 /proc/loadavg)",
@@ -192,7 +197,7 @@ print(" ".join("%s=%s" % (s, v["last_id"]) for s, v in d["streams"].items() if v
 
 create_databases() {
     local db
-    for db in drain ceiling pyworker lat_shipped lat_models; do
+    for db in drain drain_parallel ceiling pyworker lat_shipped lat_models; do
         psql_cmd postgres -c "CREATE DATABASE $db" || pj_die "could not create database \"$db\""
     done
     write_config drain 0 "$ROOT/readmodels/"
@@ -237,7 +242,7 @@ stage() {
 # Row count and digest of every read table in every database that drained the feed.
 digest_tables() {
     local db t
-    for db in drain ceiling pyworker; do
+    for db in drain drain_parallel ceiling pyworker; do
         for t in customers order_read_model customer_stats; do
             echo "$db $t $(psql_cmd "$db" -Atc "SELECT count(*) || ' ' ||
                 md5(coalesce(string_agg(t::text, E'\n' ORDER BY t::text), '')) FROM $t t")"
@@ -277,6 +282,17 @@ latency() {
     stop_daemon
 }
 
+# The daemon's consumer groups on the drain feed go, so that a second daemon drains it
+# again from the start (the ceiling and the Python worker read it their own ways).
+drop_daemon_groups() {
+    local s rm
+    for s in orders customers; do
+        for rm in orders customers customer_stats; do
+            redis-cli -u "$(redis_url 0)" XGROUP DESTROY "$s" "projector:$rm" >/dev/null
+        done
+    done
+}
+
 # ---- main ----
 
 pj_install_packages
@@ -289,6 +305,11 @@ create_databases # writes drain.yaml and sets HTTP_PORT
 # shellcheck disable=SC2086
 DRAIN_LOG="$TMP/drain.log" stage drain "$BIN/drain" "$TMP/drain.yaml" "$HTTP_PORT" \
     "$TMP/pg/data" "$TMP/redis/redis.pid" "$EVENTS" $LAST_IDS
+drop_daemon_groups
+write_config drain_parallel 0 "$ROOT/readmodels/" "$PARALLEL"
+# shellcheck disable=SC2086
+DRAIN_LOG="$TMP/drain_parallel.log" stage drain_parallel "$BIN/drain" "$TMP/drain_parallel.yaml" \
+    "$HTTP_PORT" "$TMP/pg/data" "$TMP/redis/redis.pid" "$EVENTS" $LAST_IDS
 stage ceiling "$BIN/ceiling" "$(redis_url 0)" "$(conninfo ceiling)" "$BATCH"
 stage python "$PY" tests/bench/pyworker.py "$(redis_url 0)" "$(conninfo pyworker)" "$EVENTS" \
     "$BATCH"
