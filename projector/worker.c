@@ -30,6 +30,8 @@
 #define IDLE_PG_CHECK_MS 3000
 #define WORKER_TYPE_MAX 256 /* longer event types are found by decoding */
 #define TAG_MERGED (-2L) /* pipeline tag of a set-based statement of several events */
+#define PART_ALL (-1)    /* send_merged: every statement of the batch */
+#define PART_SERIAL (-2) /* Item.part: after the partitions, on the main session (parallel apply) */
 
 typedef enum {
     ITEM_ACK_ONLY, /* at or below the checkpoint: settled before, acknowledge only */
@@ -49,7 +51,7 @@ typedef struct Item {
     char *error;               /* ITEM_DEAD */
     char sqlstate[6];
     int attempts; /* times PostgreSQL refused it in this batch */
-    int part;     /* parallel apply: the partition of its statements */
+    int part;     /* parallel apply: the partition of its statements, or PART_SERIAL */
 } Item;
 
 /* One batch in the worker's hands: the entries read and what is made of them. */
@@ -73,6 +75,7 @@ struct Worker {
     Pg *pg;
     Pg *parts[PARTITION_MAX]; /* parallel apply: the sessions of partitions 1.. */
     Recovery recovery;        /* partitions applied ahead of the checkpoint */
+    bool *serial;             /* per stream: this batch's events run after the partitions */
     ApplierPlan *plan;
     StreamId *checkpoint;  /* per stream: last committed (settled) entry */
     char (*cursor)[STREAM_ID_BUFSZ]; /* per stream, history phase: re-read pending after this */
@@ -514,8 +517,8 @@ static void send_item(Worker *w, long index)
     }
 }
 
-/* The set-based run on session pg: dead letters (unless part > 0), then the statements of
- * the batch (of partition part; -1: all) in the groups of merge.h. A group of one is sent
+/* The set-based run on session pg: dead letters (with PART_ALL or partition 0), then the
+ * statements of the batch (of items whose part is part, or all) in the groups of merge.h. A group of one is sent
  * as its plain statement, tagged with its item (so a failure names the event); a larger
  * group as the set-based statement, tagged TAG_MERGED. */
 static void send_merged(Worker *w, Pg *pg, int part)
@@ -523,9 +526,9 @@ static void send_merged(Worker *w, Pg *pg, int part)
     size_t n = 0;
     for (size_t i = 0; i < w->cur.nitems; i++) {
         const Item *it = &w->cur.items[i];
-        if (it->kind == ITEM_DEAD && part <= 0)
+        if (it->kind == ITEM_DEAD && (part == PART_ALL || part == 0))
             send_dead_letter(w, it);
-        if (it->kind != ITEM_APPLY || (part >= 0 && it->part != part))
+        if (it->kind != ITEM_APPLY || (part != PART_ALL && it->part != part))
             continue;
         size_t cap = w->stmts_cap;
         xgrow((void **)&w->stmts, &w->stmts_cap, n + it->nstmts + 1, sizeof *w->stmts);
@@ -621,7 +624,7 @@ static int send_batch(Worker *w, bool set_based, PjError *err)
         return rc;
     send_checkpoints(w);
     if (set_based) {
-        send_merged(w, w->pg, -1);
+        send_merged(w, w->pg, PART_ALL);
     } else {
         for (size_t i = 0; i < w->cur.nitems; i++)
             send_item(w, (long)i);
@@ -703,10 +706,13 @@ static Pg *session(const Worker *w, int part)
 }
 
 /* A batch goes over several sessions when parallel_apply allows, the read model is behind
- * (the batch is at least half the limit, as for reading ahead), no interrupted batch is
- * being recovered, and every event's statements touch one row by its key (no fan-out, no
- * lookup into its own table). Statements on rows of different partitions commute, so each
- * partition applying its share in batch order has the effect of the whole batch in order. */
+ * (the batch is at least half the limit, as for reading ahead), and no interrupted batch
+ * is being recovered. Statements on rows of different partitions commute, so each
+ * partition applying its share in batch order has the effect of the whole batch in order.
+ * A stream whose events in the batch include one that may touch rows it does not name (a
+ * fan-out update, a lookup into the model's own table) is not split: its events run in
+ * order on the main session after the partitions have committed (the order between
+ * streams is free, and so the serial part sees every row as the partitions left it). */
 static bool assign_partitions(Worker *w)
 {
     const Config *cfg = w->o.cfg;
@@ -716,16 +722,48 @@ static bool assign_partitions(Worker *w)
         partition_recovery_pending(&w->recovery, w->checkpoint))
         return false;
     StrBuf key = {0};
-    bool ok = true;
-    for (size_t i = 0; ok && i < w->cur.nitems; i++) {
+    bool *serial = w->serial, any_split = false;
+    memset(serial, 0, w->m->nstreams * sizeof *serial);
+    for (size_t i = 0; i < w->cur.nitems; i++) {
         Item *it = &w->cur.items[i];
         if (it->kind != ITEM_APPLY)
             continue;
         it->part = partition_of(w->plan, &w->cur.bound.items[it->first_stmt], it->nstmts, n, &key);
-        ok = it->part != PARTITION_NONE;
+        serial[it->entry->stream] |= it->part == PARTITION_NONE;
     }
     strbuf_done(&key);
-    return ok;
+    for (size_t i = 0; i < w->cur.nitems; i++) {
+        Item *it = &w->cur.items[i];
+        if (it->kind == ITEM_APPLY && serial[it->entry->stream])
+            it->part = PART_SERIAL;
+        any_split = any_split || (it->kind == ITEM_APPLY && it->part != PART_SERIAL);
+    }
+    return any_split;
+}
+
+static size_t count_serial(const Worker *w)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < w->cur.nitems; i++)
+        n += w->cur.items[i].kind == ITEM_APPLY && w->cur.items[i].part == PART_SERIAL;
+    return n;
+}
+
+/* The serial part, in the main session's open transaction once the partitions have
+ * committed. Any failure is reported as transient: the partitions are committed, so the
+ * batch must be delivered again to a new session, which knows what they applied (and then
+ * isolates a bad event on one session). */
+static int send_serial(Worker *w, PjError *err)
+{
+    long failed;
+    int rc = pg_pipeline_begin(w->pg, err);
+    if (rc < 0)
+        return rc;
+    send_merged(w, w->pg, PART_SERIAL);
+    rc = pg_pipeline_flush(w->pg, err);
+    if (rc == 0)
+        rc = pg_pipeline_finish(w->pg, &failed, err);
+    return rc < 0 ? -PJ_ETRANSIENT : 0;
 }
 
 /* Sends partition part's share in a transaction that stays open: the main session (0) also
@@ -742,7 +780,8 @@ static int send_partition(Worker *w, int part, PjError *err)
     send_merged(w, pg, part);
     for (size_t s = 0; part > 0 && s < w->m->nstreams; s++) {
         StreamId top;
-        if (batch_max(w, s, &top))
+        /* A serial stream's events are the main session's: no partition applies them. */
+        if (!w->serial[s] && batch_max(w, s, &top))
             partition_send_checkpoint(pg, w->m->name, w->m->streams[s], part,
                                       w->o.cfg->parallel_apply, top);
     }
@@ -774,10 +813,11 @@ static int end_partitions(Worker *w, int first, int last, bool commit, PjError *
 }
 
 /* Applies the batch over parallel_apply sessions; *done stays false when it was not tried,
- * or when PostgreSQL refused an event: then every partition rolls back and the batch takes
- * the one-session way, which isolates the event. Partitions 1.. commit first, then the
- * main session with the checkpoints. A failure between the two leaves partition rows
- * ahead of the checkpoint, which the next session (any error renews them) honours. */
+ * or when PostgreSQL refused an event of a partition: then every partition rolls back and
+ * the batch takes the one-session way, which isolates the event. Partitions 1.. commit
+ * first, then the main session runs the serial part and commits with the checkpoints. A
+ * failure between the two leaves partition rows ahead of the checkpoint, which the next
+ * session (any error renews them) honours. */
 static int commit_parallel(Worker *w, bool *done, PjError *err)
 {
     *done = false;
@@ -807,9 +847,15 @@ static int commit_parallel(Worker *w, bool *done, PjError *err)
         return end_partitions(w, 0, n, false, err);
     if (rc == 0)
         rc = end_partitions(w, 1, n, true, err);
+    size_t serial = count_serial(w);
+    if (rc == 0 && serial > 0)
+        rc = send_serial(w, err);
     if (rc == 0)
         rc = end_partitions(w, 0, 1, true, err);
     *done = rc == 0;
+    if (*done)
+        log_debug(w->ctx, "applied a batch of %zu entries over %d sessions, %zu events after "
+                          "them on the main session", w->cur.nitems, n, serial);
     return rc;
 }
 
@@ -1152,6 +1198,7 @@ static void worker_free(Worker *w)
     free(w->history);
     free(w->position);
     partition_recovery_done(&w->recovery);
+    free(w->serial);
     free(w->stop_reason);
     free(w);
 }
@@ -1167,6 +1214,7 @@ int worker_start(const WorkerOpts *opts, Worker **ret, PjError *err)
     w->cursor = xcalloc(w->m->nstreams, sizeof *w->cursor);
     w->history = xcalloc(w->m->nstreams, sizeof *w->history);
     w->position = xcalloc(w->m->nstreams, sizeof *w->position);
+    w->serial = xcalloc(w->m->nstreams, sizeof *w->serial);
     slot_init(&w->cur, w->m->nstreams);
     slot_init(&w->ahead, w->m->nstreams);
     int rc = applier_plan_new(opts->set, opts->rm, &w->plan, err);

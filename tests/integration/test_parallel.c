@@ -25,7 +25,8 @@ typedef struct Env {
     int orders[PAR_CUSTOMERS];      /* expected orders per customer */
 } Env;
 
-static void env_setup(Env *e, const char *name, int parallel)
+/* With the shipped read models, or those of folder readmodels. */
+static void env_setup_with(Env *e, const char *name, int parallel, const char *readmodels)
 {
     if (!testenv_have_servers())
         cr_skip_test("no test servers (run tests/run.sh)");
@@ -37,12 +38,19 @@ static void env_setup(Env *e, const char *name, int parallel)
     e->redis = testenv_redis(e->rdb);
     e->port = testenv_free_port();
     e->config = testenv_write_config(e->dir, e->redis_url, e->conninfo, e->port,
-                                     PROJECTOR_SOURCE_DIR "/readmodels", PAR_BATCH, 200);
+                                     readmodels != NULL ? readmodels
+                                                        : PROJECTOR_SOURCE_DIR "/readmodels",
+                                     PAR_BATCH, 200);
     char line[64];
     snprintf(line, sizeof line, "parallel_apply: %d\n", parallel);
     testenv_append_file(e->config, line);
     e->log = xasprintf("%s/projector.log", e->dir);
     e->pg = testenv_pg(e->conninfo);
+}
+
+static void env_setup(Env *e, const char *name, int parallel)
+{
+    env_setup_with(e, name, parallel, NULL);
 }
 
 static void env_done(Env *e)
@@ -171,6 +179,64 @@ Test(parallel, a_backlog_over_three_sessions_counts_every_event_once, .timeout =
     env_done(&e);
 }
 
+/* The orders read model fans a rename out to every order of the customer: the stream of
+ * the renames runs on the main session after the partitions, the orders stream is split,
+ * and every order ends with its customer's last name. */
+Test(parallel, a_fan_out_runs_after_the_partitions_of_the_other_stream, .timeout = 120)
+{
+    Env e;
+    env_setup(&e, "par_fanout", 2);
+    publish_orders(&e, 1000, NULL, 0);
+    for (int c = 0; c < PAR_CUSTOMERS; c += 4) {
+        char payload[96], entry[48];
+        snprintf(payload, sizeof payload, "{\"customerId\":\"c-%02d\",\"name\":\"Renamed %d\"}",
+                 c, c);
+        json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "customer.renamed",
+                              "event_id", "n", "version", "2", "occurred_at",
+                              "2026-01-15T11:00:00Z", "payload", payload);
+        testenv_xadd(e.redis, "customers", f, entry);
+        json_decref(f);
+    }
+    start_and_settle(&e);
+    cr_assert(testenv_wait_caught_up(e.port, 30000), "not caught up (log: %s)", e.log);
+    char *names = query(&e, "SELECT count(*) FILTER (WHERE customer_name LIKE 'Renamed %'), "
+                            "count(*) FILTER (WHERE customer_name <> CASE WHEN "
+                            "substr(customer_id, 3)::int % 4 = 0 THEN 'Renamed ' ELSE 'Name ' "
+                            "END || substr(customer_id, 3)::int) FROM order_read_model");
+    cr_assert_str_eq(names, "250|0", "(log: %s)", e.log);
+    free(names);
+    cr_assert(log_contains(&e, "readmodel=orders: applied a batch of"), "(log: %s)", e.log);
+    cr_assert(log_contains(&e, "10 events after them on the main session"),
+              "the renames did not run after the partitions (log: %s)", e.log);
+    check_stats(&e);
+    stop(&e);
+    env_done(&e);
+}
+
+/* Makes the first commit of a checkpoint of readmodel fail at COMMIT (a deferred constraint
+ * trigger), after the partitions have committed their shares. */
+static void cut_first_checkpoint_commit(Env *e, const char *readmodel)
+{
+    const char *args[] = {"migrate", "--config", e->config, NULL};
+    char *out = NULL;
+    int code = testenv_run(args, &out);
+    cr_assert_eq(code, 0, "migrate: %s", out);
+    free(out);
+    char *sql = xasprintf(
+        "CREATE SEQUENCE cut_once; "
+        "CREATE FUNCTION cut_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF nextval('cut_once') = 1 THEN RAISE EXCEPTION 'checkpoint commit cut'; "
+        "END IF; RETURN NULL; END $$; "
+        "CREATE CONSTRAINT TRIGGER cut AFTER INSERT OR UPDATE ON projector.checkpoints "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.readmodel = '%s') "
+        "EXECUTE FUNCTION cut_once(); SELECT 'ok'",
+        readmodel);
+    char *ok = query(e, sql);
+    cr_assert_str_eq(ok, "ok");
+    free(ok);
+    free(sql);
+}
+
 /* The first checkpoint commit of customer_stats fails at COMMIT (a deferred constraint
  * trigger), after partition 1 has committed its share of the batch: the next session must
  * apply only the share of partition 0. */
@@ -179,22 +245,7 @@ Test(parallel, a_batch_whose_checkpoint_fails_after_a_partition_committed_counts
 {
     Env e;
     env_setup(&e, "par_cut", 2);
-    const char *args[] = {"migrate", "--config", e.config, NULL};
-    char *out = NULL;
-    int code = testenv_run(args, &out);
-    cr_assert_eq(code, 0, "migrate: %s", out);
-    free(out);
-    char *ok = query(&e,
-                     "CREATE SEQUENCE cut_once; "
-                     "CREATE FUNCTION cut_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                     "IF nextval('cut_once') = 1 THEN RAISE EXCEPTION 'checkpoint commit cut'; "
-                     "END IF; RETURN NULL; END $$; "
-                     "CREATE CONSTRAINT TRIGGER cut AFTER INSERT OR UPDATE ON "
-                     "projector.checkpoints DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
-                     "WHEN (NEW.readmodel = 'customer_stats') EXECUTE FUNCTION cut_once(); "
-                     "SELECT 'ok'");
-    cr_assert_str_eq(ok, "ok");
-    free(ok);
+    cut_first_checkpoint_commit(&e, "customer_stats");
     publish_orders(&e, 1000, NULL, 0);
     start_and_settle(&e);
     cr_assert(log_contains(&e, "checkpoint commit cut"), "the cut did not happen (log: %s)",
@@ -229,4 +280,66 @@ Test(parallel, a_refused_event_rolls_back_every_partition_and_is_dead_lettered, 
     free(n);
     stop(&e);
     env_done(&e);
+}
+
+/* accounts: keyed adds on two streams; on "bulk" also a fan-out, which makes that stream
+ * serial in every batch that holds one. */
+static const char accounts_yaml[] =
+    "readmodel: accounts\n"
+    "table: accounts\n"
+    "streams: [acct, bulk]\n"
+    "key: [id]\n"
+    "columns:\n"
+    "  id: text\n"
+    "  grp: text\n"
+    "  n: { type: integer, default: 0 }\n"
+    "  bonus: { type: integer, default: 0 }\n"
+    "on:\n"
+    "  a.add:\n"
+    "    upsert:\n"
+    "      id: $.payload.id\n"
+    "      grp: $.payload.grp\n"
+    "      add: { n: 1 }\n"
+    "  a.bonus:\n"
+    "    update:\n"
+    "      where: { grp: $.payload.grp }\n"
+    "      add: { bonus: 1 }\n";
+
+static void publish_account(Env *e, const char *stream, const char *type, int id)
+{
+    char payload[96], entry[48];
+    snprintf(payload, sizeof payload, "{\"id\":\"a-%02d\",\"grp\":\"g%d\"}", id, id % 3);
+    json_t *f = json_pack("{s:s, s:s, s:s, s:s}", "type", type, "event_id", "x", "version", "1",
+                          "payload", payload);
+    testenv_xadd(e->redis, stream, f, entry);
+    json_decref(f);
+}
+
+/* A batch cut after its partitions committed, whose serial stream holds keyed events too:
+ * those ran on the main session and rolled back with it, so no partition may claim them. */
+Test(parallel, a_cut_batch_applies_its_serial_stream_once, .timeout = 120)
+{
+    Env e;
+    char *dir = testenv_tmpdir();
+    char *file = testenv_write_file(dir, "accounts.yaml", accounts_yaml);
+    env_setup_with(&e, "par_serial", 2, dir);
+    cut_first_checkpoint_commit(&e, "accounts");
+    for (int i = 0; i < 300; i++) /* 10 adds per account on acct */
+        publish_account(&e, "acct", "a.add", i % 30);
+    for (int i = 0; i < 60; i++) /* 2 more per account on bulk, and a bonus for group 0 */
+        publish_account(&e, "bulk", i == 30 ? "a.bonus" : "a.add", i % 30);
+    const char *args[] = {"run", "--config", e.config, NULL};
+    e.pid = testenv_spawn(args, e.log);
+    cr_assert(testenv_wait_http(e.port, 20000), "no /healthz (log: %s)", e.log);
+    cr_assert(testenv_wait_caught_up(e.port, 30000), "not caught up (log: %s)", e.log);
+    cr_assert(log_contains(&e, "checkpoint commit cut"), "no cut (log: %s)", e.log);
+    char *rows = query(&e, "SELECT count(*), sum(n), sum(bonus), count(*) FILTER (WHERE n <> 11 "
+                           "AND n <> 12) FROM accounts");
+    /* 59 adds on bulk: 29 accounts get 12, one (a-00) 11; a bonus for each of g0's 10 */
+    cr_assert_str_eq(rows, "30|359|10|0", "(log: %s)", e.log);
+    free(rows);
+    stop(&e);
+    env_done(&e);
+    free(file);
+    free(dir);
 }
