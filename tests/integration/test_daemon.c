@@ -13,34 +13,13 @@
 #include "testenv.h"
 #include "util.h"
 
-typedef struct Env {
-    char *dir;
-    char *conninfo;
-    char *redis_url;
-    char *config;
-    char *log;
-    int rdb;
-    int port;
-    redisContext *redis;
-    PGconn *pg;
-    pid_t pid;
-} Env;
+typedef TestDaemon Env;
 
 static void env_setup(Env *e, const char *name, int batch)
 {
     if (!testenv_have_servers())
         cr_skip_test("no test servers (run tests/run.sh)");
-    memset(e, 0, sizeof *e);
-    e->dir = testenv_tmpdir();
-    e->conninfo = testenv_create_db(name);
-    e->rdb = testenv_redis_db();
-    e->redis_url = testenv_redis_url(e->rdb);
-    e->redis = testenv_redis(e->rdb);
-    e->port = testenv_free_port();
-    e->config = testenv_write_config(e->dir, e->redis_url, e->conninfo, e->port,
-                                     PROJECTOR_SOURCE_DIR "/readmodels", batch, 200);
-    e->log = xasprintf("%s/projector.log", e->dir);
-    e->pg = testenv_pg(e->conninfo);
+    testenv_daemon_setup(e, name, NULL, batch, 200);
 }
 
 static void env_start(Env *e)
@@ -62,17 +41,7 @@ static void env_stop(Env *e)
 
 static void env_done(Env *e)
 {
-    if (e->pid > 0)
-        (void)testenv_kill(e->pid, SIGKILL);
-    if (e->pg != NULL)
-        PQfinish(e->pg);
-    if (e->redis != NULL)
-        redisFree(e->redis);
-    free(e->dir);
-    free(e->conninfo);
-    free(e->redis_url);
-    free(e->config);
-    free(e->log);
+    testenv_daemon_done(e);
 }
 
 /* Publishes a flat-fields event; returns its entry ID in id (48 bytes). */

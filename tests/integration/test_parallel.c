@@ -14,38 +14,24 @@
 #define PAR_CUSTOMERS 40
 #define PAR_BATCH 100
 
-typedef struct Env {
-    char *dir, *conninfo, *redis_url, *config, *log;
-    int rdb, port;
-    redisContext *redis;
-    PGconn *pg;
-    pid_t pid;
-    char last[48];
-    long long cents[PAR_CUSTOMERS]; /* expected total_spent per customer, in cents */
-    int orders[PAR_CUSTOMERS];      /* expected orders per customer */
-} Env;
+typedef TestDaemon Env;
+
+/* What customer_stats must hold: the healthy orders published, per customer. */
+static struct {
+    long long cents[PAR_CUSTOMERS]; /* total_spent, in cents */
+    int orders[PAR_CUSTOMERS];
+} want;
 
 /* With the shipped read models, or those of folder readmodels. */
 static void env_setup_with(Env *e, const char *name, int parallel, const char *readmodels)
 {
     if (!testenv_have_servers())
         cr_skip_test("no test servers (run tests/run.sh)");
-    memset(e, 0, sizeof *e);
-    e->dir = testenv_tmpdir();
-    e->conninfo = testenv_create_db(name);
-    e->rdb = testenv_redis_db();
-    e->redis_url = testenv_redis_url(e->rdb);
-    e->redis = testenv_redis(e->rdb);
-    e->port = testenv_free_port();
-    e->config = testenv_write_config(e->dir, e->redis_url, e->conninfo, e->port,
-                                     readmodels != NULL ? readmodels
-                                                        : PROJECTOR_SOURCE_DIR "/readmodels",
-                                     PAR_BATCH, 200);
+    memset(&want, 0, sizeof want);
+    testenv_daemon_setup(e, name, readmodels, PAR_BATCH, 200);
     char line[64];
     snprintf(line, sizeof line, "parallel_apply: %d\n", parallel);
     testenv_append_file(e->config, line);
-    e->log = xasprintf("%s/projector.log", e->dir);
-    e->pg = testenv_pg(e->conninfo);
 }
 
 static void env_setup(Env *e, const char *name, int parallel)
@@ -55,15 +41,7 @@ static void env_setup(Env *e, const char *name, int parallel)
 
 static void env_done(Env *e)
 {
-    if (e->pid > 0)
-        (void)testenv_kill(e->pid, SIGKILL);
-    PQfinish(e->pg);
-    redisFree(e->redis);
-    free(e->dir);
-    free(e->conninfo);
-    free(e->redis_url);
-    free(e->config);
-    free(e->log);
+    testenv_daemon_done(e);
 }
 
 static char *query(Env *e, const char *sql)
@@ -104,8 +82,8 @@ static void publish_orders(Env *e, int n, const int *bad, size_t nbad)
         testenv_xadd(e->redis, "orders", f, e->last);
         json_decref(f);
         if (!poison) {
-            e->orders[c]++;
-            e->cents[c] += cents;
+            want.orders[c]++;
+            want.cents[c] += cents;
         }
     }
 }
@@ -132,16 +110,16 @@ static void stop(Env *e)
 /* customer_stats must hold exactly the healthy orders, each counted once. */
 static void check_stats(Env *e)
 {
-    StrBuf want = {0};
-    strbuf_append(&want, "");
+    StrBuf expected = {0};
+    strbuf_append(&expected, "");
     for (int c = 0; c < PAR_CUSTOMERS; c++)
-        strbuf_appendf(&want, "%sc-%02d:%d:%lld.%02lld", c > 0 ? "," : "", c, e->orders[c],
-                       e->cents[c] / 100, e->cents[c] % 100);
+        strbuf_appendf(&expected, "%sc-%02d:%d:%lld.%02lld", c > 0 ? "," : "", c, want.orders[c],
+                       want.cents[c] / 100, want.cents[c] % 100);
     char *got = query(e, "SELECT string_agg(customer_id || ':' || orders || ':' || total_spent, "
                          "',' ORDER BY customer_id) FROM customer_stats");
-    cr_assert_str_eq(got, want.buf, "customer_stats differs (log: %s)", e->log);
+    cr_assert_str_eq(got, expected.buf, "customer_stats differs (log: %s)", e->log);
     free(got);
-    strbuf_done(&want);
+    strbuf_done(&expected);
 }
 
 static bool log_contains(const Env *e, const char *text)

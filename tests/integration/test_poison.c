@@ -19,44 +19,19 @@
 #define POISON_BIG (16u * 1024 * 1024)
 #define POISON_DEEP 10000
 
-typedef struct Env {
-    char *dir, *conninfo, *redis_url, *config, *log;
-    int rdb, port;
-    redisContext *redis;
-    PGconn *pg;
-    pid_t pid;
-    char last[48];
-} Env;
+typedef TestDaemon Env;
 
 static void env_setup(Env *e, const char *name, int batch)
 {
     if (!testenv_have_servers())
         cr_skip_test("no test servers (run tests/run.sh)");
-    memset(e, 0, sizeof *e);
-    e->dir = testenv_tmpdir();
-    e->conninfo = testenv_create_db(name);
-    e->rdb = testenv_redis_db();
-    e->redis_url = testenv_redis_url(e->rdb);
-    e->redis = testenv_redis(e->rdb);
-    e->port = testenv_free_port();
-    e->config = testenv_write_config(e->dir, e->redis_url, e->conninfo, e->port,
-                                     PROJECTOR_SOURCE_DIR "/readmodels", batch, 200);
-    e->log = xasprintf("%s/projector.log", e->dir);
-    e->pg = testenv_pg(e->conninfo);
+    testenv_daemon_setup(e, name, NULL, batch, 200);
 }
 
 static void env_done(Env *e)
 {
-    if (e->pid > 0)
-        (void)testenv_kill(e->pid, SIGKILL);
-    PQfinish(e->pg);
     freeReplyObject(redisCommand(e->redis, "FLUSHDB")); /* 16 MiB back to the shared server */
-    redisFree(e->redis);
-    free(e->dir);
-    free(e->conninfo);
-    free(e->redis_url);
-    free(e->config);
-    free(e->log);
+    testenv_daemon_done(e);
 }
 
 /* XADD stream * with n name/value pairs given with their lengths (binary safe). */

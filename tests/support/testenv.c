@@ -491,6 +491,42 @@ char *testenv_write_config(const char *dir, const char *redis_url, const char *p
     return path;
 }
 
+/* ---- a daemon under test ---- */
+
+void testenv_daemon_setup(TestDaemon *d, const char *name, const char *readmodels_dir, int batch,
+                          int block_ms)
+{
+    memset(d, 0, sizeof *d);
+    d->dir = testenv_tmpdir();
+    d->conninfo = testenv_create_db(name);
+    d->rdb = testenv_redis_db();
+    d->redis_url = testenv_redis_url(d->rdb);
+    d->redis = testenv_redis(d->rdb);
+    d->port = testenv_free_port();
+    d->config = testenv_write_config(
+        d->dir, d->redis_url, d->conninfo, d->port,
+        readmodels_dir != NULL ? readmodels_dir : PROJECTOR_SOURCE_DIR "/readmodels", batch,
+        block_ms);
+    d->log = xasprintf("%s/projector.log", d->dir);
+    d->pg = testenv_pg(d->conninfo);
+}
+
+void testenv_daemon_done(TestDaemon *d)
+{
+    if (d->pid > 0)
+        (void)testenv_kill(d->pid, SIGKILL);
+    if (d->pg != NULL)
+        PQfinish(d->pg);
+    if (d->redis != NULL)
+        redisFree(d->redis);
+    free(d->dir);
+    free(d->conninfo);
+    free(d->redis_url);
+    free(d->config);
+    free(d->log);
+    memset(d, 0, sizeof *d);
+}
+
 /* ---- child processes ---- */
 
 /* In the child: argv for execv, PROJECTOR_BIN first. */

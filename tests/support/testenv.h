@@ -58,6 +58,24 @@ int testenv_free_port(void);
 char *testenv_write_config(const char *dir, const char *redis_url, const char *pg_conninfo,
                            int http_port, const char *readmodels_dir, int batch, int block_ms);
 
+/* One daemon under test and what it works on: its own folder, PostgreSQL database, Redis
+ * database (with a connection to each), HTTP port and config file. */
+typedef struct TestDaemon {
+    char *dir, *conninfo, *redis_url, *config, *log;
+    int rdb, port;
+    redisContext *redis;
+    PGconn *pg;
+    pid_t pid;     /* 0 when not running */
+    char last[48]; /* free for the suite: the last entry it published, say */
+} TestDaemon;
+
+/* Creates all of it for the read models of folder readmodels_dir (absolute; NULL: the
+ * shipped ones), with batch and block_ms; the database is named after name. */
+void testenv_daemon_setup(TestDaemon *d, const char *name, const char *readmodels_dir, int batch,
+                          int block_ms);
+/* SIGKILLs the daemon if it still runs, and frees everything. */
+void testenv_daemon_done(TestDaemon *d);
+
 /* Starts PROJECTOR_BIN with args (NULL-terminated, without argv[0]); stdout and stderr go
  * to log_path. Returns the pid. */
 pid_t testenv_spawn(const char *const *args, const char *log_path);
