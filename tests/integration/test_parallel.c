@@ -49,21 +49,25 @@ static char *query(Env *e, const char *sql)
     return testenv_query_text(e->pg, sql);
 }
 
+/* customer.registered or customer.renamed of customer c-NN, named "<name> N". */
+static void publish_customer(Env *e, const char *type, int c, const char *name)
+{
+    char payload[96], entry[48];
+    snprintf(payload, sizeof payload, "{\"customerId\":\"c-%02d\",\"name\":\"%s %d\"}", c,
+             name, c);
+    json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", type, "event_id", "c", "version",
+                          "1", "occurred_at", "2026-01-15T09:00:00Z", "payload", payload);
+    testenv_xadd(e->redis, "customers", f, entry);
+    json_decref(f);
+}
+
 /* The customers registered (the orders read model looks their names up), then n orders
  * placed, customer i % PAR_CUSTOMERS, amounts varying; every order whose number is in
  * bad[] carries an amount that does not cast to numeric. */
 static void publish_orders(Env *e, int n, const int *bad, size_t nbad)
 {
-    for (int c = 0; c < PAR_CUSTOMERS; c++) {
-        char payload[96], entry[48];
-        snprintf(payload, sizeof payload, "{\"customerId\":\"c-%02d\",\"name\":\"Name %d\"}",
-                 c, c);
-        json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "customer.registered",
-                              "event_id", "r", "version", "1", "occurred_at",
-                              "2026-01-15T09:00:00Z", "payload", payload);
-        testenv_xadd(e->redis, "customers", f, entry);
-        json_decref(f);
-    }
+    for (int c = 0; c < PAR_CUSTOMERS; c++)
+        publish_customer(e, "customer.registered", c, "Name");
     for (int i = 0; i < n; i++) {
         int c = i % PAR_CUSTOMERS;
         long long cents = 100 + (i * 37) % 9000;
@@ -86,18 +90,6 @@ static void publish_orders(Env *e, int n, const int *bad, size_t nbad)
             want.cents[c] += cents;
         }
     }
-}
-
-static void start_and_settle(Env *e)
-{
-    const char *args[] = {"run", "--config", e->config, NULL};
-    e->pid = testenv_spawn(args, e->log);
-    cr_assert(testenv_wait_http(e->port, 20000), "no /healthz (log: %s)", e->log);
-    char path[128], *body = NULL;
-    snprintf(path, sizeof path, "/wait?stream=orders&id=%s&timeout_ms=60000", e->last);
-    int status = testenv_http_get(e->port, path, &body);
-    cr_assert_eq(status, 200, "/wait answered %d: %s (log: %s)", status, body ? body : "", e->log);
-    free(body);
 }
 
 static void stop(Env *e)
@@ -139,7 +131,7 @@ Test(parallel, a_backlog_over_three_sessions_counts_every_event_once, .timeout =
     Env e;
     env_setup(&e, "par_drain", 3);
     publish_orders(&e, 3000, NULL, 0);
-    start_and_settle(&e);
+    testenv_daemon_settle(&e, "orders");
     check_stats(&e);
     char *n = query(&e, "SELECT count(*), sum(item_count) FROM order_read_model");
     cr_assert_str_eq(n, "3000|3000");
@@ -165,17 +157,9 @@ Test(parallel, a_fan_out_runs_after_the_partitions_of_the_other_stream, .timeout
     Env e;
     env_setup(&e, "par_fanout", 2);
     publish_orders(&e, 1000, NULL, 0);
-    for (int c = 0; c < PAR_CUSTOMERS; c += 4) {
-        char payload[96], entry[48];
-        snprintf(payload, sizeof payload, "{\"customerId\":\"c-%02d\",\"name\":\"Renamed %d\"}",
-                 c, c);
-        json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "customer.renamed",
-                              "event_id", "n", "version", "2", "occurred_at",
-                              "2026-01-15T11:00:00Z", "payload", payload);
-        testenv_xadd(e.redis, "customers", f, entry);
-        json_decref(f);
-    }
-    start_and_settle(&e);
+    for (int c = 0; c < PAR_CUSTOMERS; c += 4)
+        publish_customer(&e, "customer.renamed", c, "Renamed");
+    testenv_daemon_settle(&e, "orders");
     cr_assert(testenv_wait_caught_up(e.port, 30000), "not caught up (log: %s)", e.log);
     char *names = query(&e, "SELECT count(*) FILTER (WHERE customer_name LIKE 'Renamed %'), "
                             "count(*) FILTER (WHERE customer_name <> CASE WHEN "
@@ -225,7 +209,7 @@ Test(parallel, a_batch_whose_checkpoint_fails_after_a_partition_committed_counts
     env_setup(&e, "par_cut", 2);
     cut_first_checkpoint_commit(&e, "customer_stats");
     publish_orders(&e, 1000, NULL, 0);
-    start_and_settle(&e);
+    testenv_daemon_settle(&e, "orders");
     cr_assert(log_contains(&e, "checkpoint commit cut"), "the cut did not happen (log: %s)",
               e.log);
     cr_assert(log_contains(&e, "a batch over 2 sessions was interrupted after some of its "
@@ -245,7 +229,7 @@ Test(parallel, a_refused_event_rolls_back_every_partition_and_is_dead_lettered, 
     const int bad[] = {17, 18, 555};
     env_setup(&e, "par_poison", 3);
     publish_orders(&e, 1000, bad, ARRAY_SIZE(bad));
-    start_and_settle(&e);
+    testenv_daemon_settle(&e, "orders");
     check_stats(&e);
     cr_assert(log_contains(&e, "applying it on one session"),
               "no partition was refused (log: %s)", e.log);

@@ -150,18 +150,6 @@ static void publish_all(Env *e)
 #undef HEALTHY
 }
 
-static void start_and_settle(Env *e)
-{
-    const char *args[] = {"run", "--config", e->config, NULL};
-    e->pid = testenv_spawn(args, e->log);
-    cr_assert(testenv_wait_http(e->port, 20000), "no /healthz (log: %s)", e->log);
-    char path[160], *body = NULL;
-    snprintf(path, sizeof path, "/wait?stream=orders&id=%s&timeout_ms=60000", e->last);
-    int status = testenv_http_get(e->port, path, &body);
-    cr_assert_eq(status, 200, "/wait answered %d: %s (log: %s)", status, body ? body : "", e->log);
-    free(body);
-}
-
 static void expect(Env *e, const char *sql, const char *want)
 {
     char *got = testenv_query_text(e->pg, sql);
@@ -231,7 +219,7 @@ static void run_poison(const char *name, int batch, int parallel)
     snprintf(line, sizeof line, "parallel_apply: %d\n", parallel);
     testenv_append_file(e.config, line);
     publish_all(&e);
-    start_and_settle(&e);
+    testenv_daemon_settle(&e, "orders");
     check(&e);
     if (parallel > 1) {
         char *log = NULL;

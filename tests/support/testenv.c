@@ -511,6 +511,20 @@ void testenv_daemon_setup(TestDaemon *d, const char *name, const char *readmodel
     d->pg = testenv_pg(d->conninfo);
 }
 
+void testenv_daemon_settle(TestDaemon *d, const char *stream)
+{
+    const char *args[] = {"run", "--config", d->config, NULL};
+    char path[160], *body = NULL;
+
+    d->pid = testenv_spawn(args, d->log);
+    TESTENV_CHECK(testenv_wait_http(d->port, 20000), "no /healthz (log: %s)", d->log);
+    snprintf(path, sizeof path, "/wait?stream=%s&id=%s&timeout_ms=60000", stream, d->last);
+    int status = testenv_http_get(d->port, path, &body);
+    TESTENV_CHECK(status == 200, "/wait answered %d: %s (log: %s)", status, body ? body : "",
+                  d->log);
+    free(body);
+}
+
 void testenv_daemon_done(TestDaemon *d)
 {
     if (d->pid > 0)

@@ -73,6 +73,9 @@ typedef struct TestDaemon {
  * shipped ones), with batch and block_ms; the database is named after name. */
 void testenv_daemon_setup(TestDaemon *d, const char *name, const char *readmodels_dir, int batch,
                           int block_ms);
+/* Runs the daemon and waits until /wait answers 200 for entry d->last of stream: every
+ * read model on the stream has settled it. */
+void testenv_daemon_settle(TestDaemon *d, const char *stream);
 /* SIGKILLs the daemon if it still runs, and frees everything. */
 void testenv_daemon_done(TestDaemon *d);
 
