@@ -63,10 +63,10 @@ static RowSlot *rows_slot(RowTable *t, const char *key)
 
 /* ---- grouping ---- */
 
-static size_t new_group(MergePlan *mp, size_t statement)
+static size_t new_group(MergePlan *mp, size_t statement, unsigned cls)
 {
     xgrow((void **)&mp->groups, &mp->groups_cap, mp->ngroups + 1, sizeof *mp->groups);
-    mp->groups[mp->ngroups] = (MergeGroup){.statement = statement};
+    mp->groups[mp->ngroups] = (MergeGroup){.statement = statement, .cls = cls};
     return mp->ngroups++;
 }
 
@@ -90,7 +90,7 @@ static void collect_members(MergePlan *mp, const size_t *group_of, size_t n)
 }
 
 void merge_build(MergePlan *mp, const ApplierPlan *plan, const BoundStatement *const *stmts,
-                 size_t n)
+                 const unsigned *classes, size_t n)
 {
     size_t nplan = applier_plan_count(plan);
     size_t *open = xmalloc((nplan + 1) * sizeof *open); /* per plan statement: its last group */
@@ -106,25 +106,28 @@ void merge_build(MergePlan *mp, const ApplierPlan *plan, const BoundStatement *c
         open[s] = MERGE_NONE;
     for (size_t i = 0; i < n; i++) {
         size_t st = stmts[i]->statement;
+        unsigned cls = classes != NULL ? classes[i] : 0;
         if (!applier_row_key(plan, stmts[i], &key)) {
-            group_of[i] = new_group(mp, st);
+            group_of[i] = new_group(mp, st, cls);
             floor = group_of[i] + 1;
             continue;
         }
         RowSlot *slot = rows_slot(&rows, key.buf);
         size_t min = floor;
+        /* Only statements of one class share a group. */
+        bool joinable = open[st] != MERGE_NONE && mp->groups[open[st]].cls == cls;
         /* The row's last statement is in the open group of this one: a folding group
          * takes it as well (nothing else touched the row in between). */
-        bool fold = slot->key != NULL && open[st] != MERGE_NONE && slot->group == open[st] &&
+        bool fold = slot->key != NULL && joinable && slot->group == open[st] &&
                     applier_plan_statement(plan, st)->multi_folds;
         if (slot->key != NULL && !fold && slot->group + 1 > min)
             min = slot->group + 1;
         const PlanStatement *ps = applier_plan_statement(plan, st);
         size_t g;
         if (ps->multi_sql == NULL) {
-            g = new_group(mp, st); /* alone, but no barrier: only its row's order binds it */
+            g = new_group(mp, st, cls); /* alone, but no barrier: only its row's order binds it */
         } else {
-            g = open[st] != MERGE_NONE && open[st] >= min ? open[st] : new_group(mp, st);
+            g = joinable && open[st] >= min ? open[st] : new_group(mp, st, cls);
             open[st] = g;
         }
         group_of[i] = g;

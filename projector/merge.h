@@ -14,6 +14,7 @@ typedef struct MergeGroup {
     size_t first;     /* members[first .. first + count) */
     size_t count;
     bool repeats;     /* a folding group with several members on one row */
+    unsigned cls;     /* the class of its members (merge_build) */
 } MergeGroup;
 
 /* The groups of one batch, in the order they must run. Reused from batch to batch. */
@@ -24,9 +25,11 @@ typedef struct MergePlan {
     size_t members_cap;
 } MergePlan;
 
-/* Groups stmts[0 .. n) (borrowed, in batch order) into mp (emptied first). */
+/* Groups stmts[0 .. n) (borrowed, in batch order) into mp (emptied first). With classes
+ * (NULL: all alike), only statements of one class share a group: a caller that needs a
+ * group of statements split (to find which one fails) gives its halves two classes. */
 void merge_build(MergePlan *mp, const ApplierPlan *plan, const BoundStatement *const *stmts,
-                 size_t n);
+                 const unsigned *classes, size_t n);
 void merge_plan_done(MergePlan *mp);
 
 /* The parameters of group g's set-based statement: parameter k is the text[] literal of

@@ -29,7 +29,7 @@
 #define LOOKUP_WAIT_SLICE_MS 1000
 #define IDLE_PG_CHECK_MS 3000
 #define WORKER_TYPE_MAX 256 /* longer event types are found by decoding */
-#define TAG_MERGED (-2L) /* pipeline tag of a set-based statement of several events */
+#define TAG_GROUP_FIRST (-16L) /* pipeline tag of set-based group g: TAG_GROUP_FIRST - g */
 #define PART_ALL (-1)    /* send_merged: every statement of the batch */
 #define PART_SERIAL (-2) /* Item.part: after the partitions, on the main session (parallel apply) */
 
@@ -52,6 +52,7 @@ typedef struct Item {
     char sqlstate[6];
     int attempts; /* times PostgreSQL refused it in this batch */
     int part;     /* parallel apply: the partition of its statements, or PART_SERIAL */
+    unsigned cls; /* merge_build's class: set-based groups are split by it to find a bad event */
 } Item;
 
 /* One batch in the worker's hands: the entries read and what is made of them. */
@@ -85,6 +86,8 @@ struct Worker {
     MergePlan merge;
     const BoundStatement **stmts; /* ITEM_APPLY statements in batch order (set-based run) */
     size_t *stmt_item;            /* the item of each */
+    unsigned *stmt_cls;           /* the class of each (its item's) */
+    unsigned next_cls;            /* the last class given out in this batch */
     size_t stmts_cap;
     int backoff_ms;
     bool faulted;
@@ -518,9 +521,9 @@ static void send_item(Worker *w, long index)
 }
 
 /* The set-based run on session pg: dead letters (with PART_ALL or partition 0), then the
- * statements of the batch (of items whose part is part, or all) in the groups of merge.h. A group of one is sent
- * as its plain statement, tagged with its item (so a failure names the event); a larger
- * group as the set-based statement, tagged TAG_MERGED. */
+ * statements of the batch (of items whose part is part, or all) in the groups of merge.h.
+ * A group of one is sent as its plain statement, tagged with its item (so a failure names
+ * the event); a larger group g as the set-based statement, tagged TAG_GROUP_FIRST - g. */
 static void send_merged(Worker *w, Pg *pg, int part)
 {
     size_t n = 0;
@@ -532,14 +535,17 @@ static void send_merged(Worker *w, Pg *pg, int part)
             continue;
         size_t cap = w->stmts_cap;
         xgrow((void **)&w->stmts, &w->stmts_cap, n + it->nstmts + 1, sizeof *w->stmts);
-        if (w->stmts_cap != cap || w->stmt_item == NULL)
+        if (w->stmts_cap != cap || w->stmt_item == NULL) {
             w->stmt_item = xrealloc(w->stmt_item, w->stmts_cap * sizeof *w->stmt_item);
+            w->stmt_cls = xrealloc(w->stmt_cls, w->stmts_cap * sizeof *w->stmt_cls);
+        }
         for (size_t k = 0; k < it->nstmts; k++) {
             w->stmts[n] = &w->cur.bound.items[it->first_stmt + k];
+            w->stmt_cls[n] = it->cls;
             w->stmt_item[n++] = i;
         }
     }
-    merge_build(&w->merge, w->plan, w->stmts, n);
+    merge_build(&w->merge, w->plan, w->stmts, w->stmt_cls, n);
     for (size_t g = 0; g < w->merge.ngroups; g++) {
         const MergeGroup *grp = &w->merge.groups[g];
         const PlanStatement *st = applier_plan_statement(w->plan, grp->statement);
@@ -552,7 +558,8 @@ static void send_merged(Worker *w, Pg *pg, int part)
         }
         const char *name;
         char **params = merge_statement(&w->merge, grp, w->stmts, st, &name);
-        pg_pipeline_send(pg, name, st->nparams, (const char *const *)params, TAG_MERGED);
+        pg_pipeline_send(pg, name, st->nparams, (const char *const *)params,
+                         TAG_GROUP_FIRST - (long)g);
         merge_params_free(params, st->nparams);
     }
 }
@@ -859,11 +866,26 @@ static int commit_parallel(Worker *w, bool *done, PjError *err)
     return rc;
 }
 
+/* A set-based group failed: its events get two new classes, one per half, so the batch is
+ * sent again with that group split in two (the rest merged as before). */
+static void split_group(Worker *w, size_t g)
+{
+    const MergeGroup *grp = &w->merge.groups[g];
+    unsigned halves[2] = {w->next_cls + 1, w->next_cls + 2};
+    w->next_cls += 2;
+    for (size_t j = 0; j < grp->count; j++) {
+        size_t item = w->stmt_item[w->merge.members[grp->first + j]];
+        w->cur.items[item].cls = halves[j * 2 >= grp->count];
+    }
+}
+
 /* Commits the batch. A statement of one event that fails permanently isolates that event:
  * it is dead-lettered and the batch is sent again without it, so each bad event costs
  * one more round trip and the good ones are applied exactly once. A set-based statement
- * that fails does not say which of its events is at fault: the batch is sent again event
- * by event, which then names it. */
+ * that fails does not say which of its events is at fault: the batch is sent again with
+ * that statement's events split in two halves, and so on, until a statement of one event
+ * fails and names it: about log2(events of the statement) more round trips per bad event,
+ * each still set-based. */
 static int commit_batch(Worker *w, PjError *err)
 {
     bool done;
@@ -871,7 +893,9 @@ static int commit_batch(Worker *w, PjError *err)
     if (prc < 0 || done)
         return prc;
     bool set_based = w->o.cfg->set_based;
-    size_t tries = (w->cur.nitems + 1) * (size_t)w->o.cfg->retry_attempts + 1;
+    /* a split or a dead letter per try: at most 2 per event, and attempts per bad one */
+    size_t tries = (w->cur.nitems + 1) * (size_t)(w->o.cfg->retry_attempts + 2) + 1;
+    w->next_cls = 0;
     for (size_t attempt = 0; attempt <= tries; attempt++) {
         long failed;
         int rc;
@@ -887,10 +911,11 @@ static int commit_batch(Worker *w, PjError *err)
         }
         if (rc == 0)
             return 0;
-        if (rc == -PJ_EPERMANENT && failed == TAG_MERGED && set_based) {
-            log_debug(w->ctx, "a set-based statement failed (%s), applying the batch event by "
-                              "event", err->message);
-            set_based = false;
+        if (rc == -PJ_EPERMANENT && failed <= TAG_GROUP_FIRST && set_based) {
+            size_t g = (size_t)(TAG_GROUP_FIRST - failed);
+            log_debug(w->ctx, "a set-based statement of %zu events failed (%s), splitting it",
+                      w->merge.groups[g].count, err->message);
+            split_group(w, g);
             continue;
         }
         if (rc != -PJ_EPERMANENT || failed < 0)
@@ -1191,6 +1216,7 @@ static void worker_free(Worker *w)
     merge_plan_done(&w->merge);
     free(w->stmts);
     free(w->stmt_item);
+    free(w->stmt_cls);
     applier_plan_free(w->plan);
     free(w->group);
     free(w->checkpoint);

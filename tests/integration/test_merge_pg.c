@@ -316,7 +316,7 @@ static void apply_batch(const Bound *b, size_t *groups, Forms *forms)
     for (size_t i = 0; i < b->count; i++)
         stmts[i] = &b->items[i];
     MergePlan mp = {0};
-    merge_build(&mp, mc.plan, stmts, b->count);
+    merge_build(&mp, mc.plan, stmts, NULL, b->count);
     PQclear(testenv_sql(mc.set_based.conn, "BEGIN"));
     size_t members = 0;
     for (size_t g = 0; g < mp.ngroups; g++) {
@@ -407,7 +407,7 @@ static char *plan_of_large_update(PGconn *conn)
     for (size_t i = 0; i < b.count; i++)
         stmts[i] = &b.items[i];
     MergePlan mp = {0};
-    merge_build(&mp, mc.plan, stmts, b.count);
+    merge_build(&mp, mc.plan, stmts, NULL, b.count);
     cr_assert_eq(mp.ngroups, 1);
     const PlanStatement *st = applier_plan_statement(mc.plan, mp.groups[0].statement);
     const char *name;

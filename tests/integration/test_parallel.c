@@ -114,16 +114,24 @@ static void check_stats(Env *e)
     strbuf_done(&expected);
 }
 
-static bool log_contains(const Env *e, const char *text)
+/* How many times text is in the daemon's log. */
+static int log_count(const Env *e, const char *text)
 {
     char *log = NULL;
     size_t len;
     PjError err;
+    int n = 0;
     if (read_file(e->log, &log, &len, &err) < 0)
-        return false;
-    bool found = strstr(log, text) != NULL;
+        return 0;
+    for (const char *p = strstr(log, text); p != NULL; p = strstr(p + 1, text))
+        n++;
     free(log);
-    return found;
+    return n;
+}
+
+static bool log_contains(const Env *e, const char *text)
+{
+    return log_count(e, text) > 0;
 }
 
 Test(parallel, a_backlog_over_three_sessions_counts_every_event_once, .timeout = 120)
@@ -304,4 +312,26 @@ Test(parallel, a_cut_batch_applies_its_serial_stream_once, .timeout = 120)
     env_done(&e);
     free(file);
     free(dir);
+}
+
+/* One bad event among full batches of 100: the set-based statement that holds it is split
+ * in halves until it stands alone, a few more round trips, not one per event. */
+Test(parallel, a_refused_event_in_a_full_batch_costs_a_few_splits, .timeout = 120)
+{
+    Env e;
+    const int bad[] = {250};
+    env_setup(&e, "par_split", 1);
+    publish_orders(&e, 400, bad, ARRAY_SIZE(bad));
+    testenv_daemon_settle(&e, "orders");
+    check_stats(&e);
+    char *dead = query(&e, "SELECT readmodel, sqlstate FROM projector.dead_letters ORDER BY 1");
+    cr_assert_str_eq(dead, "customer_stats|22P02\norders|22P02");
+    free(dead);
+    /* the batch holds 100 entries: its upsert of customer_stats at most 100 events, split
+     * into halves 7 times at the most before the bad one is alone */
+    int splits = log_count(&e, "readmodel=customer_stats: a set-based statement of");
+    cr_log_info("customer_stats: %d splits to isolate one bad event among 100", splits);
+    cr_assert(splits >= 1 && splits <= 7, "%d splits (log: %s)", splits, e.log);
+    stop(&e);
+    env_done(&e);
 }
