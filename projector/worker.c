@@ -1183,8 +1183,10 @@ static void *worker_main(void *arg)
                 pause_ms(w, next_backoff(w));
                 continue;
             }
-            clear_fault(w);
+            /* Sampled first: until then the board knows no lag, and "running" with
+             * nothing behind would tell /lag readers the read model had caught up. */
             sample_lag(w, true);
+            clear_fault(w);
         }
         int rc = step(w, &err);
         if (rc == -PJ_ESTOPPED)
