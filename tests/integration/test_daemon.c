@@ -71,6 +71,17 @@ static void wait_applied(Env *e, const char *stream, const char *id)
     free(body);
 }
 
+/* order.placed of order o-<n> for customer c-1, for amount EUR; its entry ID into id. */
+static void publish_order(Env *e, int n, const char *amount, char *id)
+{
+    char payload[256];
+    snprintf(payload, sizeof payload,
+             "{\"orderId\":\"o-%d\",\"customerId\":\"c-1\",\"items\":[],"
+             "\"total\":{\"amount\":\"%s\",\"currency\":\"EUR\"}}",
+             n, amount);
+    publish(e, "orders", "order.placed", "1", payload, id);
+}
+
 static char *query(Env *e, const char *sql)
 {
     return testenv_query_text(e->pg, sql);
@@ -254,13 +265,8 @@ Test(daemon, a_backlog_ending_in_a_short_batch_needs_no_retry, .timeout = 120)
     char id[48], last[48];
     env_setup(&e, "short_tail", 100);
     publish(&e, "customers", "customer.registered", "1", "{\"customerId\":\"c-1\",\"name\":\"Ada\"}", id);
-    for (int i = 0; i < 130; i++) {
-        char payload[192];
-        snprintf(payload, sizeof payload,
-                 "{\"orderId\":\"o-%d\",\"customerId\":\"c-1\",\"items\":[1],"
-                 "\"total\":{\"amount\":\"1.00\",\"currency\":\"EUR\"}}", i);
-        publish(&e, "orders", "order.placed", "1", payload, last);
-    }
+    for (int i = 0; i < 130; i++)
+        publish_order(&e, i, "1.00", last);
     env_start(&e);
     wait_applied(&e, "orders", last);
     char *stats = query(&e, "SELECT orders, total_spent FROM customer_stats");
@@ -287,14 +293,8 @@ Test(daemon, a_refused_event_is_tried_the_configured_times, .timeout = 120)
     fputs("retry:\n  attempts: 3\n  backoff_min_ms: 20\n  backoff_max_ms: 40\n", f);
     fclose(f);
     publish(&e, "customers", "customer.registered", "1", "{\"customerId\":\"c-1\",\"name\":\"Ada\"}", id);
-    for (int i = 1; i <= 6; i++) {
-        char payload[256];
-        snprintf(payload, sizeof payload,
-                 "{\"orderId\":\"o-%d\",\"customerId\":\"c-1\",\"items\":[],"
-                 "\"total\":{\"amount\":\"%s\",\"currency\":\"EUR\"}}",
-                 i, i == 3 ? "not a number" : "2.50");
-        publish(&e, "orders", "order.placed", "1", payload, last);
-    }
+    for (int i = 1; i <= 6; i++)
+        publish_order(&e, i, i == 3 ? "not a number" : "2.50", last);
     env_start(&e);
     wait_applied(&e, "orders", last);
     char *rows = query(&e, "SELECT count(*), sum(total) FROM order_read_model");
@@ -720,14 +720,8 @@ Test(daemon, a_second_daemon_stands_by_and_takes_over, .timeout = 180)
     cr_assert(testenv_wait_caught_up(a.port, 20000), "a is not running (log: %s)", a.log);
     env_start(&b);
     publish(&a, "customers", "customer.registered", "1", "{\"customerId\":\"c-1\",\"name\":\"Ada\"}", id);
-    for (int i = 0; i < 400; i++) {
-        char payload[200];
-        snprintf(payload, sizeof payload,
-                 "{\"orderId\":\"o-%d\",\"customerId\":\"c-1\",\"items\":[],"
-                 "\"total\":{\"amount\":\"1.00\",\"currency\":\"EUR\"}}",
-                 i);
-        publish(&a, "orders", "order.placed", "1", payload, id);
-    }
+    for (int i = 0; i < 400; i++)
+        publish_order(&a, i, "1.00", id);
     /* b may still be starting (migrations, its sessions) when the events are in. */
     char *body = NULL;
     bool standing_by = false;
