@@ -269,9 +269,7 @@ Test(daemon, a_backlog_ending_in_a_short_batch_needs_no_retry, .timeout = 120)
         publish_order(&e, i, "1.00", last);
     env_start(&e);
     wait_applied(&e, "orders", last);
-    char *stats = query(&e, "SELECT orders, total_spent FROM customer_stats");
-    cr_assert_str_eq(stats, "130|130.00");
-    free(stats);
+    testenv_daemon_expect(&e, "SELECT orders, total_spent FROM customer_stats", "130|130.00");
     env_stop(&e);
     char *log = NULL;
     PjError err;
@@ -297,16 +295,12 @@ Test(daemon, a_refused_event_is_tried_the_configured_times, .timeout = 120)
         publish_order(&e, i, i == 3 ? "not a number" : "2.50", last);
     env_start(&e);
     wait_applied(&e, "orders", last);
-    char *rows = query(&e, "SELECT count(*), sum(total) FROM order_read_model");
-    cr_assert_str_eq(rows, "5|12.50");
-    free(rows);
-    char *dead = query(&e, "SELECT readmodel, attempts, sqlstate FROM projector.dead_letters "
-                           "ORDER BY readmodel");
-    cr_assert_str_eq(dead, "customer_stats|3|22P02\norders|3|22P02");
-    free(dead);
-    char *stats = query(&e, "SELECT orders, total_spent FROM customer_stats");
-    cr_assert_str_eq(stats, "5|12.50");
-    free(stats);
+    testenv_daemon_expect(&e, "SELECT count(*), sum(total) FROM order_read_model", "5|12.50");
+    testenv_daemon_expect(&e,
+                          "SELECT readmodel, attempts, sqlstate FROM projector.dead_letters "
+                          "ORDER BY readmodel",
+                          "customer_stats|3|22P02\norders|3|22P02");
+    testenv_daemon_expect(&e, "SELECT orders, total_spent FROM customer_stats", "5|12.50");
     cr_assert(log_contains(&e, "(attempt 2 of 3)"), "no second attempt logged in %s", e.log);
     env_stop(&e);
     env_done(&e);

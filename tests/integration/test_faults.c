@@ -127,6 +127,16 @@ static long long fault_wait_mid_drain(Fault *f, long long n)
     return done;
 }
 
+/* The whole feed published, the daemon started and halfway through it (FAULT_MID_DRAIN
+ * customer_stats events): where most faults strike. Returns how far it had got. */
+static long long fault_start_mid_drain(Fault *f)
+{
+    fault_setup(f, false, FAULT_EVENTS);
+    shop_feed_publish(f->feed, f->redis, f->feed->count);
+    fault_start(f);
+    return fault_wait_mid_drain(f, FAULT_MID_DRAIN);
+}
+
 static long long fault_stats_total(const ShopFeed *feed)
 {
     long long n = 0;
@@ -333,10 +343,7 @@ static void fault_check_nothing_pending(Fault *f)
 Test(faults, postgres_restart_mid_drain, .timeout = 300)
 {
     Fault f;
-    fault_setup(&f, false, FAULT_EVENTS);
-    shop_feed_publish(f.feed, f.redis, f.feed->count);
-    fault_start(&f);
-    long long at = fault_wait_mid_drain(&f, FAULT_MID_DRAIN);
+    long long at = fault_start_mid_drain(&f);
     pid_t restart = servers_begin(f.srv, SERVERS_PG_RESTART);
     char *retrying = fault_poll_retrying(&f, 15000);
     servers_end(f.srv, restart);
@@ -384,10 +391,7 @@ Test(faults, redis_restart_with_aof_mid_drain, .timeout = 300)
 Test(faults, postgres_down_for_seconds, .timeout = 300)
 {
     Fault f;
-    fault_setup(&f, false, FAULT_EVENTS);
-    shop_feed_publish(f.feed, f.redis, f.feed->count);
-    fault_start(&f);
-    long long at = fault_wait_mid_drain(&f, FAULT_MID_DRAIN);
+    long long at = fault_start_mid_drain(&f);
     int64_t down_at = now_monotonic_ms();
     servers_do(f.srv, SERVERS_PG_STOP);
     char *retrying = fault_poll_retrying(&f, 10000);
@@ -425,10 +429,7 @@ Test(faults, postgres_down_for_seconds, .timeout = 300)
 Test(faults, redis_stalled_mid_drain, .timeout = 300)
 {
     Fault f;
-    fault_setup(&f, false, FAULT_EVENTS);
-    shop_feed_publish(f.feed, f.redis, f.feed->count);
-    fault_start(&f);
-    long long at = fault_wait_mid_drain(&f, FAULT_MID_DRAIN);
+    long long at = fault_start_mid_drain(&f);
     int64_t t0 = now_monotonic_ms();
     servers_do(f.srv, SERVERS_REDIS_PAUSE);
     /* Commands time out after block_ms + connect_timeout_ms + 5 s (7.2 s here). */
@@ -455,10 +456,7 @@ Test(faults, redis_stalled_mid_drain, .timeout = 300)
 Test(faults, sigterm_mid_drain_then_restart, .timeout = 300)
 {
     Fault f;
-    fault_setup(&f, false, FAULT_EVENTS);
-    shop_feed_publish(f.feed, f.redis, f.feed->count);
-    fault_start(&f);
-    long long at = fault_wait_mid_drain(&f, FAULT_MID_DRAIN);
+    long long at = fault_start_mid_drain(&f);
     int64_t t0 = now_monotonic_ms();
     cr_assert_eq(kill(f.pid, SIGTERM), 0);
     int code = testenv_wait_exit(f.pid, FAULT_BLOCK_MS + 10000);

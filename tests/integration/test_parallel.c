@@ -44,11 +44,6 @@ static void env_done(Env *e)
     testenv_daemon_done(e);
 }
 
-static char *query(Env *e, const char *sql)
-{
-    return testenv_query_text(e->pg, sql);
-}
-
 /* customer.registered or customer.renamed of customer c-NN, named "<name> N". */
 static void publish_customer(Env *e, const char *type, int c, const char *name)
 {
@@ -107,10 +102,10 @@ static void check_stats(Env *e)
     for (int c = 0; c < PAR_CUSTOMERS; c++)
         strbuf_appendf(&expected, "%sc-%02d:%d:%lld.%02lld", c > 0 ? "," : "", c, want.orders[c],
                        want.cents[c] / 100, want.cents[c] % 100);
-    char *got = query(e, "SELECT string_agg(customer_id || ':' || orders || ':' || total_spent, "
-                         "',' ORDER BY customer_id) FROM customer_stats");
-    cr_assert_str_eq(got, expected.buf, "customer_stats differs (log: %s)", e->log);
-    free(got);
+    testenv_daemon_expect(e,
+                          "SELECT string_agg(customer_id || ':' || orders || ':' || "
+                          "total_spent, ',' ORDER BY customer_id) FROM customer_stats",
+                          expected.buf);
     strbuf_done(&expected);
 }
 
@@ -141,18 +136,17 @@ Test(parallel, a_backlog_over_three_sessions_counts_every_event_once, .timeout =
     publish_orders(&e, 3000, NULL, 0);
     testenv_daemon_settle(&e, "orders");
     check_stats(&e);
-    char *n = query(&e, "SELECT count(*), sum(item_count) FROM order_read_model");
-    cr_assert_str_eq(n, "3000|3000");
-    free(n);
+    testenv_daemon_expect(&e, "SELECT count(*), sum(item_count) FROM order_read_model",
+                          "3000|3000");
     /* Partitions 1 and 2 of both read models on `orders` committed batches of their own. */
-    char *parts = query(&e, "SELECT DISTINCT readmodel, partition, partitions FROM "
-                            "projector.partition_checkpoints ORDER BY 1, 2");
-    cr_assert_str_eq(parts, "customer_stats|1|3\ncustomer_stats|2|3\norders|1|3\norders|2|3");
-    free(parts);
-    char *ck = query(&e, "SELECT readmodel, applied_total FROM projector.checkpoints "
-                         "WHERE stream = 'orders' ORDER BY 1");
-    cr_assert_str_eq(ck, "customer_stats|3000\norders|3000");
-    free(ck);
+    testenv_daemon_expect(&e,
+                          "SELECT DISTINCT readmodel, partition, partitions FROM "
+                          "projector.partition_checkpoints ORDER BY 1, 2",
+                          "customer_stats|1|3\ncustomer_stats|2|3\norders|1|3\norders|2|3");
+    testenv_daemon_expect(&e,
+                          "SELECT readmodel, applied_total FROM projector.checkpoints "
+                          "WHERE stream = 'orders' ORDER BY 1",
+                          "customer_stats|3000\norders|3000");
     stop(&e);
     env_done(&e);
 }
@@ -169,12 +163,12 @@ Test(parallel, a_fan_out_runs_after_the_partitions_of_the_other_stream, .timeout
         publish_customer(&e, "customer.renamed", c, "Renamed");
     testenv_daemon_settle(&e, "orders");
     cr_assert(testenv_wait_caught_up(e.port, 30000), "not caught up (log: %s)", e.log);
-    char *names = query(&e, "SELECT count(*) FILTER (WHERE customer_name LIKE 'Renamed %'), "
-                            "count(*) FILTER (WHERE customer_name <> CASE WHEN "
-                            "substr(customer_id, 3)::int % 4 = 0 THEN 'Renamed ' ELSE 'Name ' "
-                            "END || substr(customer_id, 3)::int) FROM order_read_model");
-    cr_assert_str_eq(names, "250|0", "(log: %s)", e.log);
-    free(names);
+    testenv_daemon_expect(&e,
+                          "SELECT count(*) FILTER (WHERE customer_name LIKE 'Renamed %'), "
+                          "count(*) FILTER (WHERE customer_name <> CASE WHEN "
+                          "substr(customer_id, 3)::int % 4 = 0 THEN 'Renamed ' ELSE 'Name ' "
+                          "END || substr(customer_id, 3)::int) FROM order_read_model",
+                          "250|0");
     cr_assert(log_contains(&e, "readmodel=orders: applied a batch of"), "(log: %s)", e.log);
     cr_assert(log_contains(&e, "10 events after them on the main session"),
               "the renames did not run after the partitions (log: %s)", e.log);
@@ -201,9 +195,7 @@ static void cut_first_checkpoint_commit(Env *e, const char *readmodel)
         "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.readmodel = '%s') "
         "EXECUTE FUNCTION cut_once(); SELECT 'ok'",
         readmodel);
-    char *ok = query(e, sql);
-    cr_assert_str_eq(ok, "ok");
-    free(ok);
+    testenv_daemon_expect(e, sql, "ok");
     free(sql);
 }
 
@@ -224,9 +216,7 @@ Test(parallel, a_batch_whose_checkpoint_fails_after_a_partition_committed_counts
                              "partitions committed"),
               "no recovery (log: %s)", e.log);
     check_stats(&e);
-    char *dead = query(&e, "SELECT count(*) FROM projector.dead_letters");
-    cr_assert_str_eq(dead, "0");
-    free(dead);
+    testenv_daemon_expect(&e, "SELECT count(*) FROM projector.dead_letters", "0");
     stop(&e);
     env_done(&e);
 }
@@ -241,13 +231,11 @@ Test(parallel, a_refused_event_rolls_back_every_partition_and_is_dead_lettered, 
     check_stats(&e);
     cr_assert(log_contains(&e, "applying it on one session"),
               "no partition was refused (log: %s)", e.log);
-    char *dead = query(&e, "SELECT readmodel, string_agg(sqlstate, ',') FROM "
-                           "projector.dead_letters GROUP BY 1 ORDER BY 1");
-    cr_assert_str_eq(dead, "customer_stats|22P02,22P02,22P02\norders|22P02,22P02,22P02");
-    free(dead);
-    char *n = query(&e, "SELECT count(*) FROM order_read_model");
-    cr_assert_str_eq(n, "997");
-    free(n);
+    testenv_daemon_expect(&e,
+                          "SELECT readmodel, string_agg(sqlstate, ',') FROM "
+                          "projector.dead_letters GROUP BY 1 ORDER BY 1",
+                          "customer_stats|22P02,22P02,22P02\norders|22P02,22P02,22P02");
+    testenv_daemon_expect(&e, "SELECT count(*) FROM order_read_model", "997");
     stop(&e);
     env_done(&e);
 }
@@ -308,11 +296,11 @@ Test(parallel, a_cut_batch_applies_its_serial_stream_once, .timeout = 120)
     cr_assert_eq(status, 200, "/wait on bulk: %d %s (log: %s)", status, body ? body : "", e.log);
     free(body);
     cr_assert(log_contains(&e, "checkpoint commit cut"), "no cut (log: %s)", e.log);
-    char *rows = query(&e, "SELECT count(*), sum(n), sum(bonus), count(*) FILTER (WHERE n <> 11 "
-                           "AND n <> 12) FROM accounts");
     /* 59 adds on bulk: 29 accounts get 12, one (a-00) 11; a bonus for each of g0's 10 */
-    cr_assert_str_eq(rows, "30|359|10|0", "(log: %s)", e.log);
-    free(rows);
+    testenv_daemon_expect(&e,
+                          "SELECT count(*), sum(n), sum(bonus), count(*) FILTER (WHERE n <> 11 "
+                          "AND n <> 12) FROM accounts",
+                          "30|359|10|0");
     stop(&e);
     env_done(&e);
     free(file);
@@ -329,9 +317,8 @@ Test(parallel, a_refused_event_in_a_full_batch_costs_a_few_splits, .timeout = 12
     publish_orders(&e, 400, bad, ARRAY_SIZE(bad));
     testenv_daemon_settle(&e, "orders");
     check_stats(&e);
-    char *dead = query(&e, "SELECT readmodel, sqlstate FROM projector.dead_letters ORDER BY 1");
-    cr_assert_str_eq(dead, "customer_stats|22P02\norders|22P02");
-    free(dead);
+    testenv_daemon_expect(&e, "SELECT readmodel, sqlstate FROM projector.dead_letters ORDER BY 1",
+                          "customer_stats|22P02\norders|22P02");
     /* the batch holds 100 entries: its upsert of customer_stats at most 100 events, split
      * into halves 7 times at the most before the bad one is alone */
     int splits = log_count(&e, "readmodel=customer_stats: a set-based statement of");

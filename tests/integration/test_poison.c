@@ -150,13 +150,6 @@ static void publish_all(Env *e)
 #undef HEALTHY
 }
 
-static void expect(Env *e, const char *sql, const char *want)
-{
-    char *got = testenv_query_text(e->pg, sql);
-    cr_expect_str_eq(got, want, "%s (log: %s)\ngot:\n%s\nwant:\n%s", sql, e->log, got, want);
-    free(got);
-}
-
 /* Which entry is which, by what the dead letter says. */
 #define DEAD_LETTERS                                                                               \
     "SELECT readmodel, coalesce(event_type, '-'), CASE "                                           \
@@ -173,34 +166,35 @@ static void check(Env *e)
 {
     /* The healthy orders and the 16 MiB one are applied, nothing else. The flat event with
      * bad UTF-8 in aggregate_id fails as a whole: every field of an event is text. */
-    expect(e,
-           "SELECT count(*) FILTER (WHERE id LIKE 'ok-%'), string_agg(id, ',' ORDER BY id) "
-           "FILTER (WHERE id NOT LIKE 'ok-%') FROM order_read_model",
-           "11|big");
+    testenv_daemon_expect(e,
+                          "SELECT count(*) FILTER (WHERE id LIKE 'ok-%'), string_agg(id, ',' "
+                          "ORDER BY id) FILTER (WHERE id NOT LIKE 'ok-%') FROM order_read_model",
+                          "11|big");
     /* customer_stats is keyed by customerId: the orders without an orderId count there. */
-    expect(e, "SELECT orders, total_spent FROM customer_stats", "14|14.00");
+    testenv_daemon_expect(e, "SELECT orders, total_spent FROM customer_stats", "14|14.00");
     /* Dead letters, in stream order; the unknown type is skipped, not dead-lettered, and
      * customer_stats does not handle order.item_added. */
-    expect(e, DEAD_LETTERS,
-           "customer_stats|-|bad json\n"
-           "customer_stats|-|utf8\n"
-           "customer_stats|-|utf8\n"
-           "customer_stats|order.placed|22P02\n"
-           "customer_stats|-|depth\n"
-           "customer_stats|-|no type\n"
-           "customer_stats|-|no type\n"
-           "orders|-|bad json\n"
-           "orders|-|utf8\n"
-           "orders|-|utf8\n"
-           "orders|order.placed|null key\n"
-           "orders|order.placed|null key\n"
-           "orders|order.placed|22P02\n"
-           "orders|order.item_added|22003\n"
-           "orders|-|depth\n"
-           "orders|-|no type\n"
-           "orders|-|no type");
-    expect(e, "SELECT count(*) FROM projector.dead_letters WHERE raw IS NULL OR raw = '{}'", "0");
-    expect(e, "SELECT item_count FROM order_read_model WHERE id = 'ok-1'", "1");
+    testenv_daemon_expect(e, DEAD_LETTERS,
+                          "customer_stats|-|bad json\n"
+                          "customer_stats|-|utf8\n"
+                          "customer_stats|-|utf8\n"
+                          "customer_stats|order.placed|22P02\n"
+                          "customer_stats|-|depth\n"
+                          "customer_stats|-|no type\n"
+                          "customer_stats|-|no type\n"
+                          "orders|-|bad json\n"
+                          "orders|-|utf8\n"
+                          "orders|-|utf8\n"
+                          "orders|order.placed|null key\n"
+                          "orders|order.placed|null key\n"
+                          "orders|order.placed|22P02\n"
+                          "orders|order.item_added|22003\n"
+                          "orders|-|depth\n"
+                          "orders|-|no type\n"
+                          "orders|-|no type");
+    testenv_daemon_expect(
+        e, "SELECT count(*) FROM projector.dead_letters WHERE raw IS NULL OR raw = '{}'", "0");
+    testenv_daemon_expect(e, "SELECT item_count FROM order_read_model WHERE id = 'ok-1'", "1");
     char *body = NULL;
     cr_assert_eq(testenv_http_get(e->port, "/lag", &body), 200);
     cr_expect(strstr(body, "\"stopped\"") == NULL && strstr(body, "\"retrying\"") == NULL,

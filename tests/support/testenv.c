@@ -525,6 +525,16 @@ void testenv_daemon_settle(TestDaemon *d, const char *stream)
     free(body);
 }
 
+void testenv_daemon_expect(const TestDaemon *d, const char *sql, const char *want)
+{
+    char *got = testenv_query_text(d->pg, sql), msg[1800];
+    bool same = strcmp(got, want) == 0;
+    snprintf(msg, sizeof msg, "%s (log: %s)\ngot:\n%s\nwant:\n%s", sql, d->log, got, want);
+    free(got);
+    if (!same)
+        testenv_fail("%s", msg);
+}
+
 void testenv_daemon_done(TestDaemon *d)
 {
     if (d->pid > 0)

@@ -76,6 +76,9 @@ void testenv_daemon_setup(TestDaemon *d, const char *name, const char *readmodel
 /* Runs the daemon and waits until /wait answers 200 for entry d->last of stream: every
  * read model on the stream has settled it. */
 void testenv_daemon_settle(TestDaemon *d, const char *stream);
+/* Fails the test unless the query's text (testenv_query_text) on d's database is want;
+ * the message shows both and the daemon's log. */
+void testenv_daemon_expect(const TestDaemon *d, const char *sql, const char *want);
 /* SIGKILLs the daemon if it still runs, and frees everything. */
 void testenv_daemon_done(TestDaemon *d);
 
