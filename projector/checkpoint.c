@@ -24,8 +24,8 @@ static const char dead_letter_sql[] =
     "error = EXCLUDED.error, sqlstate = EXCLUDED.sqlstate, raw = EXCLUDED.raw, "
     "last_failed_at = now()";
 
-static int prepare_rendered(Pg *pg, const char *name, const char *sql, const char *schema,
-                            int nparams, PjError *err)
+int checkpoint_prepare_sql(Pg *pg, const char *name, const char *sql, const char *schema,
+                           int nparams, PjError *err)
 {
     char *text = migrations_render(sql, schema);
     int rc = pg_prepare(pg, name, text, nparams, err);
@@ -35,9 +35,9 @@ static int prepare_rendered(Pg *pg, const char *name, const char *sql, const cha
 
 int checkpoint_prepare(Pg *pg, const char *schema, PjError *err)
 {
-    int rc = prepare_rendered(pg, "pj_checkpoint", checkpoint_sql, schema, 6, err);
+    int rc = checkpoint_prepare_sql(pg, "pj_checkpoint", checkpoint_sql, schema, 6, err);
     if (rc == 0)
-        rc = prepare_rendered(pg, "pj_dead_letter", dead_letter_sql, schema, 10, err);
+        rc = checkpoint_prepare_sql(pg, "pj_dead_letter", dead_letter_sql, schema, 10, err);
     return rc;
 }
 
@@ -48,9 +48,8 @@ static void fmt_position(int64_t v, char buf[24], const char **ret)
     *ret = v >= 0 ? buf : NULL;
 }
 
-/* Runs a bookkeeping query whose only parameter is the read model's name. */
-static int query_by_model(Pg *pg, const char *schema, const char *sql_template, const Model *m,
-                          PGresult **ret, PjError *err)
+int checkpoint_query_model(Pg *pg, const char *schema, const char *sql_template, const Model *m,
+                           PGresult **ret, PjError *err)
 {
     char *sql = migrations_render(sql_template, schema);
     const char *params[] = {m->name};
@@ -63,7 +62,7 @@ int checkpoint_load(Pg *pg, const char *schema, const Model *m, StreamId *ret, i
                     PjError *err)
 {
     PGresult *res;
-    int rc = query_by_model(
+    int rc = checkpoint_query_model(
         pg, schema,
         "SELECT stream, last_id, entries_read FROM :\"schema\".checkpoints WHERE readmodel = $1", m,
         &res, err);
@@ -114,7 +113,7 @@ int checkpoint_init(Pg *pg, const char *schema, const char *readmodel, const cha
 int checkpoint_count_dead(Pg *pg, const char *schema, const Model *m, uint64_t *ret, PjError *err)
 {
     PGresult *res;
-    int rc = query_by_model(pg, schema,
+    int rc = checkpoint_query_model(pg, schema,
                             "SELECT stream, count(*) FROM :\"schema\".dead_letters "
                             "WHERE readmodel = $1 GROUP BY stream",
                             m, &res, err);

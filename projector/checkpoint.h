@@ -10,6 +10,13 @@
 #include "stream_id.h"
 #include "util.h"
 
+/* Prepares sql, a bookkeeping statement written with :"schema", as name on this session. */
+int checkpoint_prepare_sql(Pg *pg, const char *name, const char *sql, const char *schema,
+                           int nparams, PjError *err) PJ_MUSTCHECK;
+/* Runs a bookkeeping query (written with :"schema") whose only parameter, $1, is m's name;
+ * *ret gets the result, which the caller PQclear()s. */
+int checkpoint_query_model(Pg *pg, const char *schema, const char *sql_template, const Model *m,
+                           PGresult **ret, PjError *err) PJ_MUSTCHECK;
 /* Prepares the checkpoint and dead-letter statements on this session. */
 int checkpoint_prepare(Pg *pg, const char *schema, PjError *err) PJ_MUSTCHECK;
 

@@ -29,14 +29,6 @@ typedef struct RowTable {
     size_t cap; /* a power of two, at least twice the statements */
 } RowTable;
 
-static uint64_t hash_text(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s != '\0'; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 static void rows_init(RowTable *t, size_t n)
 {
     t->cap = 16;
@@ -55,7 +47,7 @@ static void rows_done(RowTable *t)
 /* The slot of key: its own, or the empty one where it goes. */
 static RowSlot *rows_slot(RowTable *t, const char *key)
 {
-    size_t i = (size_t)hash_text(key) & (t->cap - 1);
+    size_t i = (size_t)fnv1a64(key, strlen(key), 0) & (t->cap - 1);
     while (t->slots[i].key != NULL && strcmp(t->slots[i].key, key) != 0)
         i = (i + 1) & (t->cap - 1);
     return &t->slots[i];
@@ -349,9 +341,10 @@ char **merge_fold(const MergePlan *mp, const MergeGroup *g, const BoundStatement
 char **merge_statement(const MergePlan *mp, const MergeGroup *g, const BoundStatement *const *stmts,
                        const PlanStatement *st, const char **ret_name)
 {
-    char **params = NULL;
-    if (st->plain_name != NULL)
-        params = g->repeats ? merge_fold(mp, g, stmts, st) : merge_params(mp, g, stmts, st->nparams);
+    /* distinct rows need no folding; repeated ones fold here when C sums them exactly */
+    char **params = st->plain_name == NULL ? NULL
+                    : g->repeats           ? merge_fold(mp, g, stmts, st)
+                                           : merge_params(mp, g, stmts, st->nparams);
     *ret_name = params != NULL ? st->plain_name : st->multi_name;
     return params != NULL ? params : merge_params(mp, g, stmts, st->nparams);
 }

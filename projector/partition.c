@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "migrations.h"
+#include "checkpoint.h"
 
 static const char partition_checkpoint_sql[] =
     "INSERT INTO :\"schema\".partition_checkpoints AS p (readmodel, stream, partition, "
@@ -37,10 +37,8 @@ int partition_of(const ApplierPlan *plan, const BoundStatement *stmts, size_t n,
 
 int partition_prepare(Pg *pg, const char *schema, PjError *err)
 {
-    char *text = migrations_render(partition_checkpoint_sql, schema);
-    int rc = pg_prepare(pg, "pj_partition_checkpoint", text, 7, err);
-    free(text);
-    return rc;
+    return checkpoint_prepare_sql(pg, "pj_partition_checkpoint", partition_checkpoint_sql,
+                                  schema, 7, err);
 }
 
 void partition_send_checkpoint(Pg *pg, const char *readmodel, const char *stream, int part,
@@ -84,13 +82,11 @@ int partition_load(Pg *pg, const char *schema, const Model *m, const StreamId *c
     partition_recovery_done(ret);
     ret->nstreams = m->nstreams;
     ret->upto = xcalloc(m->nstreams * PARTITION_MAX, sizeof *ret->upto);
-    char *sql = migrations_render("SELECT stream, partition, partitions, last_id FROM "
-                                  ":\"schema\".partition_checkpoints WHERE readmodel = $1",
-                                  schema);
-    const char *params[] = {m->name};
     PGresult *res;
-    int rc = pg_query(pg, sql, 1, params, &res, err);
-    free(sql);
+    int rc = checkpoint_query_model(pg, schema,
+                                    "SELECT stream, partition, partitions, last_id FROM "
+                                    ":\"schema\".partition_checkpoints WHERE readmodel = $1",
+                                    m, &res, err);
     if (rc < 0)
         return rc;
     for (int row = 0; rc == 0 && row < PQntuples(res); row++) {
