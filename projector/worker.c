@@ -767,10 +767,7 @@ static int send_serial(Worker *w, PjError *err)
     if (rc < 0)
         return rc;
     send_merged(w, w->pg, PART_SERIAL);
-    rc = pg_pipeline_flush(w->pg, err);
-    if (rc == 0)
-        rc = pg_pipeline_finish(w->pg, &failed, err);
-    return rc < 0 ? -PJ_ETRANSIENT : 0;
+    return pg_pipeline_run(w->pg, &failed, err) < 0 ? -PJ_ETRANSIENT : 0;
 }
 
 /* Sends partition part's share in a transaction that stays open: the main session (0) also
