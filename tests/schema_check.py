@@ -9,7 +9,7 @@ they go on the wire (non-string field values become compact JSON text, as the fe
 sends them). YAML is read the way the daemon reads it: YAML 1.2 core types (`on`, `yes`
 and `no` are strings, dates are not converted), and a plain scalar that a ',' cut short
 inside { } or [ ] while a '(' was open, as in `{type: numeric(12,2)}`, is read again up
-to the balancing ')' (projector/model.c does the same). Prints every error as
+to the balancing ')' (projector/model does the same). Prints every error as
 "FILE[:LINE]: PATH: MESSAGE" and exits 1 if there is any, 2 on usage errors.
 """
 import json

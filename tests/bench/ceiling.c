@@ -18,8 +18,8 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
-#include "config.h"
-#include "util.h"
+#include "base/config.h"
+#include "base/util.h"
 
 typedef enum {
     E_OTHER,

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "testenv.h"
-#include "util.h"
+#include "base/util.h"
 
 #define DRAIN_WAIT_MS 60000         /* one /wait; the daemon clamps longer ones */
 #define DRAIN_DEADLINE_S (3 * 3600) /* give up after this */

@@ -14,8 +14,8 @@
 
 #include <hiredis/hiredis.h>
 
-#include "config.h"
-#include "util.h"
+#include "base/config.h"
+#include "base/util.h"
 
 #define GEN_OPEN_ORDERS 256          /* orders in progress at any time */
 #define GEN_FIRST_CUSTOMERS 20       /* registered before the first order */

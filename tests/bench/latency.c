@@ -22,8 +22,8 @@
 
 #include <hiredis/hiredis.h>
 
-#include "config.h"
-#include "util.h"
+#include "base/config.h"
+#include "base/util.h"
 
 #define LAT_MAX_OPEN 900 /* requests in flight; below the usual 1024 descriptors */
 #define LAT_WAIT_MS 10000

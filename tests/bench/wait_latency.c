@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "config.h"
+#include "base/config.h"
 #include "testenv.h"
 
 static double now_ms(void)

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
+#include "apply/event.h"
 #include "fuzz.h"
 
 #define FUZZ_EVENT_SEP 0x1F

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "expr.h"
+#include "model/expr.h"
 #include "fuzz.h"
 
 /* Expression texts come from YAML scalars; longer ones only repeat what shorter ones do. */

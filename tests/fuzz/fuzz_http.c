@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include "fuzz.h"
-#include "http.h"
-#include "lag.h"
+#include "http/http.h"
+#include "board/lag.h"
 
 /* libmicrohttpd's own request limit is far below this. */
 #define FUZZ_HTTP_BYTES_MAX 65536

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ddl.h"
+#include "apply/ddl.h"
 #include "fuzz.h"
 
 #define FUZZ_MODEL_FILES_MAX 4

@@ -10,8 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "event.h"
-#include "log.h"
+#include "apply/event.h"
+#include "base/log.h"
 
 #ifndef PROJECTOR_SOURCE_DIR
 #error "PROJECTOR_SOURCE_DIR must name the source tree (set by CMake)"

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "applier.h"
-#include "model.h"
-#include "tables.h"
+#include "apply/applier.h"
+#include "model/model.h"
+#include "sink/tables.h"
 #include "testenv.h"
 
 #define GOOD_DIR PROJECTOR_SOURCE_DIR "/tests/data/good/"

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 
 #include "testenv.h"
-#include "util.h"
+#include "base/util.h"
 
 static char *run_cli(const char *const *args, int expect_code)
 {

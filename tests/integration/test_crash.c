@@ -14,7 +14,7 @@
 
 #include "servers.h"
 #include "testenv.h"
-#include "util.h"
+#include "base/util.h"
 
 #define CRASH_EVENTS 100000
 #define CRASH_CUSTOMERS 12

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "testenv.h"
-#include "util.h"
+#include "base/util.h"
 
 typedef TestDaemon Env;
 

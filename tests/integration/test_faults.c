@@ -15,7 +15,7 @@
 
 #include "servers.h"
 #include "testenv.h"
-#include "util.h"
+#include "base/util.h"
 
 #define FAULT_EVENTS 30000
 #define FAULT_EVENTS_AOF 12000 /* every write waits for an fsync: a smaller feed */

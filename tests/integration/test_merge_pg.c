@@ -11,11 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "applier.h"
-#include "merge.h"
-#include "model.h"
-#include "pg.h"
-#include "tables.h"
+#include "apply/applier.h"
+#include "apply/merge.h"
+#include "model/model.h"
+#include "sink/pg.h"
+#include "sink/tables.h"
 #include "testenv.h"
 
 static const char ledger_yaml[] =

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "testenv.h"
-#include "util.h"
+#include "base/util.h"
 
 #define PAR_CUSTOMERS 40
 #define PAR_BATCH 100

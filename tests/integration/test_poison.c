@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "testenv.h"
-#include "util.h"
+#include "base/util.h"
 
 #define POISON_HEALTHY 11
 #define POISON_BIG (16u * 1024 * 1024)

@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "testenv.h"
-#include "util.h"
+#include "base/util.h"
 
 #define SEC_WAIT_MS 30000 /* for the daemon to settle an entry, or to change state */
 

@@ -27,8 +27,8 @@
 #include <sys/prctl.h>
 #endif
 
-#include "config.h"
-#include "util.h"
+#include "base/config.h"
+#include "base/util.h"
 
 #ifndef PROJECTOR_BIN
 #define PROJECTOR_BIN "projector"

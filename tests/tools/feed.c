@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "base/config.h"
 #include "testenv.h"
-#include "util.h"
+#include "base/util.h"
 
 /* Connects to the URL's server and database (AUTH first when the URL has a password). */
 static redisContext *feed_connect(const RedisAddr *addr)

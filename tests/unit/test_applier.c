@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "applier.h"
-#include "model.h"
+#include "apply/applier.h"
+#include "model/model.h"
 
 #define GOOD_DIR PROJECTOR_SOURCE_DIR "/tests/data/good/"
 

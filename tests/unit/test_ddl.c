@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ddl.h"
-#include "model.h"
+#include "apply/ddl.h"
+#include "model/model.h"
 
 #define GOOD_DIR PROJECTOR_SOURCE_DIR "/tests/data/good/"
 

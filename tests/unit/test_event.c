@@ -3,7 +3,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "event.h"
+#include "apply/event.h"
 
 /* Builds EntryFields over a NULL-terminated list of name, value pairs. */
 typedef struct Fields {

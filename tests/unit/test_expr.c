@@ -8,8 +8,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "expr.h"
-#include "util.h"
+#include "model/expr.h"
+#include "base/util.h"
 
 /* The line and column the parsed text starts at in the pretend YAML file. */
 #define TEXT_LINE 7

@@ -18,10 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http.h"
-#include "lag.h"
-#include "metrics.h"
-#include "wait.h"
+#include "http/http.h"
+#include "board/lag.h"
+#include "http/metrics.h"
+#include "board/wait.h"
 
 static char name_orders[] = "orders", name_stats[] = "customer_stats",
             name_customers[] = "customers";

@@ -8,8 +8,8 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "jsonarena.h"
-#include "util.h"
+#include "base/jsonarena.h"
+#include "base/util.h"
 
 static json_t *sample(void)
 {

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "lag.h"
-#include "wait.h"
+#include "board/lag.h"
+#include "board/wait.h"
 
 static char name_orders[] = "orders", name_stats[] = "customer_stats",
             name_customers[] = "customers";

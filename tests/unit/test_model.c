@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "model.h"
+#include "model/model.h"
 
 #define GOOD_DIR PROJECTOR_SOURCE_DIR "/tests/data/good"
 #define BAD_DIR PROJECTOR_SOURCE_DIR "/tests/data/bad"

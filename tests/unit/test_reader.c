@@ -3,7 +3,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "reader.h"
+#include "source/reader.h"
 
 static redisReply *parse_resp(const char *bytes)
 {

@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 
 #include "testenv.h"
-#include "util.h"
+#include "base/util.h"
 
 #define PYTHON "/usr/bin/python3"
 

@@ -3,7 +3,7 @@
 #include <criterion/parameterized.h>
 #include <string.h>
 
-#include "stream_id.h"
+#include "base/stream_id.h"
 
 Test(stream_id, parses_and_formats_round_trip)
 {

@@ -1,0 +1,56 @@
+/* merge.h - set-based application: a batch's bound statements gathered into groups, each
+ * run as one statement over many rows (the plan statement's multi_sql, parameters as
+ * text[] through unnest), with the effect of running them one by one in batch order.
+ */
+#ifndef PROJECTOR_MERGE_H
+#define PROJECTOR_MERGE_H
+
+#include "apply/applier.h"
+
+/* Statements of one plan statement on distinct rows (or, for a folding statement, several
+ * of one row, in batch order), run together. */
+typedef struct MergeGroup {
+    size_t statement; /* index into the plan */
+    size_t first;     /* members[first .. first + count) */
+    size_t count;
+    bool repeats;     /* a folding group with several members on one row */
+    unsigned cls;     /* the class of its members (merge_build) */
+} MergeGroup;
+
+/* The groups of one batch, in the order they must run. Reused from batch to batch. */
+typedef struct MergePlan {
+    MergeGroup *groups;
+    size_t ngroups, groups_cap;
+    size_t *members; /* indices into the statements given to merge_build */
+    size_t members_cap;
+} MergePlan;
+
+/* Groups stmts[0 .. n) (borrowed, in batch order) into mp (emptied first). With classes
+ * (NULL: all alike), only statements of one class share a group: a caller that needs a
+ * group of statements split (to find which one fails) gives its halves two classes. */
+void merge_build(MergePlan *mp, const ApplierPlan *plan, const BoundStatement *const *stmts,
+                 const unsigned *classes, size_t n);
+void merge_plan_done(MergePlan *mp);
+
+/* The parameters of group g's set-based statement: parameter k is the text[] literal of
+ * the k-th parameter of every member, in member order (NULL stays NULL). Owned by the
+ * caller: merge_params_free. */
+char **merge_params(const MergePlan *mp, const MergeGroup *g, const BoundStatement *const *stmts,
+                    int nparams);
+void merge_params_free(char **params, int nparams);
+
+/* Folds group g of a folding statement in C, as its SQL would: one row per key, add:
+ * amounts summed (each rounded to its column's scale first), other values from the key's
+ * last member. Returns the parameters of the plain form (st->plain_sql), or NULL when an
+ * amount is not one whose sum C gets exactly as PostgreSQL (a spelling it would have to
+ * read, a value out of the column's range, a numeric without precision): then the
+ * folding form must run. Owned by the caller: merge_params_free. */
+char **merge_fold(const MergePlan *mp, const MergeGroup *g, const BoundStatement *const *stmts,
+                  const PlanStatement *st);
+/* The statement group g runs as (*ret_name) and its parameters: the plain form when its
+ * members are on distinct rows or fold in C, else the set-based form. Groups of two or
+ * more members; the parameters are the caller's (merge_params_free). */
+char **merge_statement(const MergePlan *mp, const MergeGroup *g, const BoundStatement *const *stmts,
+                       const PlanStatement *st, const char **ret_name);
+
+#endif

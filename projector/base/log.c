@@ -1,0 +1,57 @@
+/* log.c - the logger: level filter, timestamp, context prefix, one write per line. */
+#include "base/log.h"
+
+#include <pthread.h>
+#include <string.h>
+
+static LogLevel log_level = LOG_INFO;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static const char *const log_names[] = {"error", "warn", "info", "debug"};
+
+int log_level_parse(const char *s, LogLevel *ret)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(log_names); i++) {
+        if (strcmp(s, log_names[i]) == 0) {
+            *ret = (LogLevel)i;
+            return 0;
+        }
+    }
+    return -PJ_EINVAL;
+}
+
+void log_set_level(LogLevel level)
+{
+    log_level = level;
+}
+
+bool log_enabled(LogLevel level)
+{
+    return level <= log_level;
+}
+
+void log_write(LogLevel level, const char *ctx, const char *fmt, ...)
+{
+    if (!log_enabled(level))
+        return;
+    char when[40], msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    /* One event, one line: server messages carry newlines and tabs of their own. */
+    for (char *p = msg; *p != '\0'; p++)
+        if (*p == '\n' || *p == '\t' || *p == '\r')
+            *p = ' ';
+    format_wall_ms(now_wall_ms(), when, sizeof when);
+
+    StrBuf line = {0};
+    strbuf_appendf(&line, "%s %s ", when, log_names[level]);
+    if (ctx != NULL)
+        strbuf_appendf(&line, "%s: ", ctx);
+    strbuf_appendf(&line, "%s\n", msg);
+    pthread_mutex_lock(&log_lock);
+    fputs(line.buf, stderr);
+    fflush(stderr);
+    pthread_mutex_unlock(&log_lock);
+    strbuf_done(&line);
+}

@@ -1,0 +1,60 @@
+/* stream_id.c - Redis stream IDs. Pure: no I/O, no allocation. */
+#include "base/stream_id.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+static int parse_u64(const char *s, size_t len, uint64_t *ret)
+{
+    uint64_t v = 0;
+    if (len == 0 || len > 20)
+        return -PJ_EINVAL;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -PJ_EINVAL;
+        uint64_t d = (uint64_t)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -PJ_EINVAL;
+        v = v * 10 + d;
+    }
+    *ret = v;
+    return 0;
+}
+
+int stream_id_parsen(const char *s, size_t len, StreamId *ret)
+{
+    const char *dash = memchr(s, '-', len);
+    StreamId id;
+    if (dash == NULL)
+        return -PJ_EINVAL;
+    size_t mslen = (size_t)(dash - s);
+    if (parse_u64(s, mslen, &id.ms) < 0 || parse_u64(dash + 1, len - mslen - 1, &id.seq) < 0)
+        return -PJ_EINVAL;
+    *ret = id;
+    return 0;
+}
+
+int stream_id_parse(const char *s, StreamId *ret)
+{
+    return stream_id_parsen(s, strlen(s), ret);
+}
+
+int stream_id_cmp(StreamId a, StreamId b)
+{
+    if (a.ms != b.ms)
+        return a.ms < b.ms ? -1 : 1;
+    if (a.seq != b.seq)
+        return a.seq < b.seq ? -1 : 1;
+    return 0;
+}
+
+bool stream_id_is_zero(StreamId id)
+{
+    return id.ms == 0 && id.seq == 0;
+}
+
+char *stream_id_format(StreamId id, char buf[STREAM_ID_BUFSZ])
+{
+    snprintf(buf, STREAM_ID_BUFSZ, "%" PRIu64 "-%" PRIu64, id.ms, id.seq);
+    return buf;
+}

@@ -1,0 +1,27 @@
+/* stream_id.h - Redis stream entry IDs ("<ms>-<seq>"): parse, compare, format. Pure. */
+#ifndef PROJECTOR_STREAM_ID_H
+#define PROJECTOR_STREAM_ID_H
+
+#include "base/util.h"
+
+typedef struct StreamId {
+    uint64_t ms;
+    uint64_t seq;
+} StreamId;
+
+/* Large enough for "18446744073709551615-18446744073709551615". */
+#define STREAM_ID_BUFSZ 48
+
+static const StreamId STREAM_ID_ZERO = {0, 0};
+
+/* Parses exactly "<ms>-<seq>" (both decimal, no sign, no spaces, no overflow).
+ * Returns -PJ_EINVAL for anything else. */
+int stream_id_parse(const char *s, StreamId *ret) PJ_MUSTCHECK;
+/* Same for a counted string that need not be NUL-terminated. */
+int stream_id_parsen(const char *s, size_t len, StreamId *ret) PJ_MUSTCHECK;
+int stream_id_cmp(StreamId a, StreamId b);
+bool stream_id_is_zero(StreamId id);
+/* Writes "<ms>-<seq>" into buf and returns buf. */
+char *stream_id_format(StreamId id, char buf[STREAM_ID_BUFSZ]);
+
+#endif

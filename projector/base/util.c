@@ -1,0 +1,286 @@
+/* util.c - allocation, errors, diagnostics, string buffers, SQL quoting, clocks.
+ *
+ * Owns nothing long-lived. Allocation failure aborts the process on purpose (see util.h).
+ */
+#include "base/util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int pj_error_set(PjError *err, int code, const char *fmt, ...)
+{
+    if (err != NULL) {
+        va_list ap;
+        err->code = code;
+        err->sqlstate[0] = '\0';
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+    }
+    return -code;
+}
+
+void pj_error_clear(PjError *err)
+{
+    if (err != NULL) {
+        err->code = 0;
+        err->message[0] = '\0';
+        err->sqlstate[0] = '\0';
+    }
+}
+
+void diag_addv(Diagnostics *d, const char *file, int line, int column, const char *fmt, va_list ap)
+{
+    StrBuf sb = {0};
+    char tmp[1024];
+
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    strbuf_append(&sb, tmp);
+    xgrow((void **)&d->items, &d->cap, d->count + 1, sizeof *d->items);
+    d->items[d->count++] = (Diagnostic){
+        .file = file != NULL ? xstrdup(file) : NULL,
+        .line = line,
+        .column = column,
+        .message = strbuf_take(&sb),
+    };
+}
+
+void diag_add(Diagnostics *d, const char *file, int line, int column, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    diag_addv(d, file, line, column, fmt, ap);
+    va_end(ap);
+}
+
+void diag_print(const Diagnostics *d, FILE *out)
+{
+    for (size_t i = 0; i < d->count; i++) {
+        const Diagnostic *g = &d->items[i];
+        if (g->file != NULL && g->line > 0)
+            fprintf(out, "%s:%d:%d: %s\n", g->file, g->line, g->column, g->message);
+        else if (g->file != NULL)
+            fprintf(out, "%s: %s\n", g->file, g->message);
+        else
+            fprintf(out, "%s\n", g->message);
+    }
+}
+
+void diag_done(Diagnostics *d)
+{
+    for (size_t i = 0; i < d->count; i++) {
+        free(d->items[i].file);
+        free(d->items[i].message);
+    }
+    free(d->items);
+    *d = (Diagnostics){0};
+}
+
+static void out_of_memory(size_t size)
+{
+    fprintf(stderr, "projector: out of memory (%zu bytes requested)\n", size);
+    abort();
+}
+
+void *xmalloc(size_t size)
+{
+    void *p = malloc(size != 0 ? size : 1);
+    if (p == NULL)
+        out_of_memory(size);
+    return p;
+}
+
+void *xcalloc(size_t count, size_t size)
+{
+    void *p = calloc(count != 0 ? count : 1, size != 0 ? size : 1);
+    if (p == NULL)
+        out_of_memory(count * size);
+    return p;
+}
+
+void *xrealloc(void *ptr, size_t size)
+{
+    void *p = realloc(ptr, size != 0 ? size : 1);
+    if (p == NULL)
+        out_of_memory(size);
+    return p;
+}
+
+char *xstrdup(const char *s)
+{
+    return xstrndup(s, strlen(s));
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+    char *p = xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    char *p = xmalloc((size_t)n + 1);
+    vsnprintf(p, (size_t)n + 1, fmt, ap2);
+    va_end(ap2);
+    return p;
+}
+
+void xgrow(void **items, size_t *cap, size_t need, size_t elem_size)
+{
+    if (need <= *cap)
+        return;
+    size_t next = *cap != 0 ? *cap * 2 : 8;
+    while (next < need)
+        next *= 2;
+    *items = xrealloc(*items, next * elem_size);
+    *cap = next;
+}
+
+void strbuf_appendn(StrBuf *sb, const char *s, size_t n)
+{
+    xgrow((void **)&sb->buf, &sb->cap, sb->len + n + 1, 1);
+    memcpy(sb->buf + sb->len, s, n);
+    sb->len += n;
+    sb->buf[sb->len] = '\0';
+}
+
+void strbuf_append(StrBuf *sb, const char *s)
+{
+    strbuf_appendn(sb, s, strlen(s));
+}
+
+void strbuf_appendf(StrBuf *sb, const char *fmt, ...)
+{
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        xgrow((void **)&sb->buf, &sb->cap, sb->len + (size_t)n + 1, 1);
+        vsnprintf(sb->buf + sb->len, (size_t)n + 1, fmt, ap2);
+        sb->len += (size_t)n;
+    }
+    va_end(ap2);
+}
+
+void strbuf_reset(StrBuf *sb)
+{
+    sb->len = 0;
+    if (sb->buf != NULL)
+        sb->buf[0] = '\0';
+}
+
+char *strbuf_take(StrBuf *sb)
+{
+    char *p = sb->buf != NULL ? sb->buf : xstrdup("");
+    *sb = (StrBuf){0};
+    return p;
+}
+
+void strbuf_done(StrBuf *sb)
+{
+    free(sb->buf);
+    *sb = (StrBuf){0};
+}
+
+bool sql_ident_is_safe(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63)
+        return false;
+    if (!((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+        return false;
+    for (size_t i = 1; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+void sql_append_ident(StrBuf *sb, const char *s)
+{
+    strbuf_append(sb, "\"");
+    strbuf_append(sb, s);
+    strbuf_append(sb, "\"");
+}
+
+void sql_append_literal(StrBuf *sb, const char *s)
+{
+    strbuf_append(sb, "'");
+    for (const char *p = s; *p != '\0'; p++) {
+        if (*p == '\'')
+            strbuf_append(sb, "''");
+        else
+            strbuf_appendn(sb, p, 1);
+    }
+    strbuf_append(sb, "'");
+}
+
+int read_file(const char *path, char **ret_text, size_t *ret_len, PjError *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return pj_error_set(err, PJ_EIO, "could not open file \"%s\": %s", path, strerror(errno));
+    StrBuf sb = {0};
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        strbuf_appendn(&sb, chunk, n);
+    int failed = ferror(f);
+    fclose(f);
+    if (failed) {
+        strbuf_done(&sb);
+        return pj_error_set(err, PJ_EIO, "could not read file \"%s\"", path);
+    }
+    if (ret_len != NULL)
+        *ret_len = sb.len;
+    *ret_text = strbuf_take(&sb);
+    return 0;
+}
+
+int64_t now_monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t now_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void format_wall_ms(int64_t ms, char *buf, size_t size)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+uint64_t fnv1a64(const void *data, size_t len, uint64_t seed)
+{
+    const unsigned char *p = data;
+    uint64_t h = seed != 0 ? seed : 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}

@@ -1,0 +1,305 @@
+/* main.c - the command line and the daemon's lifecycle: arguments, startup order, the
+ * signal loop, orderly shutdown. Only main() ends the process.
+ *
+ * Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/config.h"
+#include "run/daemon.h"
+#include "cli/dlq.h"
+#include "base/jsonarena.h"
+#include "base/log.h"
+#include "sink/migrations.h"
+#include "model/model.h"
+#include "sink/pg.h"
+#include "cli/status.h"
+#include "sink/tables.h"
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+
+typedef struct Args {
+    const char *config;
+    bool config_given; /* --config was on the command line */
+    const char *command;
+    int argc; /* arguments after the command */
+    char **argv;
+} Args;
+
+static const char usage_text[] =
+    "usage: projector [--config FILE] COMMAND [ARGS]\n"
+    "\n"
+    "Keeps PostgreSQL read tables, declared in YAML, up to date from Redis Streams.\n"
+    "\n"
+    "commands:\n"
+    "  run              run the daemon (until SIGTERM or SIGINT)\n"
+    "  check [PATH...]  validate the configuration and read models (files or folders;\n"
+    "                   default: the configured read-model folder); no servers needed\n"
+    "  migrate          create or upgrade the bookkeeping schema\n"
+    "  ddl              print the SQL that creates the read tables\n"
+    "  status           print the lag of every read model\n"
+    "  dlq list [--readmodel R]\n"
+    "                   list dead letters, oldest first\n"
+    "  dlq show ID      one dead letter: its raw entry, decoded event and full error\n"
+    "  dlq retry ID | --all [--readmodel R]\n"
+    "                   apply dead letters again through the current read models\n"
+    "  dlq discard ID   delete a dead letter\n"
+    "\n"
+    "options:\n"
+    "  -c, --config FILE  configuration file (default: projector.yaml)\n"
+    "  -h, --help         show this help\n"
+    "  -V, --version      show the version\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "projector: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry \"projector --help\".\n");
+    return EXIT_USAGE;
+}
+
+/* Commands whose own options follow the command word (the others take none). */
+static bool command_takes_options(const char *command)
+{
+    return command != NULL && strcmp(command, "dlq") == 0;
+}
+
+/* Returns -1 to continue, or an exit code. Options may come before or after the command;
+ * after a command that takes options, the ones not listed here are the command's. */
+static int parse_args(int argc, char **argv, Args *a)
+{
+    static char *rest[256];
+    a->config = "projector.yaml";
+    a->argv = rest;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
+            fputs(usage_text, stdout);
+            return EXIT_SUCCESS;
+        } else if (strcmp(s, "-V") == 0 || strcmp(s, "--version") == 0) {
+            printf("projector %s\n", PROJECTOR_VERSION);
+            return EXIT_SUCCESS;
+        } else if (strcmp(s, "-c") == 0 || strcmp(s, "--config") == 0) {
+            if (++i >= argc)
+                return usage_error("option \"%s\" needs a file name", s);
+            a->config = argv[i];
+            a->config_given = true;
+        } else if (strncmp(s, "--config=", 9) == 0) {
+            a->config = s + 9;
+            a->config_given = true;
+        } else if (s[0] == '-' && s[1] != '\0' && !command_takes_options(a->command)) {
+            return usage_error("unrecognized option \"%s\"", s);
+        } else if (a->command == NULL) {
+            a->command = s;
+        } else if (a->argc < (int)ARRAY_SIZE(rest)) {
+            a->argv[a->argc++] = argv[i];
+        } else {
+            return usage_error("too many arguments%s", "");
+        }
+    }
+    if (a->command == NULL)
+        return usage_error("no command given%s", "");
+    return -1;
+}
+
+static int load_config(const Args *a, bool missing_ok, Config **ret)
+{
+    Diagnostics diag = {0};
+    int rc = config_load(a->config, missing_ok, ret, &diag);
+    diag_print(&diag, stderr);
+    diag_done(&diag);
+    if (rc == 0)
+        log_set_level((*ret)->log_level);
+    return rc;
+}
+
+static int load_models(const char *dir, ModelSet **ret)
+{
+    Diagnostics diag = {0};
+    int rc = model_load_dir(dir, ret, &diag);
+    diag_print(&diag, stderr);
+    if (rc < 0 && diag.count > 0)
+        fprintf(stderr, "projector: %zu error%s in read models\n", diag.count, diag.count == 1 ? "" : "s");
+    diag_done(&diag);
+    return rc;
+}
+
+/* Loads the configuration and, when need_models, the read models. On failure prints the
+ * errors, frees what was loaded and returns -1. */
+static int load_both(const Args *a, bool missing_ok, bool need_models, Config **cfg,
+                     ModelSet **set)
+{
+    *cfg = NULL;
+    *set = NULL;
+    if (load_config(a, missing_ok, cfg) < 0)
+        return -1;
+    if (need_models && load_models((*cfg)->readmodels_dir, set) < 0) {
+        *cfg = config_free(*cfg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Frees what load_both loaded and passes code through. */
+static int done_with(Config *cfg, ModelSet *set, int code)
+{
+    model_set_free(set);
+    config_free(cfg);
+    return code;
+}
+
+/* ---- check ---- */
+
+static bool is_directory(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* One folder, or a list of files checked together (cross-file rules included). */
+static int check_paths(int argc, char **argv, ModelSet **ret, Diagnostics *diag)
+{
+    if (argc == 1 && is_directory(argv[0]))
+        return model_load_dir(argv[0], ret, diag);
+    return model_load_files((const char *const *)argv, (size_t)argc, ret, diag);
+}
+
+static int cmd_check(const Args *a)
+{
+    Config *cfg = NULL;
+    ModelSet *set = NULL;
+    Diagnostics diag = {0};
+    /* Paths alone check just those files; the config is checked when it is needed (no
+     * paths) or named. */
+    if ((a->argc == 0 || a->config_given) && load_config(a, false, &cfg) < 0)
+        return EXIT_USAGE;
+    int rc = a->argc > 0 ? check_paths(a->argc, a->argv, &set, &diag)
+                         : model_load_dir(cfg->readmodels_dir, &set, &diag);
+    diag_print(&diag, stderr);
+    if (rc < 0)
+        fprintf(stderr, "projector: %zu error%s\n", diag.count, diag.count == 1 ? "" : "s");
+    else
+        printf("%zu read model%s OK\n", set->count, set->count == 1 ? "" : "s");
+    diag_done(&diag);
+    model_set_free(set);
+    config_free(cfg);
+    return rc < 0 ? EXIT_USAGE : EXIT_SUCCESS;
+}
+
+/* ---- ddl, migrate, status ---- */
+
+static int cmd_ddl(const Args *a)
+{
+    Config *cfg;
+    ModelSet *set;
+    if (load_both(a, true, true, &cfg, &set) < 0)
+        return EXIT_USAGE;
+    char *sql = tables_ddl_all(set);
+    fputs(sql, stdout);
+    free(sql);
+    return done_with(cfg, set, EXIT_SUCCESS);
+}
+
+static int migrate_now(const Config *cfg, Pg *pg)
+{
+    PjError err;
+    int applied = 0;
+    if (migrations_apply(pg, cfg->pg_schema, &applied, &err) < 0) {
+        log_error(NULL, "could not migrate schema \"%s\": %s", cfg->pg_schema, err.message);
+        return -1;
+    }
+    log_info(NULL, "schema \"%s\" is up to date (%d migration%s applied now)", cfg->pg_schema,
+             applied, applied == 1 ? "" : "s");
+    return 0;
+}
+
+static int cmd_migrate(const Args *a)
+{
+    Config *cfg = NULL;
+    Pg *pg = NULL;
+    PjError err;
+    if (load_config(a, false, &cfg) < 0)
+        return EXIT_USAGE;
+    int code = EXIT_SUCCESS;
+    if (pg_connect(cfg->pg_conninfo, &pg, &err) < 0) {
+        log_error(NULL, "%s", err.message);
+        code = EXIT_RUNTIME;
+    } else if (migrate_now(cfg, pg) < 0) {
+        code = EXIT_RUNTIME;
+    }
+    pg_free(pg);
+    config_free(cfg);
+    return code;
+}
+
+static int cmd_status(const Args *a)
+{
+    Config *cfg;
+    ModelSet *set;
+    PjError err;
+    if (load_both(a, false, true, &cfg, &set) < 0)
+        return EXIT_USAGE;
+    if (status_print(cfg, set, stdout, &err) < 0) {
+        fprintf(stderr, "projector: %s\n", err.message);
+        return done_with(cfg, set, EXIT_RUNTIME);
+    }
+    return done_with(cfg, set, EXIT_SUCCESS);
+}
+
+/* ---- dlq ---- */
+
+static int cmd_dlq(const Args *a)
+{
+    Config *cfg;
+    ModelSet *set;
+    DlqArgs da;
+    PjError err;
+    if (dlq_parse_args(a->argc, (const char *const *)a->argv, &da, &err) < 0)
+        return usage_error("%s", err.message);
+    if (load_both(a, false, dlq_needs_models(&da), &cfg, &set) < 0)
+        return EXIT_USAGE;
+    if (dlq_run(cfg, set, &da, stdout, &err) < 0) {
+        fflush(stdout);
+        fprintf(stderr, "projector: %s\n", err.message);
+        return done_with(cfg, set, EXIT_RUNTIME);
+    }
+    return done_with(cfg, set, EXIT_SUCCESS);
+}
+
+/* ---- run ---- */
+
+static int cmd_run(const Args *a)
+{
+    Config *cfg;
+    ModelSet *set;
+    if (load_both(a, false, true, &cfg, &set) < 0)
+        return EXIT_USAGE;
+    int code = daemon_run(cfg, set); /* takes set */
+    return done_with(cfg, NULL, code);
+}
+
+int main(int argc, char **argv)
+{
+    Args a = {0};
+    jsonarena_install(); /* before any JSON exists */
+    int code = parse_args(argc, argv, &a);
+    if (code >= 0)
+        return code;
+    if (strcmp(a.command, "run") == 0)
+        return cmd_run(&a);
+    if (strcmp(a.command, "check") == 0)
+        return cmd_check(&a);
+    if (strcmp(a.command, "migrate") == 0)
+        return cmd_migrate(&a);
+    if (strcmp(a.command, "ddl") == 0)
+        return cmd_ddl(&a);
+    if (strcmp(a.command, "status") == 0)
+        return cmd_status(&a);
+    if (strcmp(a.command, "dlq") == 0)
+        return cmd_dlq(&a);
+    return usage_error("unknown command \"%s\"", a.command);
+}

@@ -1,0 +1,706 @@
+/* http.c - the HTTP endpoints on libmicrohttpd: routing, the bearer token, query parsing,
+ * JSON and text responses, the listening socket, and /wait long-polls as suspended
+ * connections.
+ *
+ * A suspended /wait connection is owned by its waiter in the lag board until the board
+ * wakes it (commit, timeout, stop, shutdown); the waiter is freed when the request
+ * completes. http_stop answers every waiter before it stops the server, because
+ * libmicrohttpd must not be stopped while a connection is still suspended.
+ *
+ * Hostile input is bounded here: libmicrohttpd refuses connections past max_connections
+ * and answers a request line or headers larger than max_request_bytes with 414 or 431;
+ * /wait refuses to suspend more than max_waiters connections. The token is compared in
+ * constant time, wiped when the server stops, and never logged.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http/http.h"
+#include "base/log.h"
+#include "http/metrics.h"
+#include "board/wait.h"
+
+#define HTTP_IDLE_TIMEOUT_S 30    /* idle keep-alive sockets; never a suspended one */
+#define HTTP_STOP_DRAIN_MS 2000   /* how long http_stop lets answered waiters flush */
+#define HTTP_STOP_FINISH_MS 250   /* and other requests already accepted finish */
+#define HTTP_STOP_SETTLE_MS 50    /* late accepts after the quiesce (see finish_connections) */
+#define HTTP_WAIT_DEFAULT_MS 5000 /* when the options leave it at 0 */
+#define HTTP_WAIT_MAX_MS 60000    /* when the options leave it at 0 */
+#define HTTP_LISTEN_BACKLOG 4096 /* capped by net.core.somaxconn; bursts of new /wait connections */
+#define HTTP_MAX_CONNECTIONS 1000    /* when the options leave it at 0 */
+#define HTTP_MAX_REQUEST_BYTES 16384 /* when the options leave it at 0 */
+#define HTTP_MAX_WAITERS 10000       /* when the options leave it at 0 */
+#define HTTP_OPEN_PATH "/healthz"    /* the one endpoint the token does not guard */
+#define HTTP_REALM "Bearer realm=\"projector\""
+
+struct Http {
+    struct MHD_Daemon *daemon;
+    LagBoard *board;
+    unsigned port;
+    unsigned wait_default_ms;
+    unsigned wait_max_ms;
+    pthread_mutex_t mu;  /* guards stopping, active_waits and waits_refused */
+    pthread_cond_t cond; /* CLOCK_MONOTONIC; active_waits dropped */
+    bool stopping;
+    size_t active_waits;  /* /wait requests suspended and not yet completed */
+    size_t waiters_max;   /* active_waits never goes past it */
+    size_t waits_refused; /* /wait answered 503 because waiters_max were waiting */
+    char *token;          /* NULL when none is required; wiped before it is freed */
+    size_t token_len;
+    atomic_size_t unauthorized; /* requests answered 401 */
+};
+
+/* ---- responses ---- */
+
+/* A response header beyond Content-Type and Cache-Control; name NULL for none. */
+typedef struct HttpHeader {
+    const char *name;
+    const char *value;
+} HttpHeader;
+
+static enum MHD_Result queue_body(struct MHD_Connection *c, unsigned status, char *body,
+                                  const char *content_type, HttpHeader extra)
+{
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (extra.name)
+        (void)MHD_add_response_header(resp, extra.name, extra.value);
+    ret = MHD_queue_response(c, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* Takes the reference to doc. */
+static enum MHD_Result respond_json_with(struct MHD_Connection *c, unsigned status, json_t *doc,
+                                         HttpHeader extra)
+{
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12));
+    char *body = xasprintf("%s\n", text ? text : "{}");
+
+    free(text);
+    json_decref(doc);
+    return queue_body(c, status, body, "application/json", extra);
+}
+
+static enum MHD_Result respond_json(struct MHD_Connection *c, unsigned status, json_t *doc)
+{
+    return respond_json_with(c, status, doc, (HttpHeader){NULL, NULL});
+}
+
+static enum MHD_Result respond_error_with(struct MHD_Connection *c, unsigned status,
+                                          const char *message, HttpHeader extra)
+{
+    json_t *doc = json_object();
+
+    json_object_set_new(doc, "error", wait_json_string(message));
+    return respond_json_with(c, status, doc, extra);
+}
+
+static enum MHD_Result respond_error(struct MHD_Connection *c, unsigned status, const char *message)
+{
+    return respond_error_with(c, status, message, (HttpHeader){NULL, NULL});
+}
+
+/* ---- the bearer token ---- */
+
+/* True when given equals the token, byte for byte and in length. The loop runs over every
+ * byte of given whatever they hold, with no early exit and no branch on the token's bytes
+ * or length (past its end, a mask makes it compare with the token's first byte; the length
+ * difference has already failed it), so the time taken depends on the client's input
+ * alone. Requires token_len > 0. */
+static bool token_equal(const char *given, size_t given_len, const char *token, size_t token_len)
+{
+    volatile unsigned char diff = (unsigned char)(given_len != token_len);
+
+    for (size_t i = 0; i < given_len; i++) {
+        size_t in_token = (size_t)0 - (size_t)(i < token_len); /* all ones, or 0 */
+        diff |= (unsigned char)((unsigned char)given[i] ^ (unsigned char)token[i & in_token]);
+    }
+    return diff == 0;
+}
+
+typedef enum { AUTH_OK, AUTH_MISSING, AUTH_INVALID } HttpAuth;
+
+/* Checks "Authorization: Bearer <token>" (the scheme is case-insensitive, RFC 7235). */
+static HttpAuth check_token(const Http *h, struct MHD_Connection *c)
+{
+    const char *value =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    size_t len;
+
+    if (!value || strncasecmp(value, "Bearer ", 7) != 0)
+        return AUTH_MISSING;
+    value += 7;
+    value += strspn(value, " ");
+    len = strlen(value);
+    while (len > 0 && (value[len - 1] == ' ' || value[len - 1] == '\t'))
+        len--;
+    return token_equal(value, len, h->token, h->token_len) ? AUTH_OK : AUTH_INVALID;
+}
+
+static enum MHD_Result respond_unauthorized(Http *h, struct MHD_Connection *c, HttpAuth auth)
+{
+    HttpHeader challenge = {MHD_HTTP_HEADER_WWW_AUTHENTICATE, HTTP_REALM};
+
+    atomic_fetch_add(&h->unauthorized, 1);
+    if (auth == AUTH_MISSING)
+        return respond_error_with(c, MHD_HTTP_UNAUTHORIZED, "missing bearer token", challenge);
+    challenge.value = HTTP_REALM ", error=\"invalid_token\"";
+    return respond_error_with(c, MHD_HTTP_UNAUTHORIZED, "invalid bearer token", challenge);
+}
+
+/* ---- /wait ---- */
+
+static void http_resume(void *arg)
+{
+    MHD_resume_connection(arg);
+}
+
+static enum MHD_Result wait_answer(struct MHD_Connection *c, const LagWaiter *w)
+{
+    unsigned status;
+    json_t *doc = lag_wait_result(w, &status);
+
+    return respond_json(c, status, doc);
+}
+
+/* A non-negative decimal integer; values past max are clamped to max. */
+static bool parse_timeout(const char *s, unsigned max, unsigned *ret)
+{
+    uint64_t v = 0;
+
+    if (!*s)
+        return false;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        if (v <= max)
+            v = v * 10 + (uint64_t)(*p - '0');
+    }
+    *ret = v > max ? max : (unsigned)v;
+    return true;
+}
+
+static int wait_parse(const Http *h, struct MHD_Connection *c, WaitRequest *req, PjError *err)
+{
+    const char *stream = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "stream");
+    const char *id = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "id");
+    const char *rm = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "readmodel");
+    const char *timeout = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "timeout_ms");
+
+    *req = (WaitRequest){.stream = stream, .readmodel = rm, .timeout_ms = h->wait_default_ms};
+    if (!stream || !*stream)
+        return pj_error_set(err, PJ_EINVAL, "missing query parameter \"stream\"");
+    if (!id || !*id)
+        return pj_error_set(err, PJ_EINVAL, "missing query parameter \"id\"");
+    if (stream_id_parse(id, &req->id) < 0)
+        return pj_error_set(err, PJ_EINVAL, "invalid entry ID \"%s\": expected <ms>-<seq>", id);
+    if (rm && !*rm)
+        return pj_error_set(err, PJ_EINVAL, "empty query parameter \"readmodel\"");
+    if (timeout && !parse_timeout(timeout, h->wait_max_ms, &req->timeout_ms))
+        return pj_error_set(err, PJ_EINVAL,
+                            "invalid timeout_ms \"%s\": expected a non-negative integer", timeout);
+    if (req->timeout_ms > h->wait_max_ms)
+        req->timeout_ms = h->wait_max_ms;
+    return 0;
+}
+
+/* Answers at once when it can; otherwise suspends the connection until the board wakes it.
+ * Holding h->mu from registration to arming means http_stop, which takes it to set
+ * stopping, finds every waiter of this server registered. */
+static enum MHD_Result wait_start(Http *h, struct MHD_Connection *c, void **con_cls)
+{
+    WaitRequest req;
+    PjError err = {0};
+    LagWaiter *w;
+    enum MHD_Result ret;
+
+    if (wait_parse(h, c, &req, &err) < 0)
+        return respond_error(c, MHD_HTTP_BAD_REQUEST, err.message);
+    req.owner = h;
+    req.wake = http_resume;
+    req.wake_arg = c;
+    pthread_mutex_lock(&h->mu);
+    if (h->stopping) {
+        pthread_mutex_unlock(&h->mu);
+        return respond_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
+    }
+    if (lag_wait_begin(h->board, &req, &w, &err) < 0) {
+        pthread_mutex_unlock(&h->mu);
+        return respond_error(c, MHD_HTTP_NOT_FOUND, err.message);
+    }
+    if (lag_wait_done(h->board, w)) {
+        pthread_mutex_unlock(&h->mu);
+        ret = wait_answer(c, w);
+        (void)lag_wait_free(h->board, w);
+        return ret;
+    }
+    if (h->active_waits >= h->waiters_max) {
+        h->waits_refused++;
+        pthread_mutex_unlock(&h->mu);
+        (void)lag_wait_free(h->board, w);
+        return respond_error_with(c, MHD_HTTP_SERVICE_UNAVAILABLE, "too many waiters",
+                                  (HttpHeader){MHD_HTTP_HEADER_RETRY_AFTER, "1"});
+    }
+    *con_cls = w;
+    h->active_waits++;
+    MHD_suspend_connection(c);
+    if (lag_wait_arm(h->board, w))
+        MHD_resume_connection(c); /* finished in between: nobody else will wake it */
+    pthread_mutex_unlock(&h->mu);
+    return MHD_YES;
+}
+
+static void http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                           enum MHD_RequestTerminationCode toe)
+{
+    Http *h = cls;
+    LagWaiter *w = *con_cls;
+
+    (void)c;
+    (void)toe;
+    if (!w)
+        return;
+    *con_cls = NULL;
+    (void)lag_wait_free(h->board, w);
+    pthread_mutex_lock(&h->mu);
+    h->active_waits--;
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* ---- the other endpoints ---- */
+
+static int find_readmodel(const ModelSet *set, const char *name)
+{
+    for (size_t i = 0; i < set->count; i++) {
+        if (strcmp(set->models[i].name, name) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+static enum MHD_Result serve_lag_one(Http *h, struct MHD_Connection *c, const char *name)
+{
+    int rm = find_readmodel(lag_board_models(h->board), name);
+    char *message;
+    enum MHD_Result ret;
+
+    if (rm >= 0)
+        return respond_json(c, MHD_HTTP_OK, lag_json(h->board, rm));
+    message = xasprintf("unknown read model \"%s\"", name);
+    ret = respond_error(c, MHD_HTTP_NOT_FOUND, message);
+    free(message);
+    return ret;
+}
+
+static enum MHD_Result serve_readyz(Http *h, struct MHD_Connection *c)
+{
+    bool ready = lag_ready(h->board);
+    json_t *lag = lag_json(h->board, -1), *doc = json_object(), *rms = json_array();
+    json_t *rm;
+    size_t i;
+
+    json_array_foreach(json_object_get(lag, "readmodels"), i, rm)
+    {
+        json_t *o = json_object();
+        json_object_set(o, "name", json_object_get(rm, "name"));
+        json_object_set(o, "state", json_object_get(rm, "state"));
+        json_object_set(o, "reason", json_object_get(rm, "reason"));
+        json_array_append_new(rms, o);
+    }
+    json_decref(lag);
+    json_object_set_new(doc, "status", json_string(ready ? "ready" : "not_ready"));
+    json_object_set_new(doc, "readmodels", rms);
+    return respond_json(c, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, doc);
+}
+
+/* The server's own counters ride along in the document metrics_render reads. */
+static json_t *http_counters(Http *h)
+{
+    json_int_t refused, unauthorized = (json_int_t)atomic_load(&h->unauthorized);
+
+    pthread_mutex_lock(&h->mu);
+    refused = (json_int_t)h->waits_refused;
+    pthread_mutex_unlock(&h->mu);
+    return json_pack("{s:I,s:I}", "waits_refused", refused, "unauthorized", unauthorized);
+}
+
+static enum MHD_Result serve_metrics(Http *h, struct MHD_Connection *c)
+{
+    json_t *lag = lag_json(h->board, -1);
+    char *text;
+
+    json_object_set_new(lag, "http", http_counters(h));
+    text = metrics_render(lag, lag_wait_pending(h->board));
+    json_decref(lag);
+    return queue_body(c, MHD_HTTP_OK, text, "text/plain; version=0.0.4; charset=utf-8",
+                      (HttpHeader){NULL, NULL});
+}
+
+static enum MHD_Result serve_not_found(struct MHD_Connection *c, const char *url)
+{
+    char *message = xasprintf("unknown path \"%s\"", url);
+    enum MHD_Result ret = respond_error(c, MHD_HTTP_NOT_FOUND, message);
+
+    free(message);
+    return ret;
+}
+
+static enum MHD_Result serve_not_allowed(struct MHD_Connection *c, const char *method)
+{
+    json_t *doc = json_object();
+    char *message = xasprintf("method \"%s\" is not allowed", method);
+    char *text;
+
+    json_object_set_new(doc, "error", wait_json_string(message));
+    free(message);
+    text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12));
+    json_decref(doc);
+    message = xasprintf("%s\n", text ? text : "{}");
+    free(text);
+    return queue_body(c, MHD_HTTP_METHOD_NOT_ALLOWED, message, "application/json",
+                      (HttpHeader){MHD_HTTP_HEADER_ALLOW, "GET, HEAD"});
+}
+
+static enum MHD_Result http_handle(void *cls, struct MHD_Connection *c, const char *url,
+                                   const char *method, const char *version, const char *upload_data,
+                                   size_t *upload_data_size, void **con_cls)
+{
+    Http *h = cls;
+
+    (void)version;
+    (void)upload_data;
+    (void)upload_data_size;
+    if (*con_cls)
+        return wait_answer(c, *con_cls); /* a /wait resumed by the board */
+    if (h->token && strcmp(url, HTTP_OPEN_PATH) != 0) {
+        HttpAuth auth = check_token(h, c);
+        if (auth != AUTH_OK)
+            return respond_unauthorized(h, c, auth);
+    }
+    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+        return serve_not_allowed(c, method);
+    if (strcmp(url, "/wait") == 0)
+        return wait_start(h, c, con_cls);
+    if (strcmp(url, "/lag") == 0 || strcmp(url, "/lag/") == 0)
+        return respond_json(c, MHD_HTTP_OK, lag_json(h->board, -1));
+    if (strncmp(url, "/lag/", 5) == 0)
+        return serve_lag_one(h, c, url + 5);
+    if (strcmp(url, "/healthz") == 0)
+        return respond_json(c, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
+    if (strcmp(url, "/readyz") == 0)
+        return serve_readyz(h, c);
+    if (strcmp(url, "/metrics") == 0)
+        return serve_metrics(h, c);
+    return serve_not_found(c, url);
+}
+
+/* ---- the listening socket ---- */
+
+static bool parse_port(const char *s, char port[6])
+{
+    size_t n = strlen(s);
+    long v;
+
+    if (n == 0 || n > 5 || strspn(s, "0123456789") != n)
+        return false;
+    v = strtol(s, NULL, 10);
+    if (v > 65535)
+        return false;
+    memcpy(port, s, n + 1);
+    return true;
+}
+
+/* "host:port", "[v6]:port" or ":port"; *ret_host is NULL for all interfaces. */
+static int parse_listen(const char *address, char **ret_host, char port[6], PjError *err)
+{
+    const char *colon;
+
+    if (address[0] == '[') {
+        const char *close = strchr(address, ']');
+        if (close && close > address + 1 && close[1] == ':' && parse_port(close + 2, port)) {
+            *ret_host = xstrndup(address + 1, (size_t)(close - address - 1));
+            return 0;
+        }
+    } else if ((colon = strrchr(address, ':')) != NULL &&
+               memchr(address, ':', (size_t)(colon - address)) == NULL &&
+               parse_port(colon + 1, port)) {
+        *ret_host = colon == address ? NULL : xstrndup(address, (size_t)(colon - address));
+        return 0;
+    }
+    return pj_error_set(err, PJ_EINVAL,
+                        "invalid listen address \"%s\": expected host:port, [v6]:port or :port",
+                        address);
+}
+
+static int bind_one(const struct addrinfo *ai)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int on = 1, off = 0, saved;
+
+    if (fd < 0)
+        return -1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    /* The wildcard IPv6 socket also takes IPv4 connections. */
+    if (ai->ai_family == AF_INET6)
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, HTTP_LISTEN_BACKLOG) == 0)
+        return fd;
+    saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+}
+
+static int open_listener(const char *address, int *ret_fd, unsigned *ret_port, PjError *err)
+{
+    char *host = NULL, port[6];
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+    int rc, fd = -1, saved = EADDRNOTAVAIL;
+
+    rc = parse_listen(address, &host, port, err);
+    if (rc < 0)
+        return rc;
+    hints.ai_family = host ? AF_UNSPEC : AF_INET6;
+    rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0 && !host) {
+        hints.ai_family = AF_INET; /* no IPv6 on this machine */
+        rc = getaddrinfo(host, port, &hints, &res);
+    }
+    free(host);
+    if (rc != 0)
+        return pj_error_set(err, PJ_EIO, "could not resolve listen address \"%s\": %s", address,
+                            gai_strerror(rc));
+    for (const struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        fd = bind_one(ai);
+        if (fd < 0)
+            saved = errno;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        return pj_error_set(err, PJ_EIO, "could not listen on \"%s\": %s", address,
+                            strerror(saved));
+    if (getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0)
+        *ret_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                   : ((struct sockaddr_in *)&ss)->sin_port);
+    *ret_fd = fd;
+    return 0;
+}
+
+/* ---- lifecycle ---- */
+
+/* What libmicrohttpd reports about one client's request or connection: the client gets its
+ * answer (400, 413, 414, 431, ...) or loses its connection, and nothing is wrong with the
+ * server. Logged at debug level, so that a hostile client cannot flood the log. */
+static bool http_log_is_client_fault(const char *message)
+{
+    static const char *const client_faults[] = {
+        "Error processing request",
+        "Content-Length",
+        "Not enough memory in pool",
+        "connection limit",
+        "Failed to receive data",
+        "Failed to send data",
+        "malformed",
+        "timed out",
+        "Host' header",
+        "Connection reset",
+        "failed to create response header", /* a request that left no room for them */
+        /* libmicrohttpd 0.9.75 says this even when the logger is the first option. */
+        "MHD_OPTION_EXTERNAL_LOGGER is not the first option",
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(client_faults); i++)
+        if (strstr(message, client_faults[i]) != NULL)
+            return true;
+    return false;
+}
+
+static void http_log(void *cls, const char *fmt, va_list ap)
+{
+    char buf[512];
+    size_t n;
+
+    (void)cls;
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '.'))
+        buf[--n] = '\0';
+    if (http_log_is_client_fault(buf))
+        log_debug("http", "%s", buf);
+    else
+        log_warn("http", "%s", buf);
+}
+
+static struct MHD_Daemon *start_daemon(Http *h, const HttpOptions *opts, int fd)
+{
+    unsigned flags =
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    unsigned limit = opts->max_connections ? opts->max_connections : HTTP_MAX_CONNECTIONS;
+    size_t request_bytes =
+        opts->max_request_bytes ? opts->max_request_bytes : HTTP_MAX_REQUEST_BYTES;
+
+    /* The logger comes first so that libmicrohttpd reports every later option through it. */
+    return MHD_start_daemon(flags, 0, NULL, NULL, http_handle, h, MHD_OPTION_EXTERNAL_LOGGER,
+                            http_log, NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+                            MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                            request_bytes, MHD_OPTION_CONNECTION_TIMEOUT,
+                            (unsigned)HTTP_IDLE_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED,
+                            http_completed, h, MHD_OPTION_END);
+}
+
+static Http *http_alloc(const HttpOptions *opts, LagBoard *board)
+{
+    Http *h = xcalloc(1, sizeof(*h));
+    pthread_condattr_t attr;
+
+    h->board = board;
+    h->wait_max_ms = opts->wait_timeout_max_ms ? opts->wait_timeout_max_ms : HTTP_WAIT_MAX_MS;
+    h->wait_default_ms =
+        opts->wait_timeout_default_ms ? opts->wait_timeout_default_ms : HTTP_WAIT_DEFAULT_MS;
+    if (h->wait_default_ms > h->wait_max_ms)
+        h->wait_default_ms = h->wait_max_ms;
+    h->waiters_max = opts->max_waiters ? opts->max_waiters : HTTP_MAX_WAITERS;
+    if (opts->token && *opts->token) {
+        h->token = xstrdup(opts->token);
+        h->token_len = strlen(h->token);
+    }
+    atomic_init(&h->unauthorized, 0);
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    return h;
+}
+
+static void http_release(Http *h)
+{
+    if (h->token)
+        explicit_bzero(h->token, h->token_len);
+    free(h->token);
+    pthread_cond_destroy(&h->cond);
+    pthread_mutex_destroy(&h->mu);
+    free(h);
+}
+
+int http_start(const HttpOptions *opts, LagBoard *board, Http **ret, PjError *err)
+{
+    Http *h;
+    int fd = -1, rc;
+    unsigned port = 0;
+
+    if (opts->has_listener) {
+        fd = opts->listener_fd;
+    } else if ((rc = open_listener(opts->listen, &fd, &port, err)) < 0) {
+        return rc;
+    }
+    h = http_alloc(opts, board);
+    h->port = port;
+    h->daemon = start_daemon(h, opts, fd);
+    if (!h->daemon) {
+        close(fd);
+        http_release(h);
+        return pj_error_set(err, PJ_EIO, "could not start the HTTP server on \"%s\"", opts->listen);
+    }
+    *ret = h;
+    return 0;
+}
+
+/* Lets the answered waiters reach their clients, for at most HTTP_STOP_DRAIN_MS. */
+static void drain_waits(Http *h)
+{
+    int64_t deadline = now_monotonic_ms() + HTTP_STOP_DRAIN_MS;
+    struct timespec ts = {.tv_sec = deadline / 1000, .tv_nsec = (deadline % 1000) * 1000000};
+
+    pthread_mutex_lock(&h->mu);
+    while (h->active_waits > 0) {
+        if (pthread_cond_timedwait(&h->cond, &h->mu, &ts) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+Http *http_stop(Http *h)
+{
+    int fd;
+
+    h = http_stop_keep(h, &fd);
+    if (fd >= 0)
+        close(fd);
+    return h;
+}
+
+/* Lets the connections accepted before the quiesce finish their request (an idle
+ * keep-alive one holds this for at most HTTP_STOP_FINISH_MS). libmicrohttpd's thread may
+ * still accept a connection for a short while after MHD_quiesce_daemon returns, so none
+ * left is only believed after HTTP_STOP_SETTLE_MS. */
+static void finish_connections(Http *h)
+{
+    int64_t now = now_monotonic_ms();
+    int64_t settled = now + HTTP_STOP_SETTLE_MS, deadline = now + HTTP_STOP_FINISH_MS;
+
+    for (;;) {
+        const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        now = now_monotonic_ms();
+        if (!info || (info->num_connections == 0 && now >= settled) || now >= deadline)
+            return;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+Http *http_stop_keep(Http *h, int *ret_fd)
+{
+    MHD_socket fd;
+
+    *ret_fd = -1;
+    if (!h)
+        return NULL;
+    pthread_mutex_lock(&h->mu);
+    h->stopping = true;
+    pthread_mutex_unlock(&h->mu);
+    fd = MHD_quiesce_daemon(h->daemon);
+    lag_wait_abort_owner(h->board, h);
+    drain_waits(h);
+    finish_connections(h);
+    MHD_stop_daemon(h->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        *ret_fd = fd;
+    http_release(h);
+    return NULL;
+}
+
+unsigned http_port(const Http *h)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+
+    if (info && info->port != 0)
+        return info->port;
+    return h->port;
+}

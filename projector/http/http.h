@@ -1,0 +1,44 @@
+/* http.h - the HTTP endpoints on libmicrohttpd: /lag, /lag/{readmodel}, /wait, /healthz,
+ * /readyz, /metrics. Runs on libmicrohttpd's own polling thread; /wait long-polls are
+ * suspended connections resumed by the commit that settles them (no thread or timer per
+ * waiter, no sleep loop). An optional bearer token guards every endpoint but /healthz;
+ * connections, request size and waiters are bounded by the options.
+ */
+#ifndef PROJECTOR_HTTP_H
+#define PROJECTOR_HTTP_H
+
+#include <stdbool.h>
+
+#include "board/lag.h"
+#include "base/util.h"
+
+/* A field left at 0 (or NULL) takes the default named beside it. */
+typedef struct HttpOptions {
+    const char *listen;               /* "127.0.0.1:8080", "[::1]:8080" or ":8080" */
+    const char *token;                /* bearer token; NULL or "" for none; never logged */
+    unsigned max_connections;         /* concurrent connections, waiters included; 1000 */
+    unsigned max_request_bytes;       /* per connection: request line and headers; 16384 */
+    unsigned max_waiters;             /* /wait requests suspended at once; 10000 */
+    unsigned wait_timeout_default_ms; /* /wait without timeout_ms; 5000 */
+    unsigned wait_timeout_max_ms;     /* larger timeout_ms values are clamped; 60000 */
+    bool has_listener;                /* serve listener_fd (taken over) instead of binding */
+    int listener_fd;                  /* a listening socket kept by http_stop_keep */
+} HttpOptions;
+
+typedef struct Http Http;
+
+/* Binds and starts serving. Borrows opts->listen and opts->token only for the call (the
+ * token is copied, and wiped when the server stops); borrows board, which must outlive the
+ * server. Returns -PJ_EIO with err set when the address cannot be bound
+ * and -PJ_EINVAL when it does not parse. */
+int http_start(const HttpOptions *opts, LagBoard *board, Http **ret, PjError *err) PJ_MUSTCHECK;
+/* Answers pending waiters, stops the thread, closes the socket. Accepts NULL. */
+Http *http_stop(Http *http);
+/* The same, but the listening socket stays open and is returned in *ret_fd (-1 if there
+ * is none): a server started on it next (has_listener) answers the connections that
+ * queued meanwhile, so a restart never refuses one. The caller owns the socket. */
+Http *http_stop_keep(Http *http, int *ret_fd);
+/* The port actually bound (useful with port 0). */
+unsigned http_port(const Http *http);
+
+#endif

@@ -1,0 +1,166 @@
+/* metrics.c - renders the /lag document as Prometheus text (exposition format 0.0.4).
+ *
+ * Owns the metric names, their types and help texts, and label escaping. Every family is
+ * written as one block (HELP, TYPE, then all its samples), as the format requires. The
+ * HTTP server's own counters come in an optional "http" object of the same document; no
+ * configuration value (address, password, token) is ever part of the exposition.
+ */
+#include <string.h>
+
+#include "board/lag.h"
+#include "http/metrics.h"
+
+typedef enum { SCOPE_READMODEL, SCOPE_STREAM } MetricScope;
+
+typedef struct MetricFamily {
+    const char *name;
+    const char *type;
+    const char *help;
+    const char *field; /* in the read model (SCOPE_READMODEL) or stream object */
+    MetricScope scope;
+    double scale;
+} MetricFamily;
+
+static const MetricFamily metric_families[] = {
+    {"projector_events_applied_total", "counter", "Events applied to the read table.", "applied",
+     SCOPE_STREAM, 1.0},
+    {"projector_events_skipped_total", "counter",
+     "Events acknowledged without effect because the read model does not handle their type.",
+     "skipped", SCOPE_STREAM, 1.0},
+    {"projector_dead_letters_total", "counter", "Events written to the dead-letter table.",
+     "dead_letters", SCOPE_STREAM, 1.0},
+    {"projector_lag_entries", "gauge", "Entries of the stream not yet applied.", "entries_behind",
+     SCOPE_STREAM, 1.0},
+    {"projector_lag_seconds", "gauge", "Age of the oldest entry not yet applied.", "lag_seconds",
+     SCOPE_STREAM, 1.0},
+    {"projector_last_poll_age_seconds", "gauge", "Time since the worker last polled Redis.",
+     "last_poll_age_ms", SCOPE_READMODEL, 0.001},
+};
+
+static void append_label(StrBuf *sb, const char *name, const char *value)
+{
+    strbuf_appendf(sb, "%s=\"", name);
+    for (const char *p = value; *p; p++) {
+        if (*p == '\\')
+            strbuf_append(sb, "\\\\");
+        else if (*p == '"')
+            strbuf_append(sb, "\\\"");
+        else if (*p == '\n')
+            strbuf_append(sb, "\\n");
+        else
+            strbuf_appendn(sb, p, 1);
+    }
+    strbuf_append(sb, "\"");
+}
+
+static void append_header(StrBuf *sb, const char *name, const char *type, const char *help)
+{
+    strbuf_appendf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void append_value(StrBuf *sb, const json_t *v, double scale)
+{
+    if (json_is_integer(v) && scale == 1.0)
+        strbuf_appendf(sb, " %lld\n", (long long)json_integer_value(v));
+    else
+        strbuf_appendf(sb, " %.10g\n", json_number_value(v) * scale);
+}
+
+static const char *string_field(const json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s ? s : "";
+}
+
+static void append_family(StrBuf *sb, const MetricFamily *f, const json_t *rms)
+{
+    size_t i, j;
+    json_t *rm, *stream;
+
+    append_header(sb, f->name, f->type, f->help);
+    json_array_foreach(rms, i, rm)
+    {
+        const char *name = string_field(rm, "name");
+        if (f->scope == SCOPE_READMODEL) {
+            const json_t *v = json_object_get(rm, f->field);
+            if (!json_is_number(v))
+                continue; /* never polled: no sample rather than a made-up age */
+            strbuf_appendf(sb, "%s{", f->name);
+            append_label(sb, "readmodel", name);
+            strbuf_append(sb, "}");
+            append_value(sb, v, f->scale);
+            continue;
+        }
+        json_array_foreach(json_object_get(rm, "streams"), j, stream)
+        {
+            const json_t *v = json_object_get(stream, f->field);
+            if (!json_is_number(v))
+                continue;
+            strbuf_appendf(sb, "%s{", f->name);
+            append_label(sb, "readmodel", name);
+            strbuf_append(sb, ",");
+            append_label(sb, "stream", string_field(stream, "stream"));
+            strbuf_append(sb, "}");
+            append_value(sb, v, f->scale);
+        }
+    }
+}
+
+/* One sample per read model and state: 1 for the current state, 0 for the others. */
+static void append_states(StrBuf *sb, const json_t *rms)
+{
+    size_t i;
+    json_t *rm;
+
+    append_header(sb, "projector_readmodel_state", "gauge",
+                  "Current state of the read model (1 for the state it is in).");
+    json_array_foreach(rms, i, rm)
+    {
+        const char *current = string_field(rm, "state");
+        for (RmState s = RM_STATE_STARTING; s <= RM_STATE_REBUILDING; s++) {
+            strbuf_append(sb, "projector_readmodel_state{");
+            append_label(sb, "readmodel", string_field(rm, "name"));
+            strbuf_append(sb, ",");
+            append_label(sb, "state", rm_state_name(s));
+            strbuf_appendf(sb, "} %d\n", strcmp(current, rm_state_name(s)) == 0);
+        }
+    }
+}
+
+/* The server's counters: each one only when the document carries it. */
+static void append_http(StrBuf *sb, const json_t *http)
+{
+    static const struct {
+        const char *name, *field, *help;
+    } counters[] = {
+        {"projector_http_unauthorized_total", "unauthorized",
+         "Requests refused with 401 for a missing or wrong bearer token."},
+        {"projector_http_waits_refused_total", "waits_refused",
+         "/wait requests refused with 503 because http.max_waiters were waiting."},
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(counters); i++) {
+        const json_t *v = json_object_get(http, counters[i].field);
+        if (!json_is_integer(v))
+            continue;
+        append_header(sb, counters[i].name, "counter", counters[i].help);
+        strbuf_appendf(sb, "%s", counters[i].name);
+        append_value(sb, v, 1.0);
+    }
+}
+
+char *metrics_render(const json_t *lag, size_t wait_pending)
+{
+    StrBuf sb = {0};
+    const json_t *rms = json_object_get(lag, "readmodels");
+
+    append_header(&sb, "projector_up", "gauge", "1 while the daemon is serving.");
+    strbuf_append(&sb, "projector_up 1\n");
+    append_states(&sb, rms);
+    for (size_t i = 0; i < ARRAY_SIZE(metric_families); i++)
+        append_family(&sb, &metric_families[i], rms);
+    append_header(&sb, "projector_wait_pending", "gauge", "/wait requests waiting for an entry.");
+    strbuf_appendf(&sb, "projector_wait_pending %zu\n", wait_pending);
+    append_http(&sb, json_object_get(lag, "http"));
+    return strbuf_take(&sb);
+}

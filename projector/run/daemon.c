@@ -1,0 +1,279 @@
+/* daemon.c - the daemon's lifecycle: bookkeeping schema and read tables first, then the
+ * HTTP server and one worker per read model, then signals until stopped.
+ *
+ * Signals are blocked before any thread starts and taken by sigwait here, so SIGTERM lets
+ * every worker finish and commit its batch in flight. SIGHUP reloads the read models: the
+ * new files are loaded and checked beside the running set; only if they are valid (and
+ * need no rebuild) is the serving part stopped and started again on them.
+ */
+#include "run/daemon.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "http/http.h"
+#include "board/lag.h"
+#include "base/log.h"
+#include "sink/migrations.h"
+#include "sink/pg.h"
+#include "sink/tables.h"
+#include "run/worker.h"
+
+#define EXIT_RUNTIME 1
+#define EXIT_CONFIG 2
+#define STOPPED_WHILE_WAITING (-1)
+
+typedef struct Daemon {
+    const Config *cfg;
+    ModelSet *set;
+    sigset_t signals;
+    atomic_bool stop;
+    LagBoard *board;
+    Http *http;
+    int listener; /* between a reload's stop and start: the kept HTTP socket, else -1 */
+    Worker **workers;
+} Daemon;
+
+/* Waits for a signal up to ms (forever when ms < 0); returns it, or 0 on timeout. */
+static int wait_signal(Daemon *d, int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    int sig = ms < 0 ? sigwaitinfo(&d->signals, NULL) : sigtimedwait(&d->signals, NULL, &ts);
+    return sig < 0 ? 0 : sig;
+}
+
+static bool is_stop_signal(int sig)
+{
+    return sig == SIGTERM || sig == SIGINT;
+}
+
+/* Connects to PostgreSQL, waiting (and answering SIGTERM) while it is unreachable. */
+static int connect_pg_patiently(Daemon *d, Pg **ret)
+{
+    PjError err;
+    int delay_ms = d->cfg->backoff_min_ms;
+    bool logged = false;
+    while (pg_connect(d->cfg->pg_conninfo, ret, &err) < 0) {
+        if (!logged)
+            log_warn(NULL, "%s, retrying", err.message);
+        logged = true;
+        if (is_stop_signal(wait_signal(d, delay_ms)))
+            return STOPPED_WHILE_WAITING;
+        delay_ms = delay_ms > d->cfg->backoff_max_ms / 2 ? d->cfg->backoff_max_ms : delay_ms * 2;
+    }
+    return 0;
+}
+
+static void log_diagnostics(const Diagnostics *diag)
+{
+    for (size_t i = 0; i < diag->count; i++) {
+        const Diagnostic *g = &diag->items[i];
+        if (g->file != NULL && g->line > 0)
+            log_error(NULL, "%s:%d:%d: %s", g->file, g->line, g->column, g->message);
+        else
+            log_error(NULL, "%s%s%s", g->file != NULL ? g->file : "", g->file != NULL ? ": " : "",
+                      g->message);
+    }
+}
+
+/* Bookkeeping schema, read tables, registry: everything before the first event.
+ * Returns 0, an exit code, or STOPPED_WHILE_WAITING. */
+static int prepare_database(Daemon *d)
+{
+    Pg *pg = NULL;
+    PjError err;
+    Diagnostics diag = {0};
+    if (connect_pg_patiently(d, &pg) < 0)
+        return STOPPED_WHILE_WAITING;
+    int code = 0, applied = 0;
+    if (migrations_apply(pg, d->cfg->pg_schema, &applied, &err) < 0) {
+        log_error(NULL, "could not migrate schema \"%s\": %s", d->cfg->pg_schema, err.message);
+        code = EXIT_RUNTIME;
+    } else if (tables_ensure(pg_conn(pg), d->set, &diag) < 0) {
+        log_diagnostics(&diag);
+        code = EXIT_CONFIG;
+    } else if (migrations_register_models(pg, d->cfg->pg_schema, d->set, &err) < 0) {
+        log_error(NULL, "could not register the read models: %s", err.message);
+        code = EXIT_RUNTIME;
+    }
+    if (applied > 0)
+        log_info(NULL, "applied %d migration%s to schema \"%s\"", applied, applied == 1 ? "" : "s",
+                 d->cfg->pg_schema);
+    diag_done(&diag);
+    pg_free(pg);
+    return code;
+}
+
+static int start_serving(Daemon *d)
+{
+    PjError err;
+    HttpOptions opts = {
+        .listen = d->cfg->http_listen,
+        .token = d->cfg->http_token,
+        .max_connections = (unsigned)d->cfg->http_max_connections,
+        .max_request_bytes = (unsigned)d->cfg->http_max_request_bytes,
+        .max_waiters = (unsigned)d->cfg->http_max_waiters,
+        .wait_timeout_default_ms = (unsigned)d->cfg->wait_timeout_ms,
+        .wait_timeout_max_ms = (unsigned)d->cfg->wait_timeout_max_ms,
+        .has_listener = d->listener >= 0,
+        .listener_fd = d->listener,
+    };
+    d->listener = -1; /* http_start takes it over, whatever happens */
+    atomic_store(&d->stop, false);
+    d->board = lag_board_new(d->set);
+    if (http_start(&opts, d->board, &d->http, &err) < 0) {
+        log_error(NULL, "could not start the HTTP server on \"%s\": %s", d->cfg->http_listen,
+                  err.message);
+        return EXIT_RUNTIME;
+    }
+    d->workers = xcalloc(d->set->count, sizeof *d->workers);
+    for (size_t i = 0; i < d->set->count; i++) {
+        WorkerOpts wo = {.cfg = d->cfg, .set = d->set, .rm = i, .board = d->board, .stop = &d->stop};
+        if (worker_start(&wo, &d->workers[i], &err) < 0) {
+            log_error(NULL, "%s", err.message);
+            return EXIT_RUNTIME;
+        }
+    }
+    log_info(NULL, "projecting %zu read model%s, HTTP on %s", d->set->count,
+             d->set->count == 1 ? "" : "s", d->cfg->http_listen);
+    return 0;
+}
+
+/* Stops in dependency order: workers finish their batch (lag_shutdown wakes any waiting
+ * on a lookup), then the HTTP server answers the waiters still pending, then the board.
+ * keep_listener (a reload): the HTTP socket stays open, so connections queue meanwhile. */
+static void stop_serving(Daemon *d, bool keep_listener)
+{
+    atomic_store(&d->stop, true);
+    if (d->board != NULL)
+        lag_shutdown(d->board);
+    for (size_t i = 0; d->workers != NULL && i < d->set->count; i++)
+        d->workers[i] = worker_join(d->workers[i]);
+    free(d->workers);
+    d->workers = NULL;
+    if (keep_listener && d->http != NULL)
+        d->http = http_stop_keep(d->http, &d->listener);
+    else
+        d->http = http_stop(d->http);
+    d->board = lag_board_free(d->board);
+}
+
+/* ---- reload ---- */
+
+static bool same_key(const Model *a, const Model *b)
+{
+    if (a->nkey != b->nkey)
+        return false;
+    for (size_t k = 0; k < a->nkey; k++)
+        if (strcmp(a->columns[a->key[k]].name, b->columns[b->key[k]].name) != 0)
+            return false;
+    return true;
+}
+
+/* A read model that keeps its name but changes its table or key needs a rebuild, which a
+ * reload does not do. Returns the name of the first such model, or NULL. */
+static const char *needs_rebuild(const ModelSet *old, const ModelSet *fresh)
+{
+    for (size_t i = 0; i < fresh->count; i++) {
+        int o = model_set_find(old, fresh->models[i].name);
+        if (o < 0)
+            continue;
+        const Model *a = &old->models[o], *b = &fresh->models[i];
+        if (strcmp(a->table, b->table) != 0 || !same_key(a, b))
+            return b->name;
+    }
+    return NULL;
+}
+
+/* Loads and checks the read models again. Returns the new set, or NULL (logged) when the
+ * running one must be kept. */
+static ModelSet *load_for_reload(Daemon *d)
+{
+    ModelSet *fresh = NULL;
+    Diagnostics diag = {0};
+    if (model_load_dir(d->cfg->readmodels_dir, &fresh, &diag) < 0) {
+        log_diagnostics(&diag);
+        log_error(NULL, "cannot reload: %zu error%s in the read models, keeping the running ones",
+                  diag.count, diag.count == 1 ? "" : "s");
+        diag_done(&diag);
+        return NULL;
+    }
+    diag_done(&diag);
+    const char *changed = needs_rebuild(d->set, fresh);
+    if (changed != NULL) {
+        log_error(NULL, "cannot reload: read model \"%s\" changed its table or key, which needs a "
+                        "rebuild; keeping the running read models", changed);
+        model_set_free(fresh);
+        return NULL;
+    }
+    return fresh;
+}
+
+/* Returns 0 or an exit code when the daemon cannot go on. */
+static int reload(Daemon *d)
+{
+    ModelSet *fresh = load_for_reload(d);
+    if (fresh == NULL)
+        return 0;
+    log_info(NULL, "reloading %zu read model%s", fresh->count, fresh->count == 1 ? "" : "s");
+    stop_serving(d, true);
+    ModelSet *old = d->set;
+    d->set = fresh;
+    int code = prepare_database(d);
+    if (code == STOPPED_WHILE_WAITING) {
+        model_set_free(old);
+        return STOPPED_WHILE_WAITING;
+    }
+    if (code != 0) {
+        log_error(NULL, "cannot reload: the read tables do not accept the new definitions, "
+                        "keeping the running read models");
+        d->set = old;
+        model_set_free(fresh);
+    } else {
+        model_set_free(old);
+    }
+    return start_serving(d);
+}
+
+static int serve_until_stopped(Daemon *d)
+{
+    for (;;) {
+        int sig = wait_signal(d, -1);
+        if (is_stop_signal(sig)) {
+            log_info(NULL, "received %s, finishing the batches in flight", strsignal(sig));
+            return 0;
+        }
+        if (sig == SIGHUP) {
+            int code = reload(d);
+            if (code != 0)
+                return code == STOPPED_WHILE_WAITING ? 0 : code;
+        }
+    }
+}
+
+int daemon_run(const Config *cfg, ModelSet *set)
+{
+    Daemon d = {.cfg = cfg, .set = set, .listener = -1};
+    atomic_init(&d.stop, false);
+    /* Block the signals before any thread starts, so only sigwait here sees them. */
+    sigemptyset(&d.signals);
+    sigaddset(&d.signals, SIGTERM);
+    sigaddset(&d.signals, SIGINT);
+    sigaddset(&d.signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &d.signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int code = prepare_database(&d);
+    if (code == 0 && (code = start_serving(&d)) == 0)
+        code = serve_until_stopped(&d);
+    stop_serving(&d, false);
+    if (d.listener >= 0)
+        close(d.listener); /* a reload stopped while it waited for PostgreSQL */
+    model_set_free(d.set);
+    log_info(NULL, "exiting");
+    return code == STOPPED_WHILE_WAITING ? 0 : code;
+}

@@ -1,0 +1,32 @@
+/* worker.h - one thread per read model: read its streams through its consumer group,
+ * apply each batch and its checkpoint in one transaction, acknowledge, report progress.
+ *
+ * Workers share nothing but the LagBoard, so one slow or failing read model never holds
+ * up another (except through a lookup, by design: see PRODUCT.md "Order").
+ */
+#ifndef PROJECTOR_WORKER_H
+#define PROJECTOR_WORKER_H
+
+#include <stdatomic.h>
+
+#include "base/config.h"
+#include "board/lag.h"
+#include "model/model.h"
+#include "base/util.h"
+
+typedef struct WorkerOpts {
+    const Config *cfg;    /* borrowed; outlives the worker */
+    const ModelSet *set;  /* borrowed; outlives the worker */
+    size_t rm;            /* index of the read model in set */
+    LagBoard *board;      /* borrowed */
+    atomic_bool *stop;    /* set by main on SIGTERM/SIGINT */
+} WorkerOpts;
+
+typedef struct Worker Worker;
+
+/* Starts the thread. The worker connects (and reconnects) by itself. */
+int worker_start(const WorkerOpts *opts, Worker **ret, PjError *err) PJ_MUSTCHECK;
+/* Waits for the thread to finish its batch in flight and exit, then frees it. */
+Worker *worker_join(Worker *w);
+
+#endif

@@ -1,0 +1,109 @@
+/* reader.h - Redis Streams through hiredis: connect, consumer groups, XREADGROUP, XACK,
+ * XAUTOCLAIM, and the lag sample of one stream. Every reply's shape is checked before use.
+ *
+ * A Reader owns one redisContext. Any error on it is reported as -PJ_ETRANSIENT (the
+ * caller drops the Reader and reconnects) except replies that say the data is wrong
+ * (a key that is not a stream: -PJ_EPERMANENT).
+ */
+#ifndef PROJECTOR_READER_H
+#define PROJECTOR_READER_H
+
+#include <hiredis/hiredis.h>
+
+#include "base/config.h"
+#include "apply/event.h"
+#include "board/lag.h"
+#include "base/stream_id.h"
+#include "base/util.h"
+
+typedef struct Reader Reader;
+
+/* Connects, authenticates and selects the database. timeout_ms bounds the connect and
+ * every command beyond block_ms (a stalled network is an error, not a hang). */
+int reader_connect(const RedisAddr *addr, int connect_timeout_ms, int command_timeout_ms,
+                   Reader **ret, PjError *err) PJ_MUSTCHECK;
+Reader *reader_free(Reader *r);
+
+/* Creates the group at 0 (from_beginning) or $ with MKSTREAM. *ret_created tells whether
+ * it was created now (false: it already existed). */
+int reader_ensure_group(Reader *r, const char *stream, const char *group, bool from_beginning,
+                        bool *ret_created, PjError *err) PJ_MUSTCHECK;
+/* The stream's last generated ID (0-0 for an empty stream). */
+int reader_last_id(Reader *r, const char *stream, StreamId *ret, PjError *err) PJ_MUSTCHECK;
+/* What Redis 7 tells about entries that left a stream, for gap detection. */
+typedef struct StreamCounts {
+    StreamId max_deleted;  /* highest ID removed by XDEL (0-0 when none) */
+    uint64_t added;        /* entries ever added */
+    uint64_t length;       /* entries there now */
+    bool has_entries_read; /* Redis knows how many entries the group has read */
+    uint64_t entries_read; /* ... and this is that number */
+    bool has_lag;          /* Redis knows how many entries the group has yet to read */
+    uint64_t lag;          /* ... and this is that number */
+} StreamCounts;
+
+/* XINFO STREAM and XINFO GROUPS of one stream for one group, in one round trip. */
+int reader_stream_counts(Reader *r, const char *stream, const char *group, StreamCounts *ret,
+                         PjError *err) PJ_MUSTCHECK;
+/* Takes over every pending entry of the group, from any consumer, for consumer. */
+int reader_claim_all(Reader *r, const char *stream, const char *group, const char *consumer,
+                     PjError *err) PJ_MUSTCHECK;
+
+/* One entry of a batch; strings point into the batch's reply. */
+typedef struct Entry {
+    size_t stream; /* index into the streams passed to reader_read */
+    StreamId id;
+    char id_text[STREAM_ID_BUFSZ];
+    bool deleted; /* a pending entry whose content is gone (trimmed or XDEL) */
+    EntryFields fields;
+} Entry;
+
+/* Entries read by one XREADGROUP, in reply order (per stream in stream order). Owns the
+ * reply; reset it before the next read. */
+typedef struct Batch {
+    redisReply *reply;
+    Entry *entries;
+    size_t count;
+    size_t cap;
+    /* storage for the EntryFields arrays */
+    const char **strs;
+    size_t *lens;
+    size_t strs_cap;
+} Batch;
+
+void batch_reset(Batch *b);
+void batch_done(Batch *b);
+
+/* XREADGROUP GROUP group consumer COUNT count [BLOCK block_ms] STREAMS s... ids...
+ * ids[i] is NULL for ">" (new entries) or the ID after which to re-read this consumer's
+ * pending entries. BLOCK is only sent when every id is ">" and block_ms >= 0 (a negative
+ * block_ms answers at once, empty when nothing is there). Fills *out (reset first).
+ * When counts is not NULL, counts[i] gets stream i's group position as it stands right
+ * after the read (XINFO GROUPS pipelined behind it: no extra round trip); added and
+ * length stay 0, and max_deleted is only fetched (one more round trip) when the group
+ * has not read everything there is. */
+int reader_read(Reader *r, const char *group, const char *consumer, const char *const *streams,
+                const char *const *ids, size_t nstreams, int count, int block_ms, Batch *out,
+                StreamCounts *counts, PjError *err) PJ_MUSTCHECK;
+
+/* Checks the shape of an XREADGROUP reply and fills *out (reset first) from it. Takes
+ * ownership of reply. A nil reply is an empty batch. Exposed for tests, which feed
+ * recorded RESP bytes through hiredis's redisReader. */
+int reader_parse_batch(redisReply *reply, const char *const *streams, size_t nstreams, Batch *out,
+                       PjError *err) PJ_MUSTCHECK;
+
+/* XACK stream group id...: queued, not waited for. It goes out with the next command
+ * (the next reader_read's XREADGROUP, in the same write) and that command reads its reply
+ * first, so an acknowledgement costs no round trip of its own; an error in it is that
+ * command's error. reader_flush sends and settles what is queued (before a clean stop).
+ * Entries whose acknowledgement is lost with the connection are simply delivered again. */
+int reader_ack(Reader *r, const char *stream, const char *group, const char *const *ids, size_t n,
+               PjError *err) PJ_MUSTCHECK;
+int reader_flush(Reader *r, PjError *err) PJ_MUSTCHECK;
+
+/* The lag of one stream for a group whose committed position is applied: last entry ID,
+ * entries after applied (exact up to a bound, via XINFO GROUPS lag + pending when
+ * available), and the ms part of the first entry after applied. */
+int reader_sample(Reader *r, const char *stream, const char *group, StreamId applied,
+                  LagSample *ret, PjError *err) PJ_MUSTCHECK;
+
+#endif
