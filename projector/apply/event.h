@@ -10,17 +10,8 @@
 
 #include <jansson.h>
 
+#include "base/entry.h"
 #include "base/util.h"
-
-/* The fields of one entry as Redis returned them: names[i]/values[i] of lengths
- * name_lens[i]/value_lens[i], not NUL-terminated, possibly not valid UTF-8. */
-typedef struct EntryFields {
-    size_t count;
-    const char *const *names;
-    const size_t *name_lens;
-    const char *const *values;
-    const size_t *value_lens;
-} EntryFields;
 
 /* Builds the normalized event. stream, entry_id and event_field are borrowed.
  * Returns 0 with *ret owned by the caller, or -PJ_EPERMANENT with err set when the

@@ -1,4 +1,4 @@
-/* lag.c - the LagBoard: per read model its fault state and last poll, per stream its
+/* lag.c - the Board: per read model its fault state and last poll, per stream its
  * position, lag, counters, rate ring and ring of recent entry outcomes.
  *
  * One mutex guards everything; one condition variable is broadcast on every commit and on
@@ -21,7 +21,7 @@
 
 typedef struct RingEntry {
     StreamId id;
-    EntryOutcomeKind kind;
+    BoardOutcomeKind kind;
     char *error; /* owned; dead letters only */
 } RingEntry;
 
@@ -40,14 +40,14 @@ typedef struct StreamBoard {
 } StreamBoard;
 
 typedef struct RmBoard {
-    RmState fault;             /* STARTING, RUNNING (no fault), RETRYING, STOPPED, REBUILDING */
+    BoardState fault;             /* STARTING, RUNNING (no fault), RETRYING, STOPPED, REBUILDING */
     char *reason;              /* owned, NULL when none */
     int64_t last_poll_wall_ms; /* 0: never polled */
     int64_t alive_mono_ms;     /* last poll or fault cleared, whichever is later */
     StreamBoard *streams;
 } RmBoard;
 
-struct LagBoard {
+struct Board {
     const ModelSet *set;
     pthread_mutex_t mu;
     pthread_cond_t cond; /* CLOCK_MONOTONIC; commits and shutdown */
@@ -57,7 +57,7 @@ struct LagBoard {
     WaitRegistry *waits;
 };
 
-const char *rm_state_name(RmState state)
+const char *board_state_name(BoardState state)
 {
     static const char *const names[] = {"starting", "running", "catching_up",
                                         "retrying", "stopped", "rebuilding"};
@@ -67,9 +67,9 @@ const char *rm_state_name(RmState state)
 
 /* ---- lifecycle ---- */
 
-LagBoard *lag_board_new(const ModelSet *set)
+Board *board_new(const ModelSet *set)
 {
-    LagBoard *b = xcalloc(1, sizeof(*b));
+    Board *b = xcalloc(1, sizeof(*b));
     pthread_condattr_t attr;
 
     b->set = set;
@@ -82,7 +82,7 @@ LagBoard *lag_board_new(const ModelSet *set)
     b->rms = xcalloc(set->count ? set->count : 1, sizeof(*b->rms));
     for (size_t i = 0; i < set->count; i++) {
         const Model *m = &set->models[i];
-        b->rms[i].fault = RM_STATE_STARTING;
+        b->rms[i].fault = BOARD_STATE_STARTING;
         b->rms[i].streams = xcalloc(m->nstreams ? m->nstreams : 1, sizeof(StreamBoard));
         for (size_t s = 0; s < m->nstreams; s++)
             b->rms[i].streams[s].oldest_unapplied_ms = -1;
@@ -98,7 +98,7 @@ static void stream_board_done(StreamBoard *sb)
     free(sb->ring);
 }
 
-LagBoard *lag_board_free(LagBoard *b)
+Board *board_free(Board *b)
 {
     if (!b)
         return NULL;
@@ -116,19 +116,19 @@ LagBoard *lag_board_free(LagBoard *b)
     return NULL;
 }
 
-const ModelSet *lag_board_models(const LagBoard *b)
+const ModelSet *board_models(const Board *b)
 {
     return b->set;
 }
 
-void lag_set_stale_poll_ms(LagBoard *b, unsigned ms)
+void board_set_stale_poll_ms(Board *b, unsigned ms)
 {
     pthread_mutex_lock(&b->mu);
     b->stale_poll_ms = ms;
     pthread_mutex_unlock(&b->mu);
 }
 
-static StreamBoard *stream_board(const LagBoard *b, size_t rm, size_t stream)
+static StreamBoard *stream_board(const Board *b, size_t rm, size_t stream)
 {
     assert(rm < b->set->count);
     assert(stream < b->set->models[rm].nstreams);
@@ -137,28 +137,28 @@ static StreamBoard *stream_board(const LagBoard *b, size_t rm, size_t stream)
 
 /* ---- worker side ---- */
 
-void lag_set_state(LagBoard *b, size_t rm, RmState state, const char *reason)
+void board_set_state(Board *b, size_t rm, BoardState state, const char *reason)
 {
     WakeList wl = {0};
     RmBoard *r;
 
     assert(rm < b->set->count);
-    if (state == RM_STATE_CATCHING_UP)
-        state = RM_STATE_RUNNING; /* derived from the samples, never a fault */
+    if (state == BOARD_STATE_CATCHING_UP)
+        state = BOARD_STATE_RUNNING; /* derived from the samples, never a fault */
     pthread_mutex_lock(&b->mu);
     r = &b->rms[rm];
-    if (state == RM_STATE_RUNNING && r->fault != RM_STATE_RUNNING)
+    if (state == BOARD_STATE_RUNNING && r->fault != BOARD_STATE_RUNNING)
         r->alive_mono_ms = now_monotonic_ms();
     r->fault = state;
     free(r->reason);
-    r->reason = reason && state != RM_STATE_RUNNING ? xstrdup(reason) : NULL;
-    if (state == RM_STATE_STOPPED)
+    r->reason = reason && state != BOARD_STATE_RUNNING ? xstrdup(reason) : NULL;
+    if (state == BOARD_STATE_STOPPED)
         wait_on_stop_locked(b->waits, rm, r->reason, &wl);
     pthread_mutex_unlock(&b->mu);
     wait_wake_run(b->waits, &wl);
 }
 
-void lag_polled(LagBoard *b, size_t rm)
+void board_polled(Board *b, size_t rm)
 {
     assert(rm < b->set->count);
     pthread_mutex_lock(&b->mu);
@@ -167,7 +167,7 @@ void lag_polled(LagBoard *b, size_t rm)
     pthread_mutex_unlock(&b->mu);
 }
 
-void lag_sampled(LagBoard *b, size_t rm, size_t stream, const LagSample *sample)
+void board_sampled(Board *b, size_t rm, size_t stream, const StreamBacklog *sample)
 {
     pthread_mutex_lock(&b->mu);
     StreamBoard *sb = stream_board(b, rm, stream);
@@ -178,7 +178,7 @@ void lag_sampled(LagBoard *b, size_t rm, size_t stream, const LagSample *sample)
     pthread_mutex_unlock(&b->mu);
 }
 
-void lag_set_dead_letters(LagBoard *b, size_t rm, size_t stream, uint64_t total)
+void board_set_dead_letters(Board *b, size_t rm, size_t stream, uint64_t total)
 {
     pthread_mutex_lock(&b->mu);
     stream_board(b, rm, stream)->dead_letters = total;
@@ -192,7 +192,7 @@ static RingEntry *ring_at(const StreamBoard *sb, size_t i)
     return &sb->ring[(sb->ring_start + i) % LAG_RING_SIZE];
 }
 
-static void ring_push(StreamBoard *sb, const EntryOutcome *o)
+static void ring_push(StreamBoard *sb, const BoardOutcome *o)
 {
     RingEntry *e;
 
@@ -209,7 +209,7 @@ static void ring_push(StreamBoard *sb, const EntryOutcome *o)
     e = ring_at(sb, sb->ring_count++);
     e->id = o->id;
     e->kind = o->outcome;
-    e->error = o->outcome == OUTCOME_DEAD_LETTERED && o->error ? xstrdup(o->error) : NULL;
+    e->error = o->outcome == BOARD_OUTCOME_DEAD_LETTERED && o->error ? xstrdup(o->error) : NULL;
 }
 
 static void rate_add(StreamBoard *sb, int64_t second, uint64_t count)
@@ -236,18 +236,18 @@ static double rate_per_second(const StreamBoard *sb, int64_t second)
 }
 
 /* Counts a batch's outcomes; returns how many there were. */
-static uint64_t count_outcomes(StreamBoard *sb, StreamId position, const EntryOutcome *o, size_t n)
+static uint64_t count_outcomes(StreamBoard *sb, StreamId position, const BoardOutcome *o, size_t n)
 {
     uint64_t applied = 0;
 
     for (size_t i = 0; i < n; i++) {
         assert(stream_id_cmp(o[i].id, position) <= 0);
         assert(i == 0 || stream_id_cmp(o[i - 1].id, o[i].id) < 0);
-        if (o[i].outcome == OUTCOME_APPLIED)
+        if (o[i].outcome == BOARD_OUTCOME_APPLIED)
             applied++;
-        else if (o[i].outcome == OUTCOME_SKIPPED)
+        else if (o[i].outcome == BOARD_OUTCOME_SKIPPED)
             sb->skipped++;
-        else if (o[i].outcome == OUTCOME_DEAD_LETTERED)
+        else if (o[i].outcome == BOARD_OUTCOME_DEAD_LETTERED)
             sb->dead_letters++;
         ring_push(sb, &o[i]);
     }
@@ -273,8 +273,8 @@ static void adjust_lag(StreamBoard *sb, uint64_t settled)
         sb->oldest_unapplied_ms = (int64_t)sb->position.ms;
 }
 
-void lag_committed(LagBoard *b, size_t rm, size_t stream, StreamId position,
-                   const EntryOutcome *outcomes, size_t n)
+void board_committed(Board *b, size_t rm, size_t stream, StreamId position,
+                   const BoardOutcome *outcomes, size_t n)
 {
     WakeList wl = {0};
     uint64_t settled;
@@ -292,13 +292,13 @@ void lag_committed(LagBoard *b, size_t rm, size_t stream, StreamId position,
     wait_wake_run(b->waits, &wl);
 }
 
-static bool position_reached(const LagBoard *b, size_t rm, size_t stream, StreamId target)
+static bool position_reached(const Board *b, size_t rm, size_t stream, StreamId target)
 {
     const StreamBoard *sb = stream_board(b, rm, stream);
     return sb->has_position && stream_id_cmp(sb->position, target) >= 0;
 }
 
-int lag_wait_position(LagBoard *b, size_t rm, size_t stream, StreamId target, int timeout_ms)
+int board_wait_position(Board *b, size_t rm, size_t stream, StreamId target, int timeout_ms)
 {
     int64_t deadline = now_monotonic_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     struct timespec ts = {.tv_sec = deadline / 1000, .tv_nsec = (deadline % 1000) * 1000000};
@@ -320,7 +320,7 @@ int lag_wait_position(LagBoard *b, size_t rm, size_t stream, StreamId target, in
     return rc;
 }
 
-void lag_shutdown(LagBoard *b)
+void board_shutdown(Board *b)
 {
     WakeList wl = {0};
 
@@ -334,32 +334,32 @@ void lag_shutdown(LagBoard *b)
 
 /* ---- plumbing for wait.c (mutex held) ---- */
 
-WaitRegistry *lag_registry(LagBoard *b)
+WaitRegistry *lag_registry(Board *b)
 {
     return b->waits;
 }
 
-bool lag_is_shut_down_locked(const LagBoard *b)
+bool lag_is_shut_down_locked(const Board *b)
 {
     return b->shut_down;
 }
 
-RmState lag_fault_locked(const LagBoard *b, size_t rm, const char **ret_reason)
+BoardState lag_fault_locked(const Board *b, size_t rm, const char **ret_reason)
 {
     assert(rm < b->set->count);
     *ret_reason = b->rms[rm].reason;
     return b->rms[rm].fault;
 }
 
-bool lag_position_locked(const LagBoard *b, size_t rm, size_t stream, StreamId *ret)
+bool lag_position_locked(const Board *b, size_t rm, size_t stream, StreamId *ret)
 {
     const StreamBoard *sb = stream_board(b, rm, stream);
     *ret = sb->position;
     return sb->has_position;
 }
 
-bool lag_ring_find_locked(const LagBoard *b, size_t rm, size_t stream, StreamId id,
-                          EntryOutcomeKind *ret_kind, const char **ret_error)
+bool lag_ring_find_locked(const Board *b, size_t rm, size_t stream, StreamId id,
+                          BoardOutcomeKind *ret_kind, const char **ret_error)
 {
     const StreamBoard *sb = stream_board(b, rm, stream);
     size_t lo = 0, hi = sb->ring_count;
@@ -384,25 +384,25 @@ bool lag_ring_find_locked(const LagBoard *b, size_t rm, size_t stream, StreamId 
 /* ---- derived state and JSON ---- */
 
 /* The state /lag shows: a fault wins, then a worker that stopped polling, then the lag. */
-static RmState derive_state(const LagBoard *b, size_t rm, int64_t now_mono, const char **ret_reason,
+static BoardState derive_state(const Board *b, size_t rm, int64_t now_mono, const char **ret_reason,
                             char *buf, size_t size)
 {
     const RmBoard *r = &b->rms[rm];
     int64_t silent_ms = now_mono - r->alive_mono_ms;
 
     *ret_reason = r->reason;
-    if (r->fault != RM_STATE_RUNNING)
+    if (r->fault != BOARD_STATE_RUNNING)
         return r->fault;
     if (silent_ms > b->stale_poll_ms) {
         snprintf(buf, size, "worker has not polled for %lld ms", (long long)silent_ms);
         *ret_reason = buf;
-        return RM_STATE_RETRYING;
+        return BOARD_STATE_RETRYING;
     }
     for (size_t s = 0; s < b->set->models[rm].nstreams; s++) {
         if (r->streams[s].entries_behind > 0)
-            return RM_STATE_CATCHING_UP;
+            return BOARD_STATE_CATCHING_UP;
     }
-    return RM_STATE_RUNNING;
+    return BOARD_STATE_RUNNING;
 }
 
 static double lag_seconds(const StreamBoard *sb, int64_t now_wall)
@@ -419,20 +419,20 @@ static json_t *id_or_null(bool known, StreamId id)
     return known ? json_string(stream_id_format(id, buf)) : json_null();
 }
 
-static void set_state_json(json_t *obj, RmState state, const char *reason)
+static void set_state_json(json_t *obj, BoardState state, const char *reason)
 {
-    json_object_set_new(obj, "state", json_string(rm_state_name(state)));
+    json_object_set_new(obj, "state", json_string(board_state_name(state)));
     json_object_set_new(obj, "reason", reason ? wait_json_string(reason) : json_null());
 }
 
-void lag_position_json_locked(LagBoard *b, size_t rm, size_t stream, json_t *obj)
+void lag_position_json_locked(Board *b, size_t rm, size_t stream, json_t *obj)
 {
     const StreamBoard *sb = stream_board(b, rm, stream);
     char buf[128];
     const char *reason;
-    RmState state = derive_state(b, rm, now_monotonic_ms(), &reason, buf, sizeof(buf));
+    BoardState state = derive_state(b, rm, now_monotonic_ms(), &reason, buf, sizeof(buf));
 
-    json_object_set_new(obj, "state", json_string(rm_state_name(state)));
+    json_object_set_new(obj, "state", json_string(board_state_name(state)));
     if (reason)
         json_object_set_new(obj, "reason", wait_json_string(reason));
     json_object_set_new(obj, "last_applied_id", id_or_null(sb->has_position, sb->position));
@@ -440,7 +440,7 @@ void lag_position_json_locked(LagBoard *b, size_t rm, size_t stream, json_t *obj
     json_object_set_new(obj, "lag_seconds", json_real(lag_seconds(sb, now_wall_ms())));
 }
 
-static json_t *stream_json(const LagBoard *b, size_t rm, size_t s, int64_t now_wall,
+static json_t *stream_json(const Board *b, size_t rm, size_t s, int64_t now_wall,
                            int64_t now_sec)
 {
     const StreamBoard *sb = &b->rms[rm].streams[s];
@@ -458,13 +458,13 @@ static json_t *stream_json(const LagBoard *b, size_t rm, size_t s, int64_t now_w
     return o;
 }
 
-static json_t *rm_json(const LagBoard *b, size_t rm)
+static json_t *rm_json(const Board *b, size_t rm)
 {
     const RmBoard *r = &b->rms[rm];
     int64_t now_mono = now_monotonic_ms(), now_wall = now_wall_ms();
     char buf[128], when[32];
     const char *reason;
-    RmState state = derive_state(b, rm, now_mono, &reason, buf, sizeof(buf));
+    BoardState state = derive_state(b, rm, now_mono, &reason, buf, sizeof(buf));
     json_t *o = json_object(), *streams = json_array();
 
     json_object_set_new(o, "name", wait_json_string(b->set->models[rm].name));
@@ -485,7 +485,7 @@ static json_t *rm_json(const LagBoard *b, size_t rm)
     return o;
 }
 
-json_t *lag_json(LagBoard *b, int rm)
+json_t *board_json(Board *b, int rm)
 {
     json_t *doc;
 
@@ -504,7 +504,7 @@ json_t *lag_json(LagBoard *b, int rm)
     return doc;
 }
 
-bool lag_ready(LagBoard *b)
+bool board_ready(Board *b)
 {
     bool ready = true;
     int64_t now_mono = now_monotonic_ms();
@@ -513,8 +513,8 @@ bool lag_ready(LagBoard *b)
 
     pthread_mutex_lock(&b->mu);
     for (size_t i = 0; i < b->set->count && ready; i++) {
-        RmState s = derive_state(b, i, now_mono, &reason, buf, sizeof(buf));
-        ready = s != RM_STATE_RETRYING && s != RM_STATE_STOPPED && s != RM_STATE_STARTING;
+        BoardState s = derive_state(b, i, now_mono, &reason, buf, sizeof(buf));
+        ready = s != BOARD_STATE_RETRYING && s != BOARD_STATE_STOPPED && s != BOARD_STATE_STARTING;
     }
     pthread_mutex_unlock(&b->mu);
     return ready;

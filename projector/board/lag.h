@@ -10,76 +10,70 @@
 
 #include <jansson.h>
 
+#include "base/entry.h"
 #include "model/model.h"
 #include "base/stream_id.h"
 #include "base/util.h"
 
 typedef enum {
-    RM_STATE_STARTING,    /* not yet connected for the first time */
-    RM_STATE_RUNNING,     /* caught up */
-    RM_STATE_CATCHING_UP, /* entries waiting on at least one stream */
-    RM_STATE_RETRYING,    /* a transient fault (reason says which); will resume by itself */
-    RM_STATE_STOPPED,     /* cannot progress until an operator acts (reason says why) */
-    RM_STATE_REBUILDING
-} RmState;
+    BOARD_STATE_STARTING,    /* not yet connected for the first time */
+    BOARD_STATE_RUNNING,     /* caught up */
+    BOARD_STATE_CATCHING_UP, /* entries waiting on at least one stream */
+    BOARD_STATE_RETRYING,    /* a transient fault (reason says which); will resume by itself */
+    BOARD_STATE_STOPPED,     /* cannot progress until an operator acts (reason says why) */
+    BOARD_STATE_REBUILDING
+} BoardState;
 
 /* "starting", "running", "catching_up", "retrying", "stopped", "rebuilding". */
-const char *rm_state_name(RmState state);
+const char *board_state_name(BoardState state);
 
-typedef struct LagBoard LagBoard;
+typedef struct Board Board;
 
 /* Borrows set (names, streams), which must outlive the board. */
-LagBoard *lag_board_new(const ModelSet *set);
+Board *board_new(const ModelSet *set);
 /* Accepts NULL; returns NULL. No waiter may still be registered. */
-LagBoard *lag_board_free(LagBoard *board);
-const ModelSet *lag_board_models(const LagBoard *board);
+Board *board_free(Board *board);
+const ModelSet *board_models(const Board *board);
 
 /* ---- worker side ---- */
 
-/* Sets the fault state: RM_STATE_RETRYING or RM_STATE_STOPPED with a reason (copied), or
- * RM_STATE_RUNNING to clear a fault (running vs catching_up is then derived from the
+/* Sets the fault state: BOARD_STATE_RETRYING or BOARD_STATE_STOPPED with a reason (copied), or
+ * BOARD_STATE_RUNNING to clear a fault (running vs catching_up is then derived from the
  * samples). A change to STOPPED answers every /wait waiting on that read model. */
-void lag_set_state(LagBoard *board, size_t rm, RmState state, const char *reason);
+void board_set_state(Board *board, size_t rm, BoardState state, const char *reason);
 /* Records that the worker just polled Redis (wall clock now). */
-void lag_polled(LagBoard *board, size_t rm);
+void board_polled(Board *board, size_t rm);
 
-typedef struct LagSample {
-    bool has_last_entry;
-    StreamId last_entry;        /* the stream's last entry ID in Redis */
-    uint64_t entries_behind;    /* entries not yet applied (undelivered + pending) */
-    int64_t oldest_unapplied_ms; /* ms part of the oldest entry not yet applied, -1 if none */
-} LagSample;
-
-void lag_sampled(LagBoard *board, size_t rm, size_t stream, const LagSample *sample);
+void board_sampled(Board *board, size_t rm, size_t stream, const StreamBacklog *sample);
 /* The dead-letter count read from PostgreSQL at start. */
-void lag_set_dead_letters(LagBoard *board, size_t rm, size_t stream, uint64_t total);
+void board_set_dead_letters(Board *board, size_t rm, size_t stream, uint64_t total);
 
 typedef enum {
-    OUTCOME_NONE = 0, /* not settled yet */
-    OUTCOME_APPLIED,
-    OUTCOME_DEAD_LETTERED,
-    OUTCOME_SKIPPED /* the type is not handled by the read model */
-} EntryOutcomeKind;
+    BOARD_OUTCOME_NONE = 0, /* not settled yet */
+    BOARD_OUTCOME_APPLIED,
+    BOARD_OUTCOME_DEAD_LETTERED,
+    BOARD_OUTCOME_SKIPPED /* the type is not handled by the read model */
+} BoardOutcomeKind;
 
-typedef struct EntryOutcome {
+typedef struct BoardOutcome {
     StreamId id;
-    EntryOutcomeKind outcome;
-    const char *error; /* OUTCOME_DEAD_LETTERED: the error text (borrowed for the call) */
-} EntryOutcome;
+    BoardOutcomeKind outcome;
+    const char *error; /* BOARD_OUTCOME_DEAD_LETTERED: the error text (borrowed for the call) */
+} BoardOutcome;
 
 /* After a commit: the stream's new position (never behind the old one) and the outcome
  * of each entry of the batch on that stream, ascending. Counts them, adjusts the lag and
  * settles every /wait waiter whose entry is now covered. Also used with n == 0 to set the
  * position loaded from the checkpoint at start. */
-void lag_committed(LagBoard *board, size_t rm, size_t stream, StreamId position,
-                   const EntryOutcome *outcomes, size_t n);
+void board_committed(Board *board, size_t rm, size_t stream, StreamId position,
+                   const BoardOutcome *outcomes, size_t n);
 
 /* Blocks until read model rm has committed position >= target on its stream, the timeout
- * passes (-PJ_ETIMEDOUT) or lag_shutdown is called (-PJ_ESTOPPED). No busy loop. */
-int lag_wait_position(LagBoard *board, size_t rm, size_t stream, StreamId target,
+ * passes (-PJ_ETIMEDOUT) or board_shutdown is called (-PJ_ESTOPPED). No busy loop. */
+int board_wait_position(Board *board, size_t rm, size_t stream, StreamId target,
                       int timeout_ms) PJ_MUSTCHECK;
-/* Wakes every blocked lag_wait_position and answers every waiter (as a timeout). */
-void lag_shutdown(LagBoard *board);
+/* Wakes every blocked board_wait_position and answers every waiter (as a timeout). */
+void board_shutdown(Board *board);
 
 /* ---- reader side ---- */
 
@@ -88,8 +82,8 @@ void lag_shutdown(LagBoard *board);
  *   "streams":[{"stream","last_entry_id","last_applied_id","entries_behind",
  *               "lag_seconds","events_per_second","applied","skipped","dead_letters"}]}]}
  * for all, or the single object for one. Caller owns the reference. */
-json_t *lag_json(LagBoard *board, int rm);
+json_t *board_json(Board *board, int rm);
 /* True when no read model is retrying, stopped or starting. */
-bool lag_ready(LagBoard *board);
+bool board_ready(Board *board);
 
 #endif

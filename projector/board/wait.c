@@ -23,12 +23,12 @@ typedef enum {
 typedef struct WaitTarget {
     size_t rm, stream;
     bool settled;
-    EntryOutcomeKind kind; /* OUTCOME_NONE while settled: the outcome is no longer known */
+    BoardOutcomeKind kind; /* BOARD_OUTCOME_NONE while settled: the outcome is no longer known */
     char *error;           /* owned; dead letters only */
 } WaitTarget;
 
-struct LagWaiter {
-    LagWaiter *prev, *next; /* registry list while pending */
+struct BoardWaiter {
+    BoardWaiter *prev, *next; /* registry list while pending */
     bool registered;
     char *stream;
     StreamId id;
@@ -37,7 +37,7 @@ struct LagWaiter {
     unsigned timeout_ms;
     int64_t deadline_ms; /* monotonic */
     const void *owner;
-    LagWakeFn wake;
+    BoardWakeFn wake;
     void *wake_arg;
     bool armed;
     WaitStatus status;
@@ -45,11 +45,11 @@ struct LagWaiter {
 };
 
 struct WaitRegistry {
-    LagBoard *board;
+    Board *board;
     pthread_mutex_t *mu;       /* the board's */
     pthread_cond_t timer_cond; /* CLOCK_MONOTONIC: an earlier deadline, or stop */
     pthread_cond_t idle_cond;  /* wakes_in_flight dropped to 0 */
-    LagWaiter *head;
+    BoardWaiter *head;
     size_t pending;
     size_t wakes_in_flight;
     int64_t timer_target_ms; /* what the timer thread sleeps until; INT64_MAX: nothing */
@@ -76,7 +76,7 @@ json_t *wait_json_string(const char *s)
 
 /* ---- finishing ---- */
 
-static void wake_list_add(WakeList *wl, LagWakeFn fn, void *arg)
+static void wake_list_add(WakeList *wl, BoardWakeFn fn, void *arg)
 {
     size_t cap = wl->cap;
 
@@ -104,7 +104,7 @@ void wait_wake_run(WaitRegistry *reg, WakeList *wl)
     *wl = (WakeList){0};
 }
 
-static void unregister(WaitRegistry *reg, LagWaiter *w)
+static void unregister(WaitRegistry *reg, BoardWaiter *w)
 {
     if (!w->registered)
         return;
@@ -124,21 +124,21 @@ static const char *outcome_name(const WaitTarget *t)
     if (!t->settled)
         return "pending";
     switch (t->kind) {
-    case OUTCOME_APPLIED:
+    case BOARD_OUTCOME_APPLIED:
         return "applied";
-    case OUTCOME_DEAD_LETTERED:
+    case BOARD_OUTCOME_DEAD_LETTERED:
         return "dead_lettered";
-    case OUTCOME_SKIPPED:
+    case BOARD_OUTCOME_SKIPPED:
         return "skipped";
-    case OUTCOME_NONE:
+    case BOARD_OUTCOME_NONE:
         break;
     }
     return "settled";
 }
 
-static json_t *target_json(LagBoard *board, const WaitTarget *t, bool with_position)
+static json_t *target_json(Board *board, const WaitTarget *t, bool with_position)
 {
-    const ModelSet *set = lag_board_models(board);
+    const ModelSet *set = board_models(board);
     json_t *o = json_object();
 
     json_object_set_new(o, "name", wait_json_string(set->models[t->rm].name));
@@ -150,7 +150,7 @@ static json_t *target_json(LagBoard *board, const WaitTarget *t, bool with_posit
     return o;
 }
 
-static json_t *answer_json(LagBoard *board, const LagWaiter *w, const char *error)
+static json_t *answer_json(Board *board, const BoardWaiter *w, const char *error)
 {
     char idbuf[STREAM_ID_BUFSZ];
     json_t *doc = json_object(), *rms = json_array();
@@ -167,7 +167,7 @@ static json_t *answer_json(LagBoard *board, const LagWaiter *w, const char *erro
 }
 
 /* Fixes the waiter's answer, takes it off the registry and queues its wake call. */
-static void finish(WaitRegistry *reg, LagWaiter *w, WaitStatus status, const char *error,
+static void finish(WaitRegistry *reg, BoardWaiter *w, WaitStatus status, const char *error,
                    WakeList *wl)
 {
     assert(w->status == WAIT_PENDING && status != WAIT_PENDING);
@@ -180,14 +180,14 @@ static void finish(WaitRegistry *reg, LagWaiter *w, WaitStatus status, const cha
     }
 }
 
-static void settle(WaitTarget *t, EntryOutcomeKind kind, const char *error)
+static void settle(WaitTarget *t, BoardOutcomeKind kind, const char *error)
 {
     t->settled = true;
     t->kind = kind;
-    t->error = kind == OUTCOME_DEAD_LETTERED && error ? xstrdup(error) : NULL;
+    t->error = kind == BOARD_OUTCOME_DEAD_LETTERED && error ? xstrdup(error) : NULL;
 }
 
-static bool all_settled(const LagWaiter *w)
+static bool all_settled(const BoardWaiter *w)
 {
     for (size_t i = 0; i < w->ntargets; i++) {
         if (!w->targets[i].settled)
@@ -197,21 +197,21 @@ static bool all_settled(const LagWaiter *w)
 }
 
 /* The first read model waited on that is stopped and has not settled the entry. */
-static const WaitTarget *stopped_target(LagBoard *board, const LagWaiter *w,
+static const WaitTarget *stopped_target(Board *board, const BoardWaiter *w,
                                         const char **ret_reason)
 {
     for (size_t i = 0; i < w->ntargets; i++) {
         const WaitTarget *t = &w->targets[i];
-        if (!t->settled && lag_fault_locked(board, t->rm, ret_reason) == RM_STATE_STOPPED)
+        if (!t->settled && lag_fault_locked(board, t->rm, ret_reason) == BOARD_STATE_STOPPED)
             return t;
     }
     return NULL;
 }
 
-static void finish_stopped(WaitRegistry *reg, LagWaiter *w, const WaitTarget *t, const char *reason,
+static void finish_stopped(WaitRegistry *reg, BoardWaiter *w, const WaitTarget *t, const char *reason,
                            WakeList *wl)
 {
-    const char *name = lag_board_models(reg->board)->models[t->rm].name;
+    const char *name = board_models(reg->board)->models[t->rm].name;
     char *error = reason ? xasprintf("read model \"%s\" is stopped: %s", name, reason)
                          : xasprintf("read model \"%s\" is stopped", name);
 
@@ -219,7 +219,7 @@ static void finish_stopped(WaitRegistry *reg, LagWaiter *w, const WaitTarget *t,
     free(error);
 }
 
-static void finish_timed_out(WaitRegistry *reg, LagWaiter *w, WakeList *wl)
+static void finish_timed_out(WaitRegistry *reg, BoardWaiter *w, WakeList *wl)
 {
     char *error = xasprintf("timed out after %u ms", w->timeout_ms);
 
@@ -238,9 +238,9 @@ static struct timespec mono_timespec(int64_t ms)
 static int64_t expire(WaitRegistry *reg, int64_t now, WakeList *wl)
 {
     int64_t earliest = INT64_MAX;
-    LagWaiter *next;
+    BoardWaiter *next;
 
-    for (LagWaiter *w = reg->head; w; w = next) {
+    for (BoardWaiter *w = reg->head; w; w = next) {
         next = w->next;
         if (w->deadline_ms <= now)
             finish_timed_out(reg, w, wl);
@@ -286,7 +286,7 @@ static void cond_init_monotonic(pthread_cond_t *cond)
     pthread_condattr_destroy(&attr);
 }
 
-WaitRegistry *wait_registry_new(LagBoard *board, pthread_mutex_t *mu)
+WaitRegistry *wait_registry_new(Board *board, pthread_mutex_t *mu)
 {
     WaitRegistry *reg = xcalloc(1, sizeof(*reg));
     int rc;
@@ -325,7 +325,7 @@ WaitRegistry *wait_registry_free(WaitRegistry *reg)
 /* ---- events from the board ---- */
 
 /* The outcome of id in a batch (ascending), or NULL. */
-static const EntryOutcome *batch_find(const EntryOutcome *o, size_t n, StreamId id)
+static const BoardOutcome *batch_find(const BoardOutcome *o, size_t n, StreamId id)
 {
     size_t lo = 0, hi = n;
 
@@ -343,23 +343,23 @@ static const EntryOutcome *batch_find(const EntryOutcome *o, size_t n, StreamId 
 }
 
 /* Settles target t from what the board remembers: the ring, else "settled". */
-static void settle_from_ring(LagBoard *board, WaitTarget *t, StreamId id)
+static void settle_from_ring(Board *board, WaitTarget *t, StreamId id)
 {
-    EntryOutcomeKind kind;
+    BoardOutcomeKind kind;
     const char *error;
 
     if (lag_ring_find_locked(board, t->rm, t->stream, id, &kind, &error))
         settle(t, kind, error);
     else
-        settle(t, OUTCOME_NONE, NULL);
+        settle(t, BOARD_OUTCOME_NONE, NULL);
 }
 
 void wait_on_commit_locked(WaitRegistry *reg, size_t rm, size_t stream, StreamId position,
-                           const EntryOutcome *outcomes, size_t n, WakeList *wl)
+                           const BoardOutcome *outcomes, size_t n, WakeList *wl)
 {
-    LagWaiter *next;
+    BoardWaiter *next;
 
-    for (LagWaiter *w = reg->head; w; w = next) {
+    for (BoardWaiter *w = reg->head; w; w = next) {
         bool changed = false;
         next = w->next;
         if (stream_id_cmp(w->id, position) > 0)
@@ -368,7 +368,7 @@ void wait_on_commit_locked(WaitRegistry *reg, size_t rm, size_t stream, StreamId
             WaitTarget *t = &w->targets[i];
             if (t->settled || t->rm != rm || t->stream != stream)
                 continue;
-            const EntryOutcome *o = batch_find(outcomes, n, w->id);
+            const BoardOutcome *o = batch_find(outcomes, n, w->id);
             if (o)
                 settle(t, o->outcome, o->error);
             else
@@ -382,9 +382,9 @@ void wait_on_commit_locked(WaitRegistry *reg, size_t rm, size_t stream, StreamId
 
 void wait_on_stop_locked(WaitRegistry *reg, size_t rm, const char *reason, WakeList *wl)
 {
-    LagWaiter *next;
+    BoardWaiter *next;
 
-    for (LagWaiter *w = reg->head; w; w = next) {
+    for (BoardWaiter *w = reg->head; w; w = next) {
         next = w->next;
         for (size_t i = 0; i < w->ntargets; i++) {
             if (w->targets[i].rm == rm && !w->targets[i].settled) {
@@ -425,7 +425,7 @@ static int find_model(const ModelSet *set, const char *name)
 }
 
 /* Fills w->targets: the named read model, or every read model that reads the stream. */
-static int resolve_targets(const ModelSet *set, const WaitRequest *req, LagWaiter *w, PjError *err)
+static int resolve_targets(const ModelSet *set, const BoardWaitRequest *req, BoardWaiter *w, PjError *err)
 {
     size_t s;
 
@@ -449,7 +449,7 @@ static int resolve_targets(const ModelSet *set, const WaitRequest *req, LagWaite
     return 0;
 }
 
-static void waiter_destroy(LagWaiter *w)
+static void waiter_destroy(BoardWaiter *w)
 {
     for (size_t i = 0; i < w->ntargets; i++)
         free(w->targets[i].error);
@@ -459,7 +459,7 @@ static void waiter_destroy(LagWaiter *w)
     free(w);
 }
 
-static void enlist(WaitRegistry *reg, LagWaiter *w)
+static void enlist(WaitRegistry *reg, BoardWaiter *w)
 {
     w->deadline_ms = now_monotonic_ms() + w->timeout_ms;
     w->next = reg->head;
@@ -473,9 +473,9 @@ static void enlist(WaitRegistry *reg, LagWaiter *w)
 }
 
 /* Settles what is already committed, then finishes at once or registers. */
-static void start_locked(WaitRegistry *reg, LagWaiter *w)
+static void start_locked(WaitRegistry *reg, BoardWaiter *w)
 {
-    LagBoard *board = reg->board;
+    Board *board = reg->board;
     const WaitTarget *stopped;
     const char *reason;
     StreamId pos;
@@ -499,13 +499,13 @@ static void start_locked(WaitRegistry *reg, LagWaiter *w)
     assert(wl.count == 0);
 }
 
-int lag_wait_begin(LagBoard *board, const WaitRequest *req, LagWaiter **ret, PjError *err)
+int board_wait_begin(Board *board, const BoardWaitRequest *req, BoardWaiter **ret, PjError *err)
 {
     WaitRegistry *reg = lag_registry(board);
-    LagWaiter *w = xcalloc(1, sizeof(*w));
+    BoardWaiter *w = xcalloc(1, sizeof(*w));
     int rc;
 
-    rc = resolve_targets(lag_board_models(board), req, w, err);
+    rc = resolve_targets(board_models(board), req, w, err);
     if (rc < 0) {
         waiter_destroy(w);
         return rc;
@@ -523,7 +523,7 @@ int lag_wait_begin(LagBoard *board, const WaitRequest *req, LagWaiter **ret, PjE
     return 0;
 }
 
-bool lag_wait_done(LagBoard *board, LagWaiter *w)
+bool board_wait_done(Board *board, BoardWaiter *w)
 {
     WaitRegistry *reg = lag_registry(board);
     bool done;
@@ -534,7 +534,7 @@ bool lag_wait_done(LagBoard *board, LagWaiter *w)
     return done;
 }
 
-bool lag_wait_arm(LagBoard *board, LagWaiter *w)
+bool board_wait_arm(Board *board, BoardWaiter *w)
 {
     WaitRegistry *reg = lag_registry(board);
     bool done;
@@ -547,7 +547,7 @@ bool lag_wait_arm(LagBoard *board, LagWaiter *w)
     return done;
 }
 
-json_t *lag_wait_result(const LagWaiter *w, unsigned *ret_status)
+json_t *board_wait_result(const BoardWaiter *w, unsigned *ret_status)
 {
     static const unsigned statuses[] = {
         [WAIT_SETTLED] = 200, [WAIT_TIMED_OUT] = 408, [WAIT_STOPPED] = 503, [WAIT_SHUTDOWN] = 503};
@@ -557,7 +557,7 @@ json_t *lag_wait_result(const LagWaiter *w, unsigned *ret_status)
     return json_incref(w->answer);
 }
 
-LagWaiter *lag_wait_free(LagBoard *board, LagWaiter *w)
+BoardWaiter *board_wait_free(Board *board, BoardWaiter *w)
 {
     WaitRegistry *reg = lag_registry(board);
 
@@ -570,14 +570,14 @@ LagWaiter *lag_wait_free(LagBoard *board, LagWaiter *w)
     return NULL;
 }
 
-void lag_wait_abort_owner(LagBoard *board, const void *owner)
+void board_wait_abort_owner(Board *board, const void *owner)
 {
     WaitRegistry *reg = lag_registry(board);
     WakeList wl = {0};
-    LagWaiter *next;
+    BoardWaiter *next;
 
     pthread_mutex_lock(reg->mu);
-    for (LagWaiter *w = reg->head; w; w = next) {
+    for (BoardWaiter *w = reg->head; w; w = next) {
         next = w->next;
         if (w->owner == owner)
             finish(reg, w, WAIT_SHUTDOWN, "shutting down", &wl);
@@ -590,7 +590,7 @@ void lag_wait_abort_owner(LagBoard *board, const void *owner)
     pthread_mutex_unlock(reg->mu);
 }
 
-size_t lag_wait_pending(LagBoard *board)
+size_t board_wait_pending(Board *board)
 {
     WaitRegistry *reg = lag_registry(board);
     size_t n;

@@ -18,45 +18,45 @@
 
 /* ---- waiter API (http.c) ---- */
 
-typedef struct LagWaiter LagWaiter;
+typedef struct BoardWaiter BoardWaiter;
 
 /* Called once, from whichever thread finishes an armed waiter, without the board mutex. */
-typedef void (*LagWakeFn)(void *arg);
+typedef void (*BoardWakeFn)(void *arg);
 
-typedef struct WaitRequest {
+typedef struct BoardWaitRequest {
     const char *stream; /* borrowed for the call */
     StreamId id;
     const char *readmodel; /* NULL: every read model that reads stream */
     unsigned timeout_ms;   /* 0: answer at once */
-    const void *owner;     /* groups waiters for lag_wait_abort_owner */
-    LagWakeFn wake;
+    const void *owner;     /* groups waiters for board_wait_abort_owner */
+    BoardWakeFn wake;
     void *wake_arg;
-} WaitRequest;
+} BoardWaitRequest;
 
 /* Starts a wait. Returns 0 with *ret set (pending, or already finished when the entry is
  * settled, a read model waited on is stopped, timeout_ms is 0 or the board is shut down),
  * or -PJ_ENOTFOUND with err set when no read model reads the stream, the read model is
- * unknown or does not read the stream. Free *ret with lag_wait_free. */
-int lag_wait_begin(LagBoard *board, const WaitRequest *req, LagWaiter **ret,
+ * unknown or does not read the stream. Free *ret with board_wait_free. */
+int board_wait_begin(Board *board, const BoardWaitRequest *req, BoardWaiter **ret,
                    PjError *err) PJ_MUSTCHECK;
 /* True when the waiter has finished. */
-bool lag_wait_done(LagBoard *board, LagWaiter *w);
+bool board_wait_done(Board *board, BoardWaiter *w);
 /* Call once the caller is ready to be woken (its connection suspended). Returns true when
  * the waiter had already finished: wake will never be called, the caller resumes itself.
  * Otherwise wake(wake_arg) is called exactly once when it finishes. */
-bool lag_wait_arm(LagBoard *board, LagWaiter *w);
+bool board_wait_arm(Board *board, BoardWaiter *w);
 /* The answer of a finished waiter: HTTP status (200, 408 or 503) and body (new reference). */
-json_t *lag_wait_result(const LagWaiter *w, unsigned *ret_status);
+json_t *board_wait_result(const BoardWaiter *w, unsigned *ret_status);
 /* Unregisters a pending waiter and frees it. Accepts NULL; returns NULL. */
-LagWaiter *lag_wait_free(LagBoard *board, LagWaiter *w);
+BoardWaiter *board_wait_free(Board *board, BoardWaiter *w);
 /* Finishes every pending waiter of owner with 503 "shutting down", and returns once no
  * wake call of any waiter is still running. */
-void lag_wait_abort_owner(LagBoard *board, const void *owner);
+void board_wait_abort_owner(Board *board, const void *owner);
 /* Number of pending waiters. */
-size_t lag_wait_pending(LagBoard *board);
+size_t board_wait_pending(Board *board);
 
 /* Test hook: how long without a poll makes a worker look stuck (default 15000 ms). */
-void lag_set_stale_poll_ms(LagBoard *board, unsigned ms);
+void board_set_stale_poll_ms(Board *board, unsigned ms);
 
 /* ---- board plumbing (lag.c <-> wait.c) ---- */
 
@@ -64,20 +64,20 @@ typedef struct WaitRegistry WaitRegistry;
 
 /* Wake calls collected under the mutex and run after it is released. */
 typedef struct WakeList {
-    LagWakeFn *fns;
+    BoardWakeFn *fns;
     void **args;
     size_t count;
     size_t cap;
 } WakeList;
 
 /* Borrows board and mu (the board mutex); starts the timer thread. */
-WaitRegistry *wait_registry_new(LagBoard *board, pthread_mutex_t *mu);
+WaitRegistry *wait_registry_new(Board *board, pthread_mutex_t *mu);
 /* Stops and joins the timer thread. Called without the mutex; no waiter may be pending. */
 WaitRegistry *wait_registry_free(WaitRegistry *reg);
 
 /* Settles the waiters covered by a commit of (rm, stream) up to position. */
 void wait_on_commit_locked(WaitRegistry *reg, size_t rm, size_t stream, StreamId position,
-                           const EntryOutcome *outcomes, size_t n, WakeList *wl);
+                           const BoardOutcome *outcomes, size_t n, WakeList *wl);
 /* Answers 503 to the waiters still waiting on read model rm, which is now stopped. */
 void wait_on_stop_locked(WaitRegistry *reg, size_t rm, const char *reason, WakeList *wl);
 /* Answers every pending waiter as timed out. */
@@ -86,19 +86,19 @@ void wait_on_shutdown_locked(WaitRegistry *reg, WakeList *wl);
 void wait_wake_run(WaitRegistry *reg, WakeList *wl);
 
 /* Implemented by lag.c; board mutex held. */
-WaitRegistry *lag_registry(LagBoard *board);
-bool lag_is_shut_down_locked(const LagBoard *board);
+WaitRegistry *lag_registry(Board *board);
+bool lag_is_shut_down_locked(const Board *board);
 /* The fault state set by the worker (STARTING, RUNNING, RETRYING, STOPPED, REBUILDING). */
-RmState lag_fault_locked(const LagBoard *board, size_t rm, const char **ret_reason);
+BoardState lag_fault_locked(const Board *board, size_t rm, const char **ret_reason);
 /* The committed position; false when nothing is known yet. */
-bool lag_position_locked(const LagBoard *board, size_t rm, size_t stream, StreamId *ret);
+bool lag_position_locked(const Board *board, size_t rm, size_t stream, StreamId *ret);
 /* The outcome of entry id from the ring of recent outcomes; false when the ring lacks it.
  * *ret_error stays valid while the mutex is held. */
-bool lag_ring_find_locked(const LagBoard *board, size_t rm, size_t stream, StreamId id,
-                          EntryOutcomeKind *ret_kind, const char **ret_error);
+bool lag_ring_find_locked(const Board *board, size_t rm, size_t stream, StreamId id,
+                          BoardOutcomeKind *ret_kind, const char **ret_error);
 /* Adds "state", "reason" (when there is one), "last_applied_id", "entries_behind" and
  * "lag_seconds" of (rm, stream) to obj. */
-void lag_position_json_locked(LagBoard *board, size_t rm, size_t stream, json_t *obj);
+void lag_position_json_locked(Board *board, size_t rm, size_t stream, json_t *obj);
 
 /* A JSON string that never fails: bytes that are not valid UTF-8 become '?'. */
 json_t *wait_json_string(const char *s);

@@ -10,7 +10,7 @@
 #include "sink/pg.h"
 #include "source/reader.h"
 
-static void print_row(FILE *out, const Model *m, size_t s, StreamId applied, const LagSample *ls,
+static void print_row(FILE *out, const Model *m, size_t s, StreamId applied, const StreamBacklog *ls,
                       uint64_t dead)
 {
     char last[STREAM_ID_BUFSZ] = "-", done[STREAM_ID_BUFSZ];
@@ -34,7 +34,7 @@ static int print_model(Reader *r, Pg *pg, const Config *cfg, const Model *m, FIL
     if (rc == 0)
         rc = checkpoint_count_dead(pg, cfg->pg_schema, m, dead, err);
     for (size_t s = 0; rc == 0 && s < m->nstreams; s++) {
-        LagSample ls = {.oldest_unapplied_ms = -1};
+        StreamBacklog ls = {.oldest_unapplied_ms = -1};
         rc = reader_sample(r, m->streams[s], group, applied[s], &ls, err);
         if (rc == 0)
             print_row(out, m, s, applied[s], &ls, dead[s]);

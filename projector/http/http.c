@@ -47,7 +47,7 @@
 
 struct Http {
     struct MHD_Daemon *daemon;
-    LagBoard *board;
+    Board *board;
     unsigned port;
     unsigned wait_default_ms;
     unsigned wait_max_ms;
@@ -176,10 +176,10 @@ static void http_resume(void *arg)
     MHD_resume_connection(arg);
 }
 
-static enum MHD_Result wait_answer(struct MHD_Connection *c, const LagWaiter *w)
+static enum MHD_Result wait_answer(struct MHD_Connection *c, const BoardWaiter *w)
 {
     unsigned status;
-    json_t *doc = lag_wait_result(w, &status);
+    json_t *doc = board_wait_result(w, &status);
 
     return respond_json(c, status, doc);
 }
@@ -201,14 +201,14 @@ static bool parse_timeout(const char *s, unsigned max, unsigned *ret)
     return true;
 }
 
-static int wait_parse(const Http *h, struct MHD_Connection *c, WaitRequest *req, PjError *err)
+static int wait_parse(const Http *h, struct MHD_Connection *c, BoardWaitRequest *req, PjError *err)
 {
     const char *stream = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "stream");
     const char *id = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "id");
     const char *rm = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "readmodel");
     const char *timeout = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "timeout_ms");
 
-    *req = (WaitRequest){.stream = stream, .readmodel = rm, .timeout_ms = h->wait_default_ms};
+    *req = (BoardWaitRequest){.stream = stream, .readmodel = rm, .timeout_ms = h->wait_default_ms};
     if (!stream || !*stream)
         return pj_error_set(err, PJ_EINVAL, "missing query parameter \"stream\"");
     if (!id || !*id)
@@ -230,9 +230,9 @@ static int wait_parse(const Http *h, struct MHD_Connection *c, WaitRequest *req,
  * stopping, finds every waiter of this server registered. */
 static enum MHD_Result wait_start(Http *h, struct MHD_Connection *c, void **con_cls)
 {
-    WaitRequest req;
+    BoardWaitRequest req;
     PjError err = {0};
-    LagWaiter *w;
+    BoardWaiter *w;
     enum MHD_Result ret;
 
     if (wait_parse(h, c, &req, &err) < 0)
@@ -245,27 +245,27 @@ static enum MHD_Result wait_start(Http *h, struct MHD_Connection *c, void **con_
         pthread_mutex_unlock(&h->mu);
         return respond_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
     }
-    if (lag_wait_begin(h->board, &req, &w, &err) < 0) {
+    if (board_wait_begin(h->board, &req, &w, &err) < 0) {
         pthread_mutex_unlock(&h->mu);
         return respond_error(c, MHD_HTTP_NOT_FOUND, err.message);
     }
-    if (lag_wait_done(h->board, w)) {
+    if (board_wait_done(h->board, w)) {
         pthread_mutex_unlock(&h->mu);
         ret = wait_answer(c, w);
-        (void)lag_wait_free(h->board, w);
+        (void)board_wait_free(h->board, w);
         return ret;
     }
     if (h->active_waits >= h->waiters_max) {
         h->waits_refused++;
         pthread_mutex_unlock(&h->mu);
-        (void)lag_wait_free(h->board, w);
+        (void)board_wait_free(h->board, w);
         return respond_error_with(c, MHD_HTTP_SERVICE_UNAVAILABLE, "too many waiters",
                                   (HttpHeader){MHD_HTTP_HEADER_RETRY_AFTER, "1"});
     }
     *con_cls = w;
     h->active_waits++;
     MHD_suspend_connection(c);
-    if (lag_wait_arm(h->board, w))
+    if (board_wait_arm(h->board, w))
         MHD_resume_connection(c); /* finished in between: nobody else will wake it */
     pthread_mutex_unlock(&h->mu);
     return MHD_YES;
@@ -275,14 +275,14 @@ static void http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                            enum MHD_RequestTerminationCode toe)
 {
     Http *h = cls;
-    LagWaiter *w = *con_cls;
+    BoardWaiter *w = *con_cls;
 
     (void)c;
     (void)toe;
     if (!w)
         return;
     *con_cls = NULL;
-    (void)lag_wait_free(h->board, w);
+    (void)board_wait_free(h->board, w);
     pthread_mutex_lock(&h->mu);
     h->active_waits--;
     pthread_cond_broadcast(&h->cond);
@@ -302,12 +302,12 @@ static int find_readmodel(const ModelSet *set, const char *name)
 
 static enum MHD_Result serve_lag_one(Http *h, struct MHD_Connection *c, const char *name)
 {
-    int rm = find_readmodel(lag_board_models(h->board), name);
+    int rm = find_readmodel(board_models(h->board), name);
     char *message;
     enum MHD_Result ret;
 
     if (rm >= 0)
-        return respond_json(c, MHD_HTTP_OK, lag_json(h->board, rm));
+        return respond_json(c, MHD_HTTP_OK, board_json(h->board, rm));
     message = xasprintf("unknown read model \"%s\"", name);
     ret = respond_error(c, MHD_HTTP_NOT_FOUND, message);
     free(message);
@@ -316,8 +316,8 @@ static enum MHD_Result serve_lag_one(Http *h, struct MHD_Connection *c, const ch
 
 static enum MHD_Result serve_readyz(Http *h, struct MHD_Connection *c)
 {
-    bool ready = lag_ready(h->board);
-    json_t *lag = lag_json(h->board, -1), *doc = json_object(), *rms = json_array();
+    bool ready = board_ready(h->board);
+    json_t *lag = board_json(h->board, -1), *doc = json_object(), *rms = json_array();
     json_t *rm;
     size_t i;
 
@@ -348,11 +348,11 @@ static json_t *http_counters(Http *h)
 
 static enum MHD_Result serve_metrics(Http *h, struct MHD_Connection *c)
 {
-    json_t *lag = lag_json(h->board, -1);
+    json_t *lag = board_json(h->board, -1);
     char *text;
 
     json_object_set_new(lag, "http", http_counters(h));
-    text = metrics_render(lag, lag_wait_pending(h->board));
+    text = metrics_render(lag, board_wait_pending(h->board));
     json_decref(lag);
     return queue_body(c, MHD_HTTP_OK, text, "text/plain; version=0.0.4; charset=utf-8",
                       (HttpHeader){NULL, NULL});
@@ -404,7 +404,7 @@ static enum MHD_Result http_handle(void *cls, struct MHD_Connection *c, const ch
     if (strcmp(url, "/wait") == 0)
         return wait_start(h, c, con_cls);
     if (strcmp(url, "/lag") == 0 || strcmp(url, "/lag/") == 0)
-        return respond_json(c, MHD_HTTP_OK, lag_json(h->board, -1));
+        return respond_json(c, MHD_HTTP_OK, board_json(h->board, -1));
     if (strncmp(url, "/lag/", 5) == 0)
         return serve_lag_one(h, c, url + 5);
     if (strcmp(url, "/healthz") == 0)
@@ -573,7 +573,7 @@ static struct MHD_Daemon *start_daemon(Http *h, const HttpOptions *opts, int fd)
                             http_completed, h, MHD_OPTION_END);
 }
 
-static Http *http_alloc(const HttpOptions *opts, LagBoard *board)
+static Http *http_alloc(const HttpOptions *opts, Board *board)
 {
     Http *h = xcalloc(1, sizeof(*h));
     pthread_condattr_t attr;
@@ -608,7 +608,7 @@ static void http_release(Http *h)
     free(h);
 }
 
-int http_start(const HttpOptions *opts, LagBoard *board, Http **ret, PjError *err)
+int http_start(const HttpOptions *opts, Board *board, Http **ret, PjError *err)
 {
     Http *h;
     int fd = -1, rc;
@@ -686,7 +686,7 @@ Http *http_stop_keep(Http *h, int *ret_fd)
     h->stopping = true;
     pthread_mutex_unlock(&h->mu);
     fd = MHD_quiesce_daemon(h->daemon);
-    lag_wait_abort_owner(h->board, h);
+    board_wait_abort_owner(h->board, h);
     drain_waits(h);
     finish_connections(h);
     MHD_stop_daemon(h->daemon);

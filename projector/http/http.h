@@ -31,7 +31,7 @@ typedef struct Http Http;
  * token is copied, and wiped when the server stops); borrows board, which must outlive the
  * server. Returns -PJ_EIO with err set when the address cannot be bound
  * and -PJ_EINVAL when it does not parse. */
-int http_start(const HttpOptions *opts, LagBoard *board, Http **ret, PjError *err) PJ_MUSTCHECK;
+int http_start(const HttpOptions *opts, Board *board, Http **ret, PjError *err) PJ_MUSTCHECK;
 /* Answers pending waiters, stops the thread, closes the socket. Accepts NULL. */
 Http *http_stop(Http *http);
 /* The same, but the listening socket stays open and is returned in *ret_fd (-1 if there

@@ -117,12 +117,12 @@ static void append_states(StrBuf *sb, const json_t *rms)
     json_array_foreach(rms, i, rm)
     {
         const char *current = string_field(rm, "state");
-        for (RmState s = RM_STATE_STARTING; s <= RM_STATE_REBUILDING; s++) {
+        for (BoardState s = BOARD_STATE_STARTING; s <= BOARD_STATE_REBUILDING; s++) {
             strbuf_append(sb, "projector_readmodel_state{");
             append_label(sb, "readmodel", string_field(rm, "name"));
             strbuf_append(sb, ",");
-            append_label(sb, "state", rm_state_name(s));
-            strbuf_appendf(sb, "} %d\n", strcmp(current, rm_state_name(s)) == 0);
+            append_label(sb, "state", board_state_name(s));
+            strbuf_appendf(sb, "} %d\n", strcmp(current, board_state_name(s)) == 0);
         }
     }
 }

@@ -32,7 +32,7 @@ typedef struct Daemon {
     ModelSet *set;
     sigset_t signals;
     atomic_bool stop;
-    LagBoard *board;
+    Board *board;
     Http *http;
     int listener; /* between a reload's stop and start: the kept HTTP socket, else -1 */
     Worker **workers;
@@ -124,7 +124,7 @@ static int start_serving(Daemon *d)
     };
     d->listener = -1; /* http_start takes it over, whatever happens */
     atomic_store(&d->stop, false);
-    d->board = lag_board_new(d->set);
+    d->board = board_new(d->set);
     if (http_start(&opts, d->board, &d->http, &err) < 0) {
         log_error(NULL, "could not start the HTTP server on \"%s\": %s", d->cfg->http_listen,
                   err.message);
@@ -143,14 +143,14 @@ static int start_serving(Daemon *d)
     return 0;
 }
 
-/* Stops in dependency order: workers finish their batch (lag_shutdown wakes any waiting
+/* Stops in dependency order: workers finish their batch (board_shutdown wakes any waiting
  * on a lookup), then the HTTP server answers the waiters still pending, then the board.
  * keep_listener (a reload): the HTTP socket stays open, so connections queue meanwhile. */
 static void stop_serving(Daemon *d, bool keep_listener)
 {
     atomic_store(&d->stop, true);
     if (d->board != NULL)
-        lag_shutdown(d->board);
+        board_shutdown(d->board);
     for (size_t i = 0; d->workers != NULL && i < d->set->count; i++)
         d->workers[i] = worker_join(d->workers[i]);
     free(d->workers);
@@ -159,7 +159,7 @@ static void stop_serving(Daemon *d, bool keep_listener)
         d->http = http_stop_keep(d->http, &d->listener);
     else
         d->http = http_stop(d->http);
-    d->board = lag_board_free(d->board);
+    d->board = board_free(d->board);
 }
 
 /* ---- reload ---- */

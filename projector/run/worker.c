@@ -154,7 +154,7 @@ static void set_fault(Worker *w, const char *reason)
     else
         log_debug(w->ctx, "%s, retrying", reason);
     w->faulted = true;
-    lag_set_state(w->o.board, w->o.rm, RM_STATE_RETRYING, reason);
+    board_set_state(w->o.board, w->o.rm, BOARD_STATE_RETRYING, reason);
 }
 
 static void clear_fault(Worker *w)
@@ -163,7 +163,7 @@ static void clear_fault(Worker *w)
         log_info(w->ctx, "recovered, resuming");
     w->faulted = false;
     w->backoff_ms = 0;
-    lag_set_state(w->o.board, w->o.rm, RM_STATE_RUNNING, NULL);
+    board_set_state(w->o.board, w->o.rm, BOARD_STATE_RUNNING, NULL);
 }
 
 static void slot_clear(Slot *sl)
@@ -289,9 +289,9 @@ static int ensure_groups(Worker *w, PjError *err)
 static void publish_positions(Worker *w, const uint64_t *dead)
 {
     for (size_t s = 0; s < w->m->nstreams; s++) {
-        lag_committed(w->o.board, w->o.rm, s, w->checkpoint[s], NULL, 0);
+        board_committed(w->o.board, w->o.rm, s, w->checkpoint[s], NULL, 0);
         if (dead != NULL)
-            lag_set_dead_letters(w->o.board, w->o.rm, s, dead[s]);
+            board_set_dead_letters(w->o.board, w->o.rm, s, dead[s]);
     }
 }
 
@@ -464,7 +464,7 @@ static int wait_for_lookups(Worker *w)
             (void)batch_max(w, s, &target);
             bool announced = false;
             for (;;) {
-                int rc = lag_wait_position(w->o.board, other, (size_t)os, target, LOOKUP_WAIT_SLICE_MS);
+                int rc = board_wait_position(w->o.board, other, (size_t)os, target, LOOKUP_WAIT_SLICE_MS);
                 if (rc == 0)
                     break;
                 if (rc == -PJ_ESTOPPED || stopping(w))
@@ -955,15 +955,15 @@ static int ack_batch(Worker *w, PjError *err)
     return rc;
 }
 
-static EntryOutcomeKind outcome_of(ItemKind kind)
+static BoardOutcomeKind outcome_of(ItemKind kind)
 {
-    return kind == ITEM_APPLY || kind == ITEM_DONE ? OUTCOME_APPLIED : kind == ITEM_DEAD ? OUTCOME_DEAD_LETTERED : OUTCOME_SKIPPED;
+    return kind == ITEM_APPLY || kind == ITEM_DONE ? BOARD_OUTCOME_APPLIED : kind == ITEM_DEAD ? BOARD_OUTCOME_DEAD_LETTERED : BOARD_OUTCOME_SKIPPED;
 }
 
 /* Moves the in-memory checkpoints and tells the board (which wakes /wait callers). */
 static void publish_commit(Worker *w)
 {
-    EntryOutcome *out = xmalloc((w->cur.nitems + 1) * sizeof *out);
+    BoardOutcome *out = xmalloc((w->cur.nitems + 1) * sizeof *out);
     for (size_t s = 0; s < w->m->nstreams; s++) {
         StreamId top;
         if (!batch_max(w, s, &top))
@@ -973,13 +973,13 @@ static void publish_commit(Worker *w)
             const Item *it = &w->cur.items[i];
             if (it->entry->stream != s || it->kind == ITEM_ACK_ONLY || it->kind == ITEM_HOLD)
                 continue;
-            out[n++] = (EntryOutcome){.id = it->entry->id, .outcome = outcome_of(it->kind),
+            out[n++] = (BoardOutcome){.id = it->entry->id, .outcome = outcome_of(it->kind),
                                       .error = it->error};
         }
         assert(stream_id_cmp(top, w->checkpoint[s]) > 0);
         w->checkpoint[s] = top;
         w->position[s] = settled_position(w, s);
-        lag_committed(w->o.board, w->o.rm, s, top, out, n);
+        board_committed(w->o.board, w->o.rm, s, top, out, n);
         w->stat_applied += count_applied(w, s);
         w->stat_skipped += count_kind(w, s, ITEM_SKIP);
         w->stat_dead += count_kind(w, s, ITEM_DEAD);
@@ -1084,10 +1084,10 @@ static void sample_lag(Worker *w, bool force)
         return;
     w->next_sample_ms = now + SAMPLE_EVERY_MS;
     for (size_t s = 0; s < w->m->nstreams; s++) {
-        LagSample sample;
+        StreamBacklog sample;
         PjError err;
         if (reader_sample(w->reader, w->m->streams[s], w->group, w->checkpoint[s], &sample, &err) == 0)
-            lag_sampled(w->o.board, w->o.rm, s, &sample);
+            board_sampled(w->o.board, w->o.rm, s, &sample);
         else
             log_debug(w->ctx, "could not sample the lag of stream \"%s\": %s", w->m->streams[s],
                       err.message);
@@ -1133,7 +1133,7 @@ static int step(Worker *w, PjError *err)
             return rc;
         classify_batch(w);
     }
-    lag_polled(w->o.board, w->o.rm);
+    board_polled(w->o.board, w->o.rm);
     if (w->cur.batch.count > 0 && (rc = process_batch(w, err)) < 0)
         return rc;
     sample_lag(w, w->cur.batch.count == 0);
@@ -1146,10 +1146,10 @@ static int step(Worker *w, PjError *err)
 static void stay_stopped(Worker *w)
 {
     log_error(w->ctx, "%s, stopping this read model (on_error: stop)", w->stop_reason);
-    lag_set_state(w->o.board, w->o.rm, RM_STATE_STOPPED, w->stop_reason);
+    board_set_state(w->o.board, w->o.rm, BOARD_STATE_STOPPED, w->stop_reason);
     close_session(w);
     while (!stopping(w)) {
-        lag_polled(w->o.board, w->o.rm);
+        board_polled(w->o.board, w->o.rm);
         pause_ms(w, 1000);
     }
 }
@@ -1162,7 +1162,7 @@ static void settle_read_ahead(Worker *w)
     if (w->pg == NULL || w->reader == NULL || w->ahead.batch.count == 0)
         return;
     swap_slots(w);
-    lag_polled(w->o.board, w->o.rm);
+    board_polled(w->o.board, w->o.rm);
     int rc = process_batch(w, &err);
     if (rc < 0 && rc != -PJ_ESTOPPED)
         log_warn(w->ctx, "could not apply the batch read ahead: %s (it will be delivered "

@@ -1,7 +1,7 @@
 /* worker.h - one thread per read model: read its streams through its consumer group,
  * apply each batch and its checkpoint in one transaction, acknowledge, report progress.
  *
- * Workers share nothing but the LagBoard, so one slow or failing read model never holds
+ * Workers share nothing but the Board, so one slow or failing read model never holds
  * up another (except through a lookup, by design: see PRODUCT.md "Order").
  */
 #ifndef PROJECTOR_WORKER_H
@@ -18,7 +18,7 @@ typedef struct WorkerOpts {
     const Config *cfg;    /* borrowed; outlives the worker */
     const ModelSet *set;  /* borrowed; outlives the worker */
     size_t rm;            /* index of the read model in set */
-    LagBoard *board;      /* borrowed */
+    Board *board;      /* borrowed */
     atomic_bool *stop;    /* set by main on SIGTERM/SIGINT */
 } WorkerOpts;
 

@@ -577,13 +577,13 @@ static int count_after(Reader *r, const char *stream, const char *from, uint64_t
 }
 
 int reader_sample(Reader *r, const char *stream, const char *group, StreamId applied,
-                  LagSample *ret, PjError *err)
+                  StreamBacklog *ret, PjError *err)
 {
     char from[STREAM_ID_BUFSZ + 1] = "(";
     stream_id_format(applied, from + 1);
     const char *first[] = {"XRANGE", stream, from, "+", "COUNT", "1"};
     const char *groups[] = {"XINFO", "GROUPS", stream};
-    LagSample s = {.oldest_unapplied_ms = -1};
+    StreamBacklog s = {.oldest_unapplied_ms = -1};
     int rc = reader_last_id(r, stream, &s.last_entry, err);
     if (rc < 0)
         return rc;

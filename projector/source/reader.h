@@ -11,8 +11,7 @@
 #include <hiredis/hiredis.h>
 
 #include "base/config.h"
-#include "apply/event.h"
-#include "board/lag.h"
+#include "base/entry.h"
 #include "base/stream_id.h"
 #include "base/util.h"
 
@@ -104,6 +103,6 @@ int reader_flush(Reader *r, PjError *err) PJ_MUSTCHECK;
  * entries after applied (exact up to a bound, via XINFO GROUPS lag + pending when
  * available), and the ms part of the first entry after applied. */
 int reader_sample(Reader *r, const char *stream, const char *group, StreamId applied,
-                  LagSample *ret, PjError *err) PJ_MUSTCHECK;
+                  StreamBacklog *ret, PjError *err) PJ_MUSTCHECK;
 
 #endif

@@ -44,7 +44,7 @@ static Model fuzz_models[] = {
 };
 static const ModelSet fuzz_set = {.models = fuzz_models, .count = 3};
 
-static LagBoard *fuzz_board;
+static Board *fuzz_board;
 static Http *fuzz_http;
 static struct sockaddr_in fuzz_addr;
 
@@ -55,32 +55,32 @@ static StreamId sid(uint64_t ms, uint64_t seq)
 
 /* orders: running, entries 5-0 (applied), 6-0 (dead-lettered), 7-0 (skipped) settled on
  * both streams; customer_stats: catching up at 5-0; customers: stopped. */
-static void fill_board(LagBoard *b)
+static void fill_board(Board *b)
 {
-    EntryOutcome o[] = {{sid(5, 0), OUTCOME_APPLIED, NULL},
-                        {sid(6, 0), OUTCOME_DEAD_LETTERED, "cannot multiply \"abc\""},
-                        {sid(7, 0), OUTCOME_SKIPPED, NULL}};
-    LagSample behind = {.has_last_entry = true,
+    BoardOutcome o[] = {{sid(5, 0), BOARD_OUTCOME_APPLIED, NULL},
+                        {sid(6, 0), BOARD_OUTCOME_DEAD_LETTERED, "cannot multiply \"abc\""},
+                        {sid(7, 0), BOARD_OUTCOME_SKIPPED, NULL}};
+    StreamBacklog behind = {.has_last_entry = true,
                         .last_entry = sid(1768471800000, 3),
                         .entries_behind = 12,
                         .oldest_unapplied_ms = 1768471700000};
 
-    lag_set_state(b, 0, RM_STATE_RUNNING, NULL);
-    lag_polled(b, 0);
-    lag_committed(b, 0, 0, sid(7, 0), o, 3);
-    lag_committed(b, 0, 1, sid(7, 0), o, 3);
-    lag_set_state(b, 1, RM_STATE_RUNNING, NULL);
-    lag_polled(b, 1);
-    lag_sampled(b, 1, 0, &behind);
-    lag_committed(b, 1, 0, sid(5, 0), o, 1);
-    lag_set_dead_letters(b, 1, 0, 4);
-    lag_set_state(b, 2, RM_STATE_STOPPED, "entry 9-0: cannot apply \"\\\"quoted\\\"\"");
+    board_set_state(b, 0, BOARD_STATE_RUNNING, NULL);
+    board_polled(b, 0);
+    board_committed(b, 0, 0, sid(7, 0), o, 3);
+    board_committed(b, 0, 1, sid(7, 0), o, 3);
+    board_set_state(b, 1, BOARD_STATE_RUNNING, NULL);
+    board_polled(b, 1);
+    board_sampled(b, 1, 0, &behind);
+    board_committed(b, 1, 0, sid(5, 0), o, 1);
+    board_set_dead_letters(b, 1, 0, 4);
+    board_set_state(b, 2, BOARD_STATE_STOPPED, "entry 9-0: cannot apply \"\\\"quoted\\\"\"");
 }
 
 static void stop_server(void)
 {
     fuzz_http = http_stop(fuzz_http);
-    fuzz_board = lag_board_free(fuzz_board);
+    fuzz_board = board_free(fuzz_board);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -94,7 +94,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     fuzz_quiet_logs();
-    fuzz_board = lag_board_new(&fuzz_set);
+    fuzz_board = board_new(&fuzz_set);
     fill_board(fuzz_board);
     if (http_start(&opts, fuzz_board, &fuzz_http, &err) < 0) {
         fprintf(stderr, "fuzz_http: cannot start the server: %s\n", err.message);

@@ -36,7 +36,7 @@ static Model models[] = {
 };
 static const ModelSet set = {.models = models, .count = 3};
 
-static LagBoard *board;
+static Board *board;
 static Http *http;
 static unsigned port;
 
@@ -47,7 +47,7 @@ static void start_with(HttpOptions opts)
     opts.listen = "127.0.0.1:0";
     opts.wait_timeout_default_ms = 5000;
     opts.wait_timeout_max_ms = 30000;
-    board = lag_board_new(&set);
+    board = board_new(&set);
     cr_assert_eq(http_start(&opts, board, &http, &err), 0, "%s", err.message);
     port = http_port(http);
     cr_assert_neq(port, 0);
@@ -61,7 +61,7 @@ static void start_server(void)
 static void stop_server(void)
 {
     http = http_stop(http);
-    board = lag_board_free(board);
+    board = board_free(board);
 }
 
 TestSuite(http, .init = start_server, .fini = stop_server, .timeout = 60);
@@ -194,8 +194,8 @@ static StreamId sid(uint64_t ms, uint64_t seq)
 static void run_all(void)
 {
     for (size_t i = 0; i < set.count; i++) {
-        lag_set_state(board, i, RM_STATE_RUNNING, NULL);
-        lag_polled(board, i);
+        board_set_state(board, i, BOARD_STATE_RUNNING, NULL);
+        board_polled(board, i);
     }
 }
 
@@ -203,9 +203,9 @@ static void wait_pending(size_t n)
 {
     int64_t deadline = now_monotonic_ms() + 10000;
 
-    while (lag_wait_pending(board) < n && now_monotonic_ms() < deadline)
+    while (board_wait_pending(board) < n && now_monotonic_ms() < deadline)
         sleep_ms(2);
-    cr_assert_eq(lag_wait_pending(board), n);
+    cr_assert_eq(board_wait_pending(board), n);
 }
 
 /* ---- simple endpoints ---- */
@@ -241,8 +241,8 @@ Test(http, readyz_follows_the_states)
 
 Test(http, lag_lists_every_read_model)
 {
-    EntryOutcome o = {.id = sid(5, 0), .outcome = OUTCOME_APPLIED};
-    LagSample s = {.has_last_entry = true,
+    BoardOutcome o = {.id = sid(5, 0), .outcome = BOARD_OUTCOME_APPLIED};
+    StreamBacklog s = {.has_last_entry = true,
                    .last_entry = sid(9, 0),
                    .entries_behind = 4,
                    .oldest_unapplied_ms = now_wall_ms() - 3000};
@@ -250,8 +250,8 @@ Test(http, lag_lists_every_read_model)
     json_t *st;
 
     run_all();
-    lag_sampled(board, 0, 0, &s);
-    lag_committed(board, 0, 0, sid(5, 0), &o, 1);
+    board_sampled(board, 0, 0, &s);
+    board_committed(board, 0, 0, sid(5, 0), &o, 1);
     r = get("/lag");
     cr_assert_eq(r.status, 200);
     cr_assert_eq(json_array_size(json_object_get(r.json, "readmodels")), 3);
@@ -306,9 +306,9 @@ Test(http, unknown_path_and_method)
 
 Test(http, metrics_expose_the_counters)
 {
-    EntryOutcome o[3] = {{.id = sid(1, 0), .outcome = OUTCOME_APPLIED},
-                         {.id = sid(2, 0), .outcome = OUTCOME_SKIPPED},
-                         {.id = sid(3, 0), .outcome = OUTCOME_DEAD_LETTERED, .error = "bad"}};
+    BoardOutcome o[3] = {{.id = sid(1, 0), .outcome = BOARD_OUTCOME_APPLIED},
+                         {.id = sid(2, 0), .outcome = BOARD_OUTCOME_SKIPPED},
+                         {.id = sid(3, 0), .outcome = BOARD_OUTCOME_DEAD_LETTERED, .error = "bad"}};
     static const char *const want[] = {
         "# TYPE projector_up gauge\nprojector_up 1\n",
         "projector_readmodel_state{readmodel=\"orders\",state=\"running\"} 1\n",
@@ -325,9 +325,9 @@ Test(http, metrics_expose_the_counters)
     };
     Reply r;
 
-    lag_set_state(board, 0, RM_STATE_RUNNING, NULL);
-    lag_polled(board, 0);
-    lag_committed(board, 0, 0, sid(3, 0), o, 3);
+    board_set_state(board, 0, BOARD_STATE_RUNNING, NULL);
+    board_polled(board, 0);
+    board_committed(board, 0, 0, sid(3, 0), o, 3);
     r = get("/metrics");
     cr_assert_eq(r.status, 200);
     cr_expect(strstr(r.head, "Content-Type: text/plain; version=0.0.4") != NULL, "%s", r.head);
@@ -358,7 +358,7 @@ typedef struct Committer {
     int delay_ms;
     size_t rm[2], stream[2];
     size_t n;
-    EntryOutcome outcome[2];
+    BoardOutcome outcome[2];
     StreamId position;
     int64_t committed_at_ms;
 } Committer;
@@ -370,7 +370,7 @@ static void *commit_later(void *arg)
     sleep_ms(c->delay_ms);
     c->committed_at_ms = now_monotonic_ms();
     for (size_t i = 0; i < c->n; i++)
-        lag_committed(board, c->rm[i], c->stream[i], c->position, &c->outcome[i], 1);
+        board_committed(board, c->rm[i], c->stream[i], c->position, &c->outcome[i], 1);
     return NULL;
 }
 
@@ -381,9 +381,9 @@ Test(http, wait_returns_as_soon_as_every_read_model_settled)
         .rm = {0, 1},
         .stream = {0, 0},
         .n = 2,
-        .outcome = {{.id = sid(42, 7), .outcome = OUTCOME_APPLIED},
+        .outcome = {{.id = sid(42, 7), .outcome = BOARD_OUTCOME_APPLIED},
                     {.id = sid(42, 7),
-                     .outcome = OUTCOME_DEAD_LETTERED,
+                     .outcome = BOARD_OUTCOME_DEAD_LETTERED,
                      .error = "null value in column \"id\""}},
         .position = sid(42, 7),
     };
@@ -411,7 +411,7 @@ Test(http, wait_returns_as_soon_as_every_read_model_settled)
     cr_expect_str_eq(rm_str(&r, 1, "outcome"), "dead_lettered");
     cr_expect_str_eq(rm_str(&r, 1, "error"), "null value in column \"id\"");
     reply_done(&r);
-    cr_expect_eq(lag_wait_pending(board), 0);
+    cr_expect_eq(board_wait_pending(board), 0);
 }
 
 Test(http, wait_for_one_read_model_reports_skipped)
@@ -421,7 +421,7 @@ Test(http, wait_for_one_read_model_reports_skipped)
         .rm = {2},
         .stream = {0},
         .n = 1,
-        .outcome = {{.id = sid(8, 0), .outcome = OUTCOME_SKIPPED}},
+        .outcome = {{.id = sid(8, 0), .outcome = BOARD_OUTCOME_SKIPPED}},
         .position = sid(8, 0),
     };
     pthread_t t;
@@ -438,13 +438,13 @@ Test(http, wait_for_one_read_model_reports_skipped)
 
 Test(http, late_waiter_is_answered_at_once)
 {
-    EntryOutcome o[2] = {{.id = sid(10, 0), .outcome = OUTCOME_APPLIED},
-                         {.id = sid(11, 0), .outcome = OUTCOME_SKIPPED}};
+    BoardOutcome o[2] = {{.id = sid(10, 0), .outcome = BOARD_OUTCOME_APPLIED},
+                         {.id = sid(11, 0), .outcome = BOARD_OUTCOME_SKIPPED}};
     int64_t start;
     Reply r;
 
-    lag_committed(board, 0, 0, sid(11, 0), o, 2);
-    lag_committed(board, 1, 0, sid(11, 0), o, 2);
+    board_committed(board, 0, 0, sid(11, 0), o, 2);
+    board_committed(board, 1, 0, sid(11, 0), o, 2);
     start = now_monotonic_ms();
     r = get("/wait?stream=orders&id=11-0&timeout_ms=10000");
     cr_expect_lt(now_monotonic_ms() - start, 1000);
@@ -456,8 +456,8 @@ Test(http, late_waiter_is_answered_at_once)
 
 Test(http, wait_times_out_with_positions)
 {
-    EntryOutcome o = {.id = sid(3, 0), .outcome = OUTCOME_APPLIED};
-    LagSample s = {.has_last_entry = true,
+    BoardOutcome o = {.id = sid(3, 0), .outcome = BOARD_OUTCOME_APPLIED};
+    StreamBacklog s = {.has_last_entry = true,
                    .last_entry = sid(20, 0),
                    .entries_behind = 7,
                    .oldest_unapplied_ms = now_wall_ms() - 2000};
@@ -465,9 +465,9 @@ Test(http, wait_times_out_with_positions)
     Reply r;
 
     run_all();
-    lag_sampled(board, 0, 0, &s);
-    lag_committed(board, 0, 0, sid(3, 0), &o, 1);
-    lag_set_state(board, 1, RM_STATE_RETRYING, "could not connect to PostgreSQL");
+    board_sampled(board, 0, 0, &s);
+    board_committed(board, 0, 0, sid(3, 0), &o, 1);
+    board_set_state(board, 1, BOARD_STATE_RETRYING, "could not connect to PostgreSQL");
     start = now_monotonic_ms();
     r = get("/wait?stream=orders&id=20-0&timeout_ms=250");
     elapsed = now_monotonic_ms() - start;
@@ -484,7 +484,7 @@ Test(http, wait_times_out_with_positions)
     cr_expect_str_eq(rm_str(&r, 1, "reason"), "could not connect to PostgreSQL");
     cr_expect(json_is_null(json_object_get(rm_at(&r, 1), "last_applied_id")));
     reply_done(&r);
-    cr_expect_eq(lag_wait_pending(board), 0);
+    cr_expect_eq(board_wait_pending(board), 0);
 }
 
 Test(http, wait_rejects_bad_parameters)
@@ -539,12 +539,12 @@ Test(http, huge_timeout_is_clamped)
     /* 10^30 ms is a valid non-negative integer: clamped, not rejected. */
     int fd = http_send("GET", "/wait?stream=customers&id=5-0&timeout_ms="
                               "1000000000000000000000000000000");
-    EntryOutcome o = {.id = sid(5, 0), .outcome = OUTCOME_APPLIED};
+    BoardOutcome o = {.id = sid(5, 0), .outcome = BOARD_OUTCOME_APPLIED};
     Reply r;
 
     wait_pending(1);
-    lag_committed(board, 0, 1, sid(5, 0), &o, 1);
-    lag_committed(board, 2, 0, sid(5, 0), &o, 1);
+    board_committed(board, 0, 1, sid(5, 0), &o, 1);
+    board_committed(board, 2, 0, sid(5, 0), &o, 1);
     r = http_recv(fd);
     cr_expect_eq(r.status, 200, "%s", r.body);
     reply_done(&r);
@@ -556,7 +556,7 @@ Test(http, stopped_read_model_answers_503_at_once)
     Reply r;
 
     run_all();
-    lag_set_state(board, 1, RM_STATE_STOPPED, "table \"customer_stats\" differs from the YAML");
+    board_set_state(board, 1, BOARD_STATE_STOPPED, "table \"customer_stats\" differs from the YAML");
     start = now_monotonic_ms();
     r = get("/wait?stream=orders&id=1-0&timeout_ms=10000");
     cr_expect_lt(now_monotonic_ms() - start, 1000);
@@ -576,7 +576,7 @@ Test(http, read_model_stopping_while_waited_on_answers_503)
     run_all();
     fd = http_send("GET", "/wait?stream=customers&id=1-0&timeout_ms=20000");
     wait_pending(1);
-    lag_set_state(board, 2, RM_STATE_STOPPED, "permission denied for table");
+    board_set_state(board, 2, BOARD_STATE_STOPPED, "permission denied for table");
     r = http_recv(fd);
     cr_assert_eq(r.status, 503, "%s", r.body);
     cr_expect_str_eq(rm_str(&r, 1, "name"), "customers");
@@ -589,7 +589,7 @@ Test(http, one_commit_releases_300_waiters)
 {
     enum { N = 300 };
     static int fds[N];
-    EntryOutcome o = {.id = sid(77, 0), .outcome = OUTCOME_APPLIED};
+    BoardOutcome o = {.id = sid(77, 0), .outcome = BOARD_OUTCOME_APPLIED};
     int64_t committed;
 
     for (int i = 0; i < N; i++)
@@ -597,7 +597,7 @@ Test(http, one_commit_releases_300_waiters)
                                   "&timeout_ms=20000");
     wait_pending(N);
     committed = now_monotonic_ms();
-    lag_committed(board, 2, 0, sid(77, 0), &o, 1);
+    board_committed(board, 2, 0, sid(77, 0), &o, 1);
     for (int i = 0; i < N; i++) {
         Reply r = http_recv(fds[i]);
         cr_expect_eq(r.status, 200, "waiter %d: %s", i, r.body);
@@ -605,7 +605,7 @@ Test(http, one_commit_releases_300_waiters)
         reply_done(&r);
     }
     cr_expect_lt(now_monotonic_ms() - committed, 3000);
-    cr_expect_eq(lag_wait_pending(board), 0);
+    cr_expect_eq(board_wait_pending(board), 0);
 }
 
 Test(http, stop_answers_pending_waiters)
@@ -619,7 +619,7 @@ Test(http, stop_answers_pending_waiters)
     cr_expect_eq(r.status, 503, "%s", r.body);
     cr_expect_str_eq(error_of(&r), "shutting down");
     reply_done(&r);
-    cr_expect_eq(lag_wait_pending(board), 0);
+    cr_expect_eq(board_wait_pending(board), 0);
 }
 
 /* ---- listen addresses ---- */
@@ -629,7 +629,7 @@ Test(http_listen, rejects_malformed_addresses)
     static const char *const bad[] = {
         "",         "8080",      "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536",
         "::1:8080", "[::1]8080", "[]:80",     "host:80a"};
-    LagBoard *b = lag_board_new(&set);
+    Board *b = board_new(&set);
 
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
         HttpOptions opts = {.listen = bad[i]};
@@ -639,12 +639,12 @@ Test(http_listen, rejects_malformed_addresses)
         cr_expect(strstr(err.message, "invalid listen address") != NULL, "%s", err.message);
         cr_expect_null(h);
     }
-    lag_board_free(b);
+    board_free(b);
 }
 
 Test(http_listen, accepts_every_form_and_reports_busy_ports)
 {
-    LagBoard *b = lag_board_new(&set);
+    Board *b = board_new(&set);
     HttpOptions opts = {.listen = ":0"};
     PjError err = {0};
     Http *h = NULL, *h2 = NULL, *h3 = NULL;
@@ -660,7 +660,7 @@ Test(http_listen, accepts_every_form_and_reports_busy_ports)
     cr_expect_eq(http_start(&opts, b, &h3, &err), -PJ_EIO);
     cr_expect(strstr(err.message, "could not listen on") != NULL, "%s", err.message);
     h = http_stop(h);
-    lag_board_free(b);
+    board_free(b);
 }
 
 /* ---- hostile clients: shared helpers ---- */
@@ -782,7 +782,7 @@ Test(http_auth, refuses_a_missing_token)
         reply_done(&r);
     }
     /* A waiter refused before it is registered: nothing is left pending. */
-    cr_expect_eq(lag_wait_pending(board), 0);
+    cr_expect_eq(board_wait_pending(board), 0);
 }
 
 Test(http_auth, refuses_a_wrong_token_of_any_length)
@@ -882,7 +882,7 @@ TestSuite(http_limits, .init = start_small_server, .fini = stop_server, .timeout
 
 Test(http_limits, max_waiters_refuses_the_next_waiter_at_once)
 {
-    EntryOutcome o = {.id = sid(9, 0), .outcome = OUTCOME_APPLIED};
+    BoardOutcome o = {.id = sid(9, 0), .outcome = BOARD_OUTCOME_APPLIED};
     int fds[3];
     int64_t start;
     Reply r;
@@ -899,7 +899,7 @@ Test(http_limits, max_waiters_refuses_the_next_waiter_at_once)
     cr_expect(strstr(r.head, "Retry-After: 1") != NULL, "%s", r.head);
     reply_done(&r);
     /* An entry settled already needs no waiting: answered even at the limit. */
-    lag_committed(board, 2, 0, sid(9, 0), &o, 1);
+    board_committed(board, 2, 0, sid(9, 0), &o, 1);
     for (int i = 0; i < 3; i++) {
         r = http_recv(fds[i]);
         cr_expect_eq(r.status, 200, "%s", r.body);
@@ -912,7 +912,7 @@ Test(http_limits, max_waiters_refuses_the_next_waiter_at_once)
     fds[0] = http_send("GET", "/wait?stream=customers&id=10-0&readmodel=customers");
     wait_pending(1);
     o.id = sid(10, 0);
-    lag_committed(board, 2, 0, sid(10, 0), &o, 1);
+    board_committed(board, 2, 0, sid(10, 0), &o, 1);
     r = http_recv(fds[0]);
     cr_expect_eq(r.status, 200, "%s", r.body);
     reply_done(&r);
@@ -1076,7 +1076,7 @@ static void open_waiters(int n)
 
 Test(http_load, thousands_of_waiters_complete, .init = start_wide_server)
 {
-    EntryOutcome o = {.id = sid(500, 0), .outcome = OUTCOME_APPLIED};
+    BoardOutcome o = {.id = sid(500, 0), .outcome = BOARD_OUTCOME_APPLIED};
     long before, during, after;
     int ok = 0;
 
@@ -1092,14 +1092,14 @@ Test(http_load, thousands_of_waiters_complete, .init = start_wide_server)
         cr_expect_eq(r.status, 503, "%s", r.body);
         reply_done(&r);
     }
-    lag_committed(board, 2, 0, sid(500, 0), &o, 1);
+    board_committed(board, 2, 0, sid(500, 0), &o, 1);
     for (int i = 0; i < MANY_WAITERS; i++) {
         Reply r = http_recv(many_fds[i]);
         ok += r.status == 200;
         reply_done(&r);
     }
     cr_expect_eq(ok, MANY_WAITERS);
-    cr_expect_eq(lag_wait_pending(board), 0);
+    cr_expect_eq(board_wait_pending(board), 0);
     expect_healthy();
     after = rss_kib();
     cr_log_info("VmRSS: %ld KiB before, %ld KiB with %d waiters, %ld KiB after", before, during,
@@ -1160,7 +1160,7 @@ static int healthz_eventually(void)
 
 Test(http_load, connections_past_the_limit_are_not_served, .init = start_narrow_server)
 {
-    EntryOutcome o = {.id = sid(500, 0), .outcome = OUTCOME_APPLIED};
+    BoardOutcome o = {.id = sid(500, 0), .outcome = BOARD_OUTCOME_APPLIED};
     long before = rss_kib();
     int served, answered = 0;
 
@@ -1169,8 +1169,8 @@ Test(http_load, connections_past_the_limit_are_not_served, .init = start_narrow_
     open_waiters(FEW_CONNECTIONS);
     served = flood_past_the_limit();
     cr_expect_eq(served, 0, "%d clients past the limit were served", served);
-    cr_expect_eq(lag_wait_pending(board), FEW_CONNECTIONS);
-    lag_committed(board, 2, 0, sid(500, 0), &o, 1);
+    cr_expect_eq(board_wait_pending(board), FEW_CONNECTIONS);
+    board_committed(board, 2, 0, sid(500, 0), &o, 1);
     for (int i = 0; i < FEW_CONNECTIONS; i++) {
         Reply r = http_recv(many_fds[i]);
         answered += r.status == 200;

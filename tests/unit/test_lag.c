@@ -1,5 +1,5 @@
 /* test_lag.c - the lag board without servers: derived states, lag seconds, counters and
- * rates, monotonic positions, lag_wait_position across threads, stale polls, and the
+ * rates, monotonic positions, board_wait_position across threads, stale polls, and the
  * /wait waiter registry (ring outcomes, stop, timer, shutdown).
  */
 #include <criterion/criterion.h>
@@ -25,16 +25,16 @@ static Model models[] = {
 };
 static const ModelSet set = {.models = models, .count = 3};
 
-static LagBoard *board;
+static Board *board;
 
 static void setup(void)
 {
-    board = lag_board_new(&set);
+    board = board_new(&set);
 }
 
 static void teardown(void)
 {
-    board = lag_board_free(board);
+    board = board_free(board);
 }
 
 TestSuite(lag, .init = setup, .fini = teardown);
@@ -53,24 +53,24 @@ static void sleep_ms(int ms)
 static void run_all(void)
 {
     for (size_t i = 0; i < set.count; i++) {
-        lag_set_state(board, i, RM_STATE_RUNNING, NULL);
-        lag_polled(board, i);
+        board_set_state(board, i, BOARD_STATE_RUNNING, NULL);
+        board_polled(board, i);
     }
 }
 
 static void sample(size_t rm, size_t stream, uint64_t last_ms, uint64_t behind, int64_t oldest)
 {
-    LagSample s = {.has_last_entry = true,
+    StreamBacklog s = {.has_last_entry = true,
                    .last_entry = sid(last_ms, 0),
                    .entries_behind = behind,
                    .oldest_unapplied_ms = oldest};
-    lag_sampled(board, rm, stream, &s);
+    board_sampled(board, rm, stream, &s);
 }
 
 /* The state of read model rm as /lag shows it (a copy). */
 static char *state_of(size_t rm)
 {
-    json_t *doc = lag_json(board, (int)rm);
+    json_t *doc = board_json(board, (int)rm);
     char *s = strdup(json_string_value(json_object_get(doc, "state")));
     json_decref(doc);
     return s;
@@ -78,7 +78,7 @@ static char *state_of(size_t rm)
 
 static json_t *stream_doc(size_t rm, size_t stream)
 {
-    json_t *doc = lag_json(board, (int)rm);
+    json_t *doc = board_json(board, (int)rm);
     json_t *s = json_incref(json_array_get(json_object_get(doc, "streams"), stream));
     json_decref(doc);
     return s;
@@ -93,7 +93,7 @@ static void expect_state(size_t rm, const char *want)
 
 Test(lag, starts_in_starting_and_not_ready)
 {
-    json_t *doc = lag_json(board, -1);
+    json_t *doc = board_json(board, -1);
     json_t *rms = json_object_get(doc, "readmodels");
 
     cr_assert_eq(json_array_size(rms), 3);
@@ -102,42 +102,42 @@ Test(lag, starts_in_starting_and_not_ready)
     cr_expect(json_is_null(json_object_get(json_array_get(rms, 0), "last_poll_at")));
     json_decref(doc);
     expect_state(0, "starting");
-    cr_expect_not(lag_ready(board));
+    cr_expect_not(board_ready(board));
     run_all();
     expect_state(0, "running");
-    cr_expect(lag_ready(board));
+    cr_expect(board_ready(board));
 }
 
 Test(lag, derives_states)
 {
     static const struct {
-        RmState fault;
+        BoardState fault;
         const char *reason;
         uint64_t behind;
         const char *want;
         bool ready;
     } cases[] = {
-        {RM_STATE_RUNNING, NULL, 0, "running", true},
-        {RM_STATE_RUNNING, NULL, 4, "catching_up", true},
-        {RM_STATE_CATCHING_UP, NULL, 0, "running", true},
-        {RM_STATE_RETRYING, "could not connect to Redis", 4, "retrying", false},
-        {RM_STATE_STOPPED, "table \"t\" differs", 0, "stopped", false},
-        {RM_STATE_REBUILDING, "rebuild requested", 4, "rebuilding", true},
-        {RM_STATE_STARTING, NULL, 0, "starting", false},
+        {BOARD_STATE_RUNNING, NULL, 0, "running", true},
+        {BOARD_STATE_RUNNING, NULL, 4, "catching_up", true},
+        {BOARD_STATE_CATCHING_UP, NULL, 0, "running", true},
+        {BOARD_STATE_RETRYING, "could not connect to Redis", 4, "retrying", false},
+        {BOARD_STATE_STOPPED, "table \"t\" differs", 0, "stopped", false},
+        {BOARD_STATE_REBUILDING, "rebuild requested", 4, "rebuilding", true},
+        {BOARD_STATE_STARTING, NULL, 0, "starting", false},
     };
 
     run_all();
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-        lag_set_state(board, 1, cases[i].fault, cases[i].reason);
+        board_set_state(board, 1, cases[i].fault, cases[i].reason);
         sample(1, 0, 100, cases[i].behind, cases[i].behind ? 50 : -1);
-        json_t *doc = lag_json(board, 1);
+        json_t *doc = board_json(board, 1);
         cr_expect_str_eq(json_string_value(json_object_get(doc, "state")), cases[i].want,
                          "case %zu", i);
         if (cases[i].reason)
             cr_expect_str_eq(json_string_value(json_object_get(doc, "reason")), cases[i].reason);
         else
             cr_expect(json_is_null(json_object_get(doc, "reason")), "case %zu", i);
-        cr_expect_eq(lag_ready(board), cases[i].ready, "case %zu", i);
+        cr_expect_eq(board_ready(board), cases[i].ready, "case %zu", i);
         json_decref(doc);
     }
 }
@@ -170,18 +170,18 @@ Test(lag, reports_lag_seconds_from_the_oldest_unapplied_entry)
 
 Test(lag, counts_outcomes_and_rates)
 {
-    EntryOutcome out[60];
+    BoardOutcome out[60];
     json_t *s;
 
     run_all();
     for (size_t i = 0; i < ARRAY_SIZE(out); i++) {
-        EntryOutcomeKind k = i < 50   ? OUTCOME_APPLIED
-                             : i < 57 ? OUTCOME_SKIPPED
-                                      : OUTCOME_DEAD_LETTERED;
-        out[i] = (EntryOutcome){.id = sid(1000 + i, 0), .outcome = k, .error = "bad"};
+        BoardOutcomeKind k = i < 50   ? BOARD_OUTCOME_APPLIED
+                             : i < 57 ? BOARD_OUTCOME_SKIPPED
+                                      : BOARD_OUTCOME_DEAD_LETTERED;
+        out[i] = (BoardOutcome){.id = sid(1000 + i, 0), .outcome = k, .error = "bad"};
     }
-    lag_set_dead_letters(board, 0, 0, 4);
-    lag_committed(board, 0, 0, sid(1059, 0), out, ARRAY_SIZE(out));
+    board_set_dead_letters(board, 0, 0, 4);
+    board_committed(board, 0, 0, sid(1059, 0), out, ARRAY_SIZE(out));
     s = stream_doc(0, 0);
     cr_expect_eq(json_integer_value(json_object_get(s, "applied")), 50);
     cr_expect_eq(json_integer_value(json_object_get(s, "skipped")), 7);
@@ -204,7 +204,7 @@ Test(lag, unknown_positions_are_null)
     json_decref(s);
 
     /* The checkpoint loaded at start sets the position without counting anything. */
-    lag_committed(board, 2, 0, sid(7, 3), NULL, 0);
+    board_committed(board, 2, 0, sid(7, 3), NULL, 0);
     s = stream_doc(2, 0);
     cr_expect_str_eq(json_string_value(json_object_get(s, "last_applied_id")), "7-3");
     cr_expect_eq(json_integer_value(json_object_get(s, "applied")), 0);
@@ -213,31 +213,31 @@ Test(lag, unknown_positions_are_null)
 
 Test(lag, commit_reduces_entries_behind)
 {
-    EntryOutcome out[4];
+    BoardOutcome out[4];
     json_t *s;
 
     run_all();
     sample(1, 0, 100, 10, 1);
     for (size_t i = 0; i < 4; i++)
-        out[i] = (EntryOutcome){.id = sid(2 + i, 0), .outcome = OUTCOME_APPLIED};
-    lag_committed(board, 1, 0, sid(5, 0), out, 4);
+        out[i] = (BoardOutcome){.id = sid(2 + i, 0), .outcome = BOARD_OUTCOME_APPLIED};
+    board_committed(board, 1, 0, sid(5, 0), out, 4);
     s = stream_doc(1, 0);
     cr_expect_eq(json_integer_value(json_object_get(s, "entries_behind")), 6);
     json_decref(s);
     expect_state(1, "catching_up");
 
     /* More outcomes than were known to be behind: saturates at 0. */
-    EntryOutcome more[8];
+    BoardOutcome more[8];
     for (size_t i = 0; i < 8; i++)
-        more[i] = (EntryOutcome){.id = sid(10 + i, 0), .outcome = OUTCOME_APPLIED};
-    lag_committed(board, 1, 0, sid(17, 0), more, 8);
+        more[i] = (BoardOutcome){.id = sid(10 + i, 0), .outcome = BOARD_OUTCOME_APPLIED};
+    board_committed(board, 1, 0, sid(17, 0), more, 8);
     s = stream_doc(1, 0);
     cr_expect_eq(json_integer_value(json_object_get(s, "entries_behind")), 0);
     json_decref(s);
 
     /* Reaching the last entry seen clears the lag whatever the count said. */
     sample(1, 0, 100, 50, 1);
-    lag_committed(board, 1, 0, sid(100, 0), NULL, 0);
+    board_committed(board, 1, 0, sid(100, 0), NULL, 0);
     s = stream_doc(1, 0);
     cr_expect_eq(json_integer_value(json_object_get(s, "entries_behind")), 0);
     json_decref(s);
@@ -247,9 +247,9 @@ Test(lag, commit_reduces_entries_behind)
 #ifndef NDEBUG
 Test(lag, position_never_goes_back, .signal = SIGABRT)
 {
-    lag_committed(board, 0, 0, sid(10, 0), NULL, 0);
-    lag_committed(board, 0, 0, sid(10, 0), NULL, 0); /* the same position is fine */
-    lag_committed(board, 0, 0, sid(9, 5), NULL, 0);
+    board_committed(board, 0, 0, sid(10, 0), NULL, 0);
+    board_committed(board, 0, 0, sid(10, 0), NULL, 0); /* the same position is fine */
+    board_committed(board, 0, 0, sid(9, 5), NULL, 0);
 }
 #endif
 
@@ -262,10 +262,10 @@ typedef struct DelayedCommit {
 static void *commit_later(void *arg)
 {
     DelayedCommit *dc = arg;
-    EntryOutcome o = {.id = dc->position, .outcome = OUTCOME_APPLIED};
+    BoardOutcome o = {.id = dc->position, .outcome = BOARD_OUTCOME_APPLIED};
 
     sleep_ms(dc->delay_ms);
-    lag_committed(board, dc->rm, dc->stream, dc->position, &o, 1);
+    board_committed(board, dc->rm, dc->stream, dc->position, &o, 1);
     return NULL;
 }
 
@@ -276,33 +276,33 @@ Test(lag, wait_position_is_woken_by_a_commit)
     int64_t start = now_monotonic_ms(), elapsed;
 
     pthread_create(&t, NULL, commit_later, &dc);
-    cr_assert_eq(lag_wait_position(board, 0, 1, sid(50, 1), 5000), 0);
+    cr_assert_eq(board_wait_position(board, 0, 1, sid(50, 1), 5000), 0);
     elapsed = now_monotonic_ms() - start;
     pthread_join(t, NULL);
     cr_expect_geq(elapsed, 70);
     cr_expect_lt(elapsed, 1000, "woke after %lld ms", (long long)elapsed);
 
     /* Already reached: returns at once, even with no time to wait. */
-    cr_expect_eq(lag_wait_position(board, 0, 1, sid(50, 0), 0), 0);
+    cr_expect_eq(board_wait_position(board, 0, 1, sid(50, 0), 0), 0);
 }
 
 Test(lag, wait_position_times_out)
 {
     int64_t start = now_monotonic_ms(), elapsed;
 
-    lag_committed(board, 0, 0, sid(5, 0), NULL, 0);
-    cr_assert_eq(lag_wait_position(board, 0, 0, sid(6, 0), 120), -PJ_ETIMEDOUT);
+    board_committed(board, 0, 0, sid(5, 0), NULL, 0);
+    cr_assert_eq(board_wait_position(board, 0, 0, sid(6, 0), 120), -PJ_ETIMEDOUT);
     elapsed = now_monotonic_ms() - start;
     cr_expect_geq(elapsed, 115);
     cr_expect_lt(elapsed, 1000);
-    cr_expect_eq(lag_wait_position(board, 0, 0, sid(6, 0), 0), -PJ_ETIMEDOUT);
+    cr_expect_eq(board_wait_position(board, 0, 0, sid(6, 0), 0), -PJ_ETIMEDOUT);
 }
 
 static void *shutdown_later(void *arg)
 {
     (void)arg;
     sleep_ms(50);
-    lag_shutdown(board);
+    board_shutdown(board);
     return NULL;
 }
 
@@ -311,7 +311,7 @@ Test(lag, shutdown_wakes_wait_position)
     pthread_t t;
 
     pthread_create(&t, NULL, shutdown_later, NULL);
-    cr_expect_eq(lag_wait_position(board, 1, 0, sid(1, 0), 10000), -PJ_ESTOPPED);
+    cr_expect_eq(board_wait_position(board, 1, 0, sid(1, 0), 10000), -PJ_ESTOPPED);
     pthread_join(t, NULL);
 }
 
@@ -319,11 +319,11 @@ Test(lag, reports_a_worker_that_stopped_polling)
 {
     json_t *doc;
 
-    lag_set_stale_poll_ms(board, 60);
+    board_set_stale_poll_ms(board, 60);
     run_all();
     expect_state(2, "running");
     sleep_ms(150);
-    doc = lag_json(board, 2);
+    doc = board_json(board, 2);
     cr_expect_str_eq(json_string_value(json_object_get(doc, "state")), "retrying");
     cr_expect(strncmp(json_string_value(json_object_get(doc, "reason")),
                       "worker has not polled for ", 26) == 0,
@@ -331,8 +331,8 @@ Test(lag, reports_a_worker_that_stopped_polling)
     cr_expect_geq(json_integer_value(json_object_get(doc, "last_poll_age_ms")), 140);
     cr_expect(json_is_string(json_object_get(doc, "last_poll_at")));
     json_decref(doc);
-    cr_expect_not(lag_ready(board));
-    lag_polled(board, 2);
+    cr_expect_not(board_ready(board));
+    board_polled(board, 2);
     expect_state(2, "running");
 }
 
@@ -346,25 +346,25 @@ static void count_wake(void *arg)
     atomic_fetch_add(&wakes, 1);
 }
 
-static LagWaiter *begin(const char *stream, StreamId id, const char *rm, unsigned timeout_ms)
+static BoardWaiter *begin(const char *stream, StreamId id, const char *rm, unsigned timeout_ms)
 {
-    WaitRequest req = {.stream = stream,
+    BoardWaitRequest req = {.stream = stream,
                        .id = id,
                        .readmodel = rm,
                        .timeout_ms = timeout_ms,
                        .owner = &wakes,
                        .wake = count_wake};
-    LagWaiter *w = NULL;
+    BoardWaiter *w = NULL;
     PjError err = {0};
 
-    cr_assert_eq(lag_wait_begin(board, &req, &w, &err), 0, "%s", err.message);
+    cr_assert_eq(board_wait_begin(board, &req, &w, &err), 0, "%s", err.message);
     return w;
 }
 
-static json_t *answer(const LagWaiter *w, unsigned want_status)
+static json_t *answer(const BoardWaiter *w, unsigned want_status)
 {
     unsigned status = 0;
-    json_t *doc = lag_wait_result(w, &status);
+    json_t *doc = board_wait_result(w, &status);
     cr_expect_eq(status, want_status);
     return doc;
 }
@@ -377,69 +377,69 @@ static const char *rm_field(json_t *doc, size_t i, const char *key)
 
 Test(lag, waiter_after_the_commit_takes_the_outcome_from_the_ring)
 {
-    EntryOutcome o[2] = {{.id = sid(3, 0), .outcome = OUTCOME_DEAD_LETTERED, .error = "no key"},
-                         {.id = sid(4, 0), .outcome = OUTCOME_SKIPPED}};
-    LagWaiter *w;
+    BoardOutcome o[2] = {{.id = sid(3, 0), .outcome = BOARD_OUTCOME_DEAD_LETTERED, .error = "no key"},
+                         {.id = sid(4, 0), .outcome = BOARD_OUTCOME_SKIPPED}};
+    BoardWaiter *w;
     json_t *doc;
 
-    lag_committed(board, 0, 0, sid(4, 0), o, 2);
-    lag_committed(board, 1, 0, sid(4, 0), o, 2);
+    board_committed(board, 0, 0, sid(4, 0), o, 2);
+    board_committed(board, 1, 0, sid(4, 0), o, 2);
     w = begin("orders", sid(3, 0), NULL, 1000);
-    cr_assert(lag_wait_done(board, w));
+    cr_assert(board_wait_done(board, w));
     doc = answer(w, 200);
     cr_expect(json_is_true(json_object_get(doc, "settled")));
     cr_expect_str_eq(rm_field(doc, 0, "outcome"), "dead_lettered");
     cr_expect_str_eq(rm_field(doc, 0, "error"), "no key");
     cr_expect_str_eq(rm_field(doc, 1, "name"), "customer_stats");
     json_decref(doc);
-    w = lag_wait_free(board, w);
+    w = board_wait_free(board, w);
 
     /* An entry below the position that the ring never saw is just "settled". */
     w = begin("orders", sid(2, 0), "customer_stats", 1000);
     doc = answer(w, 200);
     cr_expect_str_eq(rm_field(doc, 0, "outcome"), "settled");
     json_decref(doc);
-    w = lag_wait_free(board, w);
+    w = board_wait_free(board, w);
     cr_expect_eq(atomic_load(&wakes), 0);
 }
 
 Test(lag, ring_keeps_the_last_outcomes)
 {
-    static EntryOutcome o[5000];
-    LagWaiter *w;
+    static BoardOutcome o[5000];
+    BoardWaiter *w;
     json_t *doc;
 
     for (size_t i = 0; i < ARRAY_SIZE(o); i++)
-        o[i] = (EntryOutcome){.id = sid(100 + i, 0), .outcome = OUTCOME_APPLIED};
-    lag_committed(board, 2, 0, sid(5099, 0), o, 2500);
-    lag_committed(board, 2, 0, sid(5099, 0), o + 2500, 2500);
+        o[i] = (BoardOutcome){.id = sid(100 + i, 0), .outcome = BOARD_OUTCOME_APPLIED};
+    board_committed(board, 2, 0, sid(5099, 0), o, 2500);
+    board_committed(board, 2, 0, sid(5099, 0), o + 2500, 2500);
     w = begin("customers", sid(100, 0), "customers", 1000);
     doc = answer(w, 200);
     cr_expect_str_eq(rm_field(doc, 0, "outcome"), "settled"); /* evicted */
     json_decref(doc);
-    w = lag_wait_free(board, w);
+    w = board_wait_free(board, w);
     w = begin("customers", sid(5099, 0), "customers", 1000);
     doc = answer(w, 200);
     cr_expect_str_eq(rm_field(doc, 0, "outcome"), "applied");
     json_decref(doc);
-    w = lag_wait_free(board, w);
+    w = board_wait_free(board, w);
 }
 
 Test(lag, waiter_is_settled_by_every_read_model)
 {
-    EntryOutcome o = {.id = sid(9, 0), .outcome = OUTCOME_APPLIED};
-    LagWaiter *w = begin("orders", sid(9, 0), NULL, 5000);
+    BoardOutcome o = {.id = sid(9, 0), .outcome = BOARD_OUTCOME_APPLIED};
+    BoardWaiter *w = begin("orders", sid(9, 0), NULL, 5000);
 
-    cr_assert_not(lag_wait_arm(board, w));
-    cr_expect_eq(lag_wait_pending(board), 1);
-    lag_committed(board, 0, 0, sid(9, 0), &o, 1);
-    cr_expect_not(lag_wait_done(board, w), "customer_stats has not settled it yet");
-    lag_committed(board, 1, 0, sid(12, 0), &o, 1);
-    cr_assert(lag_wait_done(board, w));
+    cr_assert_not(board_wait_arm(board, w));
+    cr_expect_eq(board_wait_pending(board), 1);
+    board_committed(board, 0, 0, sid(9, 0), &o, 1);
+    cr_expect_not(board_wait_done(board, w), "customer_stats has not settled it yet");
+    board_committed(board, 1, 0, sid(12, 0), &o, 1);
+    cr_assert(board_wait_done(board, w));
     cr_expect_eq(atomic_load(&wakes), 1);
-    cr_expect_eq(lag_wait_pending(board), 0);
+    cr_expect_eq(board_wait_pending(board), 0);
     json_decref(answer(w, 200));
-    lag_wait_free(board, w);
+    board_wait_free(board, w);
 }
 
 Test(lag, lookup_errors_name_what_is_missing)
@@ -453,11 +453,11 @@ Test(lag, lookup_errors_name_what_is_missing)
     };
 
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-        WaitRequest req = {
+        BoardWaitRequest req = {
             .stream = cases[i].stream, .id = sid(1, 0), .readmodel = cases[i].rm, .timeout_ms = 10};
-        LagWaiter *w = NULL;
+        BoardWaiter *w = NULL;
         PjError err = {0};
-        cr_expect_eq(lag_wait_begin(board, &req, &w, &err), -PJ_ENOTFOUND);
+        cr_expect_eq(board_wait_begin(board, &req, &w, &err), -PJ_ENOTFOUND);
         cr_expect_str_eq(err.message, cases[i].message);
         cr_expect_null(w);
     }
@@ -465,13 +465,13 @@ Test(lag, lookup_errors_name_what_is_missing)
 
 Test(lag, stopped_read_model_answers_503)
 {
-    LagWaiter *w, *w2;
+    BoardWaiter *w, *w2;
     json_t *doc;
 
     run_all();
-    lag_set_state(board, 1, RM_STATE_STOPPED, "out of disk");
+    board_set_state(board, 1, BOARD_STATE_STOPPED, "out of disk");
     w = begin("orders", sid(9, 0), NULL, 5000);
-    cr_assert(lag_wait_done(board, w));
+    cr_assert(board_wait_done(board, w));
     doc = answer(w, 503);
     cr_expect_str_eq(json_string_value(json_object_get(doc, "error")),
                      "read model \"customer_stats\" is stopped: out of disk");
@@ -479,32 +479,32 @@ Test(lag, stopped_read_model_answers_503)
     cr_expect_str_eq(rm_field(doc, 1, "reason"), "out of disk");
     cr_expect_str_eq(rm_field(doc, 0, "outcome"), "pending");
     json_decref(doc);
-    lag_wait_free(board, w);
+    board_wait_free(board, w);
 
     /* Becoming stopped while waited on. */
     w2 = begin("customers", sid(9, 0), NULL, 5000);
-    cr_assert_not(lag_wait_arm(board, w2));
-    lag_set_state(board, 2, RM_STATE_STOPPED, "schema mismatch");
-    cr_assert(lag_wait_done(board, w2));
+    cr_assert_not(board_wait_arm(board, w2));
+    board_set_state(board, 2, BOARD_STATE_STOPPED, "schema mismatch");
+    cr_assert(board_wait_done(board, w2));
     cr_expect_eq(atomic_load(&wakes), 1);
     json_decref(answer(w2, 503));
-    lag_wait_free(board, w2);
+    board_wait_free(board, w2);
 }
 
 Test(lag, timer_answers_408_with_positions)
 {
     int64_t start = now_monotonic_ms();
-    LagWaiter *w;
+    BoardWaiter *w;
     json_t *doc;
 
     run_all();
-    lag_set_state(board, 0, RM_STATE_RETRYING, "could not connect to PostgreSQL");
-    lag_committed(board, 0, 0, sid(4, 0), NULL, 0);
+    board_set_state(board, 0, BOARD_STATE_RETRYING, "could not connect to PostgreSQL");
+    board_committed(board, 0, 0, sid(4, 0), NULL, 0);
     w = begin("orders", sid(9, 0), NULL, 150);
-    cr_assert_not(lag_wait_arm(board, w));
-    while (!lag_wait_done(board, w) && now_monotonic_ms() - start < 3000)
+    cr_assert_not(board_wait_arm(board, w));
+    while (!board_wait_done(board, w) && now_monotonic_ms() - start < 3000)
         sleep_ms(5);
-    cr_assert(lag_wait_done(board, w));
+    cr_assert(board_wait_done(board, w));
     cr_expect_geq(now_monotonic_ms() - start, 145);
     cr_expect_eq(atomic_load(&wakes), 1);
     doc = answer(w, 408);
@@ -516,55 +516,55 @@ Test(lag, timer_answers_408_with_positions)
     cr_expect(json_is_null(
         json_object_get(json_array_get(json_object_get(doc, "readmodels"), 1), "last_applied_id")));
     json_decref(doc);
-    lag_wait_free(board, w);
+    board_wait_free(board, w);
 }
 
 Test(lag, timeout_zero_answers_at_once)
 {
-    LagWaiter *w = begin("orders", sid(9, 0), "orders", 0);
+    BoardWaiter *w = begin("orders", sid(9, 0), "orders", 0);
 
-    cr_assert(lag_wait_done(board, w));
+    cr_assert(board_wait_done(board, w));
     json_decref(answer(w, 408));
-    lag_wait_free(board, w);
+    board_wait_free(board, w);
 }
 
 Test(lag, shutdown_answers_waiters_as_timeouts)
 {
-    LagWaiter *w = begin("orders", sid(9, 0), NULL, 60000);
-    LagWaiter *late;
+    BoardWaiter *w = begin("orders", sid(9, 0), NULL, 60000);
+    BoardWaiter *late;
 
-    cr_assert_not(lag_wait_arm(board, w));
-    lag_shutdown(board);
-    cr_assert(lag_wait_done(board, w));
+    cr_assert_not(board_wait_arm(board, w));
+    board_shutdown(board);
+    cr_assert(board_wait_done(board, w));
     cr_expect_eq(atomic_load(&wakes), 1);
     json_decref(answer(w, 408));
-    lag_wait_free(board, w);
+    board_wait_free(board, w);
     late = begin("orders", sid(9, 0), NULL, 60000);
     json_decref(answer(late, 503));
-    lag_wait_free(board, late);
+    board_wait_free(board, late);
 }
 
 Test(lag, abort_owner_answers_only_its_waiters)
 {
-    LagWaiter *mine = begin("orders", sid(9, 0), NULL, 60000);
-    WaitRequest req = {.stream = "orders",
+    BoardWaiter *mine = begin("orders", sid(9, 0), NULL, 60000);
+    BoardWaitRequest req = {.stream = "orders",
                        .id = sid(9, 0),
                        .timeout_ms = 60000,
                        .owner = board,
                        .wake = count_wake};
-    LagWaiter *other;
+    BoardWaiter *other;
     PjError err;
 
-    cr_assert_eq(lag_wait_begin(board, &req, &other, &err), 0);
-    cr_assert_not(lag_wait_arm(board, mine));
-    cr_assert_not(lag_wait_arm(board, other));
-    lag_wait_abort_owner(board, &wakes);
-    cr_expect(lag_wait_done(board, mine));
-    cr_expect_not(lag_wait_done(board, other));
+    cr_assert_eq(board_wait_begin(board, &req, &other, &err), 0);
+    cr_assert_not(board_wait_arm(board, mine));
+    cr_assert_not(board_wait_arm(board, other));
+    board_wait_abort_owner(board, &wakes);
+    cr_expect(board_wait_done(board, mine));
+    cr_expect_not(board_wait_done(board, other));
     json_t *doc = answer(mine, 503);
     cr_expect_str_eq(json_string_value(json_object_get(doc, "error")), "shutting down");
     json_decref(doc);
-    lag_wait_free(board, mine);
-    lag_wait_free(board, other); /* still pending: unregisters it */
-    cr_expect_eq(lag_wait_pending(board), 0);
+    board_wait_free(board, mine);
+    board_wait_free(board, other); /* still pending: unregisters it */
+    cr_expect_eq(board_wait_pending(board), 0);
 }
