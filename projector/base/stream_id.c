@@ -1,7 +1,9 @@
 /* stream_id.c - Redis stream IDs. Pure: no I/O, no allocation. */
 #include "base/stream_id.h"
 
+#include <assert.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 static int parse_u64(const char *s, size_t len, uint64_t *ret)
@@ -57,4 +59,27 @@ char *stream_id_format(StreamId id, char buf[STREAM_ID_BUFSZ])
 {
     snprintf(buf, STREAM_ID_BUFSZ, "%" PRIu64 "-%" PRIu64, id.ms, id.seq);
     return buf;
+}
+
+void stream_id_format_parts(StreamId id, char ms[STREAM_ID_PART_BUFSZ],
+                            char seq[STREAM_ID_PART_BUFSZ])
+{
+    snprintf(ms, STREAM_ID_PART_BUFSZ, "%" PRIu64, id.ms);
+    snprintf(seq, STREAM_ID_PART_BUFSZ, "%" PRIu64, id.seq);
+}
+
+size_t stream_id_lower_bound(size_t n, StreamId (*id_at)(const void *ctx, size_t i),
+                             const void *ctx, StreamId id)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (stream_id_cmp(id_at(ctx, mid), id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    assert(lo <= n);
+    return lo;
 }

@@ -24,4 +24,16 @@ bool stream_id_is_zero(StreamId id);
 /* Writes "<ms>-<seq>" into buf and returns buf. */
 char *stream_id_format(StreamId id, char buf[STREAM_ID_BUFSZ]);
 
+/* Large enough for one decimal uint64_t. */
+#define STREAM_ID_PART_BUFSZ 21
+
+/* Writes the two parts as decimal text, as statement parameters carry them. */
+void stream_id_format_parts(StreamId id, char ms[STREAM_ID_PART_BUFSZ],
+                            char seq[STREAM_ID_PART_BUFSZ]);
+
+/* The index of the first of n ascending IDs that is not below id (n when none is);
+ * id_at(ctx, i) gives the i-th. The sequence is the caller's: an array, a ring. */
+size_t stream_id_lower_bound(size_t n, StreamId (*id_at)(const void *ctx, size_t i),
+                             const void *ctx, StreamId id);
+
 #endif

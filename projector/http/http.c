@@ -28,9 +28,9 @@
 #include <unistd.h>
 
 #include "http/http.h"
+#include "base/json_text.h"
 #include "base/log.h"
 #include "http/metrics.h"
-#include "board/wait.h"
 
 #define HTTP_IDLE_TIMEOUT_S 30    /* idle keep-alive sockets; never a suspended one */
 #define HTTP_STOP_DRAIN_MS 2000   /* how long http_stop lets answered waiters flush */
@@ -112,7 +112,7 @@ static enum MHD_Result respond_error_with(struct MHD_Connection *c, unsigned sta
 {
     json_t *doc = json_object();
 
-    json_object_set_new(doc, "error", wait_json_string(message));
+    json_object_set_new(doc, "error", json_text_string(message));
     return respond_json_with(c, status, doc, extra);
 }
 
@@ -373,7 +373,7 @@ static enum MHD_Result serve_not_allowed(struct MHD_Connection *c, const char *m
     char *message = xasprintf("method \"%s\" is not allowed", method);
     char *text;
 
-    json_object_set_new(doc, "error", wait_json_string(message));
+    json_object_set_new(doc, "error", json_text_string(message));
     free(message);
     text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12));
     json_decref(doc);

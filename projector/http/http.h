@@ -9,7 +9,7 @@
 
 #include <stdbool.h>
 
-#include "board/lag.h"
+#include "board/board.h"
 #include "base/util.h"
 
 /* A field left at 0 (or NULL) takes the default named beside it. */

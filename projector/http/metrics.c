@@ -7,7 +7,7 @@
  */
 #include <string.h>
 
-#include "board/lag.h"
+#include "board/board.h"
 #include "http/metrics.h"
 
 typedef enum { SCOPE_READMODEL, SCOPE_STREAM } MetricScope;

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "http/http.h"
-#include "board/lag.h"
+#include "board/board.h"
 #include "base/log.h"
 #include "sink/migrations.h"
 #include "sink/pg.h"

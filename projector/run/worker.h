@@ -10,7 +10,7 @@
 #include <stdatomic.h>
 
 #include "base/config.h"
-#include "board/lag.h"
+#include "board/board.h"
 #include "model/model.h"
 #include "base/util.h"
 

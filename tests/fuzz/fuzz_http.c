@@ -19,7 +19,7 @@
 
 #include "fuzz.h"
 #include "http/http.h"
-#include "board/lag.h"
+#include "board/board.h"
 
 /* libmicrohttpd's own request limit is far below this. */
 #define FUZZ_HTTP_BYTES_MAX 65536

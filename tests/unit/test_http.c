@@ -19,9 +19,8 @@
 #include <unistd.h>
 
 #include "http/http.h"
-#include "board/lag.h"
+#include "board/board.h"
 #include "http/metrics.h"
-#include "board/wait.h"
 
 static char name_orders[] = "orders", name_stats[] = "customer_stats",
             name_customers[] = "customers";

@@ -9,8 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "board/lag.h"
-#include "board/wait.h"
+#include "board/board.h"
 
 static char name_orders[] = "orders", name_stats[] = "customer_stats",
             name_customers[] = "customers";

@@ -1,5 +1,5 @@
-/* wait.c - the registry of /wait waiters: who waits on which entry of which read models,
- * how each one finishes, and the single timer thread that times them out.
+/* waiters.c - the registry of /wait waiters: who waits on which entry of which read
+ * models, how each one finishes, and the single timer thread that times them out.
  *
  * Everything runs under the board mutex. A waiter finishes exactly once; its JSON answer
  * is built at that moment. Wake calls run after the mutex is released, and
@@ -10,7 +10,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "board/wait.h"
+#include "base/json_text.h"
+#include "board/board_internal.h"
+#include "os/thread.h"
 
 typedef enum {
     WAIT_PENDING,
@@ -57,21 +59,19 @@ struct WaitRegistry {
     pthread_t timer;
 };
 
-json_t *wait_json_string(const char *s)
+/* The fault state the worker set (STARTING, RUNNING, RETRYING, STOPPED, REBUILDING). */
+static BoardState fault_locked(const Board *board, size_t rm, const char **ret_reason)
 {
-    json_t *j = json_string(s);
-    char *copy;
+    assert(rm < board->set->count);
+    *ret_reason = board->rms[rm].reason;
+    return board->rms[rm].fault;
+}
 
-    if (j)
-        return j;
-    copy = xstrdup(s);
-    for (char *p = copy; *p; p++) {
-        if ((unsigned char)*p >= 0x80)
-            *p = '?';
-    }
-    j = json_string(copy);
-    free(copy);
-    return j;
+/* True when (rm, stream) has committed entry id. */
+static bool position_covers_locked(const Board *board, size_t rm, size_t stream, StreamId id)
+{
+    const StreamBoard *sb = progress_stream(board, rm, stream);
+    return sb->has_position && stream_id_cmp(id, sb->position) <= 0;
 }
 
 /* ---- finishing ---- */
@@ -87,7 +87,7 @@ static void wake_list_add(WakeList *wl, BoardWakeFn fn, void *arg)
     wl->args[wl->count++] = arg;
 }
 
-void wait_wake_run(WaitRegistry *reg, WakeList *wl)
+void waiters_wake_run(WaitRegistry *reg, WakeList *wl)
 {
     if (wl->count > 0) {
         for (size_t i = 0; i < wl->count; i++)
@@ -138,15 +138,15 @@ static const char *outcome_name(const WaitTarget *t)
 
 static json_t *target_json(Board *board, const WaitTarget *t, bool with_position)
 {
-    const ModelSet *set = board_models(board);
+    const ModelSet *set = board->set;
     json_t *o = json_object();
 
-    json_object_set_new(o, "name", wait_json_string(set->models[t->rm].name));
+    json_object_set_new(o, "name", json_text_string(set->models[t->rm].name));
     json_object_set_new(o, "outcome", json_string(outcome_name(t)));
     if (t->error)
-        json_object_set_new(o, "error", wait_json_string(t->error));
+        json_object_set_new(o, "error", json_text_string(t->error));
     if (with_position)
-        lag_position_json_locked(board, t->rm, t->stream, o);
+        progress_position_json_locked(board, t->rm, t->stream, o);
     return o;
 }
 
@@ -155,11 +155,11 @@ static json_t *answer_json(Board *board, const BoardWaiter *w, const char *error
     char idbuf[STREAM_ID_BUFSZ];
     json_t *doc = json_object(), *rms = json_array();
 
-    json_object_set_new(doc, "stream", wait_json_string(w->stream));
+    json_object_set_new(doc, "stream", json_text_string(w->stream));
     json_object_set_new(doc, "id", json_string(stream_id_format(w->id, idbuf)));
     json_object_set_new(doc, "settled", json_boolean(w->status == WAIT_SETTLED));
     if (error)
-        json_object_set_new(doc, "error", wait_json_string(error));
+        json_object_set_new(doc, "error", json_text_string(error));
     for (size_t i = 0; i < w->ntargets; i++)
         json_array_append_new(rms, target_json(board, &w->targets[i], w->status != WAIT_SETTLED));
     json_object_set_new(doc, "readmodels", rms);
@@ -202,7 +202,7 @@ static const WaitTarget *stopped_target(Board *board, const BoardWaiter *w,
 {
     for (size_t i = 0; i < w->ntargets; i++) {
         const WaitTarget *t = &w->targets[i];
-        if (!t->settled && lag_fault_locked(board, t->rm, ret_reason) == BOARD_STATE_STOPPED)
+        if (!t->settled && fault_locked(board, t->rm, ret_reason) == BOARD_STATE_STOPPED)
             return t;
     }
     return NULL;
@@ -211,7 +211,7 @@ static const WaitTarget *stopped_target(Board *board, const BoardWaiter *w,
 static void finish_stopped(WaitRegistry *reg, BoardWaiter *w, const WaitTarget *t, const char *reason,
                            WakeList *wl)
 {
-    const char *name = board_models(reg->board)->models[t->rm].name;
+    const char *name = reg->board->set->models[t->rm].name;
     char *error = reason ? xasprintf("read model \"%s\" is stopped: %s", name, reason)
                          : xasprintf("read model \"%s\" is stopped", name);
 
@@ -228,11 +228,6 @@ static void finish_timed_out(WaitRegistry *reg, BoardWaiter *w, WakeList *wl)
 }
 
 /* ---- the timer thread ---- */
-
-static struct timespec mono_timespec(int64_t ms)
-{
-    return (struct timespec){.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-}
 
 /* Times out every expired waiter; returns the earliest deadline left. */
 static int64_t expire(WaitRegistry *reg, int64_t now, WakeList *wl)
@@ -260,7 +255,7 @@ static void *timer_main(void *arg)
         int64_t earliest = expire(reg, now_monotonic_ms(), &wl);
         if (wl.count > 0) {
             pthread_mutex_unlock(reg->mu);
-            wait_wake_run(reg, &wl);
+            waiters_wake_run(reg, &wl);
             pthread_mutex_lock(reg->mu);
             continue;
         }
@@ -268,7 +263,7 @@ static void *timer_main(void *arg)
         if (earliest == INT64_MAX) {
             pthread_cond_wait(&reg->timer_cond, reg->mu);
         } else {
-            struct timespec ts = mono_timespec(earliest);
+            struct timespec ts = thread_monotonic_timespec(earliest);
             (void)pthread_cond_timedwait(&reg->timer_cond, reg->mu, &ts);
         }
     }
@@ -276,25 +271,15 @@ static void *timer_main(void *arg)
     return NULL;
 }
 
-static void cond_init_monotonic(pthread_cond_t *cond)
-{
-    pthread_condattr_t attr;
-
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(cond, &attr);
-    pthread_condattr_destroy(&attr);
-}
-
-WaitRegistry *wait_registry_new(Board *board, pthread_mutex_t *mu)
+WaitRegistry *waiters_new(Board *board)
 {
     WaitRegistry *reg = xcalloc(1, sizeof(*reg));
     int rc;
 
     reg->board = board;
-    reg->mu = mu;
+    reg->mu = &board->mu;
     reg->timer_target_ms = INT64_MAX;
-    cond_init_monotonic(&reg->timer_cond);
+    thread_cond_init_monotonic(&reg->timer_cond);
     pthread_cond_init(&reg->idle_cond, NULL);
     rc = pthread_create(&reg->timer, NULL, timer_main, reg);
     /* Like an allocation failure: without its timer the board cannot keep its promises. */
@@ -305,7 +290,7 @@ WaitRegistry *wait_registry_new(Board *board, pthread_mutex_t *mu)
     return reg;
 }
 
-WaitRegistry *wait_registry_free(WaitRegistry *reg)
+WaitRegistry *waiters_free(WaitRegistry *reg)
 {
     if (!reg)
         return NULL;
@@ -324,22 +309,16 @@ WaitRegistry *wait_registry_free(WaitRegistry *reg)
 
 /* ---- events from the board ---- */
 
+static StreamId outcome_id_at(const void *ctx, size_t i)
+{
+    return ((const BoardOutcome *)ctx)[i].id;
+}
+
 /* The outcome of id in a batch (ascending), or NULL. */
 static const BoardOutcome *batch_find(const BoardOutcome *o, size_t n, StreamId id)
 {
-    size_t lo = 0, hi = n;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = stream_id_cmp(o[mid].id, id);
-        if (c == 0)
-            return &o[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    size_t i = stream_id_lower_bound(n, outcome_id_at, o, id);
+    return i < n && stream_id_cmp(o[i].id, id) == 0 ? &o[i] : NULL;
 }
 
 /* Settles target t from what the board remembers: the ring, else "settled". */
@@ -348,13 +327,13 @@ static void settle_from_ring(Board *board, WaitTarget *t, StreamId id)
     BoardOutcomeKind kind;
     const char *error;
 
-    if (lag_ring_find_locked(board, t->rm, t->stream, id, &kind, &error))
+    if (progress_ring_find(progress_stream(board, t->rm, t->stream), id, &kind, &error))
         settle(t, kind, error);
     else
         settle(t, BOARD_OUTCOME_NONE, NULL);
 }
 
-void wait_on_commit_locked(WaitRegistry *reg, size_t rm, size_t stream, StreamId position,
+void waiters_on_commit_locked(WaitRegistry *reg, size_t rm, size_t stream, StreamId position,
                            const BoardOutcome *outcomes, size_t n, WakeList *wl)
 {
     BoardWaiter *next;
@@ -380,7 +359,7 @@ void wait_on_commit_locked(WaitRegistry *reg, size_t rm, size_t stream, StreamId
     }
 }
 
-void wait_on_stop_locked(WaitRegistry *reg, size_t rm, const char *reason, WakeList *wl)
+void waiters_on_stop_locked(WaitRegistry *reg, size_t rm, const char *reason, WakeList *wl)
 {
     BoardWaiter *next;
 
@@ -395,7 +374,7 @@ void wait_on_stop_locked(WaitRegistry *reg, size_t rm, const char *reason, WakeL
     }
 }
 
-void wait_on_shutdown_locked(WaitRegistry *reg, WakeList *wl)
+void waiters_on_shutdown_locked(WaitRegistry *reg, WakeList *wl)
 {
     while (reg->head)
         finish_timed_out(reg, reg->head, wl);
@@ -404,45 +383,26 @@ void wait_on_shutdown_locked(WaitRegistry *reg, WakeList *wl)
 
 /* ---- waiter API ---- */
 
-static bool model_reads(const Model *m, const char *stream, size_t *ret_stream)
-{
-    for (size_t s = 0; s < m->nstreams; s++) {
-        if (strcmp(m->streams[s], stream) == 0) {
-            *ret_stream = s;
-            return true;
-        }
-    }
-    return false;
-}
-
-static int find_model(const ModelSet *set, const char *name)
-{
-    for (size_t i = 0; i < set->count; i++) {
-        if (strcmp(set->models[i].name, name) == 0)
-            return (int)i;
-    }
-    return -1;
-}
-
 /* Fills w->targets: the named read model, or every read model that reads the stream. */
-static int resolve_targets(const ModelSet *set, const BoardWaitRequest *req, BoardWaiter *w, PjError *err)
+static int resolve_targets(const ModelSet *set, const BoardWaitRequest *req, BoardWaiter *w,
+                           PjError *err)
 {
-    size_t s;
+    int stream;
 
     w->targets = xcalloc(set->count ? set->count : 1, sizeof(*w->targets));
     if (req->readmodel) {
-        int rm = find_model(set, req->readmodel);
+        int rm = model_set_find(set, req->readmodel);
         if (rm < 0)
             return pj_error_set(err, PJ_ENOTFOUND, "unknown read model \"%s\"", req->readmodel);
-        if (!model_reads(&set->models[rm], req->stream, &s))
+        if ((stream = model_find_stream(&set->models[rm], req->stream)) < 0)
             return pj_error_set(err, PJ_ENOTFOUND, "read model \"%s\" does not read stream \"%s\"",
                                 req->readmodel, req->stream);
-        w->targets[w->ntargets++] = (WaitTarget){.rm = (size_t)rm, .stream = s};
+        w->targets[w->ntargets++] = (WaitTarget){.rm = (size_t)rm, .stream = (size_t)stream};
         return 0;
     }
     for (size_t i = 0; i < set->count; i++) {
-        if (model_reads(&set->models[i], req->stream, &s))
-            w->targets[w->ntargets++] = (WaitTarget){.rm = i, .stream = s};
+        if ((stream = model_find_stream(&set->models[i], req->stream)) >= 0)
+            w->targets[w->ntargets++] = (WaitTarget){.rm = i, .stream = (size_t)stream};
     }
     if (w->ntargets == 0)
         return pj_error_set(err, PJ_ENOTFOUND, "no read model reads stream \"%s\"", req->stream);
@@ -478,15 +438,14 @@ static void start_locked(WaitRegistry *reg, BoardWaiter *w)
     Board *board = reg->board;
     const WaitTarget *stopped;
     const char *reason;
-    StreamId pos;
     WakeList wl = {0}; /* stays empty: the waiter is not armed yet */
 
     for (size_t i = 0; i < w->ntargets; i++) {
         WaitTarget *t = &w->targets[i];
-        if (lag_position_locked(board, t->rm, t->stream, &pos) && stream_id_cmp(w->id, pos) <= 0)
+        if (position_covers_locked(board, t->rm, t->stream, w->id))
             settle_from_ring(board, t, w->id);
     }
-    if (lag_is_shut_down_locked(board))
+    if (board->shut_down)
         finish(reg, w, WAIT_SHUTDOWN, "shutting down", &wl);
     else if ((stopped = stopped_target(board, w, &reason)) != NULL)
         finish_stopped(reg, w, stopped, reason, &wl);
@@ -501,11 +460,11 @@ static void start_locked(WaitRegistry *reg, BoardWaiter *w)
 
 int board_wait_begin(Board *board, const BoardWaitRequest *req, BoardWaiter **ret, PjError *err)
 {
-    WaitRegistry *reg = lag_registry(board);
+    WaitRegistry *reg = board->waits;
     BoardWaiter *w = xcalloc(1, sizeof(*w));
     int rc;
 
-    rc = resolve_targets(board_models(board), req, w, err);
+    rc = resolve_targets(board->set, req, w, err);
     if (rc < 0) {
         waiter_destroy(w);
         return rc;
@@ -525,7 +484,7 @@ int board_wait_begin(Board *board, const BoardWaitRequest *req, BoardWaiter **re
 
 bool board_wait_done(Board *board, BoardWaiter *w)
 {
-    WaitRegistry *reg = lag_registry(board);
+    WaitRegistry *reg = board->waits;
     bool done;
 
     pthread_mutex_lock(reg->mu);
@@ -536,7 +495,7 @@ bool board_wait_done(Board *board, BoardWaiter *w)
 
 bool board_wait_arm(Board *board, BoardWaiter *w)
 {
-    WaitRegistry *reg = lag_registry(board);
+    WaitRegistry *reg = board->waits;
     bool done;
 
     pthread_mutex_lock(reg->mu);
@@ -559,7 +518,7 @@ json_t *board_wait_result(const BoardWaiter *w, unsigned *ret_status)
 
 BoardWaiter *board_wait_free(Board *board, BoardWaiter *w)
 {
-    WaitRegistry *reg = lag_registry(board);
+    WaitRegistry *reg = board->waits;
 
     if (!w)
         return NULL;
@@ -572,7 +531,7 @@ BoardWaiter *board_wait_free(Board *board, BoardWaiter *w)
 
 void board_wait_abort_owner(Board *board, const void *owner)
 {
-    WaitRegistry *reg = lag_registry(board);
+    WaitRegistry *reg = board->waits;
     WakeList wl = {0};
     BoardWaiter *next;
 
@@ -583,7 +542,7 @@ void board_wait_abort_owner(Board *board, const void *owner)
             finish(reg, w, WAIT_SHUTDOWN, "shutting down", &wl);
     }
     pthread_mutex_unlock(reg->mu);
-    wait_wake_run(reg, &wl);
+    waiters_wake_run(reg, &wl);
     pthread_mutex_lock(reg->mu);
     while (reg->wakes_in_flight > 0)
         pthread_cond_wait(&reg->idle_cond, reg->mu);
@@ -592,7 +551,7 @@ void board_wait_abort_owner(Board *board, const void *owner)
 
 size_t board_wait_pending(Board *board)
 {
-    WaitRegistry *reg = lag_registry(board);
+    WaitRegistry *reg = board->waits;
     size_t n;
 
     pthread_mutex_lock(reg->mu);

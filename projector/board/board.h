@@ -1,12 +1,13 @@
-/* lag.h - the shared board of read-model progress: state, positions, lag, rates, dead
- * letters, and the /wait waiters that a commit settles.
+/* board.h - the progress board: what every read model has applied, how far behind it is,
+ * and the /wait waiters that its commits settle.
  *
- * Workers write to it (one worker per read model); the HTTP server and the lookup
- * ordering rule read from it. Every function is thread-safe. Indices: rm is the model's
- * index in the ModelSet, stream is the index into that model's streams[].
+ * Workers write to it (one worker per read model); the HTTP server and the lookup ordering
+ * rule read from it. Every function is thread-safe. Indices: rm is the model's index in
+ * the ModelSet, stream the index into that model's streams[]. Inside: board.c (lifecycle,
+ * the worker side, /lag), waiters.c (/wait), progress.c (the per-stream record).
  */
-#ifndef PROJECTOR_LAG_H
-#define PROJECTOR_LAG_H
+#ifndef PROJECTOR_BOARD_H
+#define PROJECTOR_BOARD_H
 
 #include <jansson.h>
 
@@ -29,7 +30,8 @@ const char *board_state_name(BoardState state);
 
 typedef struct Board Board;
 
-/* Borrows set (names, streams), which must outlive the board. */
+/* Borrows set (names, streams), which must outlive the board. Starts the waiters' timer
+ * thread. */
 Board *board_new(const ModelSet *set);
 /* Accepts NULL; returns NULL. No waiter may still be registered. */
 Board *board_free(Board *board);
@@ -75,7 +77,46 @@ int board_wait_position(Board *board, size_t rm, size_t stream, StreamId target,
 /* Wakes every blocked board_wait_position and answers every waiter (as a timeout). */
 void board_shutdown(Board *board);
 
-/* ---- reader side ---- */
+/* ---- /wait ---- */
+
+typedef struct BoardWaiter BoardWaiter;
+
+/* Called once, from whichever thread finishes an armed waiter, without the board mutex. */
+typedef void (*BoardWakeFn)(void *arg);
+
+typedef struct BoardWaitRequest {
+    const char *stream; /* borrowed for the call */
+    StreamId id;
+    const char *readmodel; /* NULL: every read model that reads stream */
+    unsigned timeout_ms;   /* 0: answer at once */
+    const void *owner;     /* groups waiters for board_wait_abort_owner */
+    BoardWakeFn wake;
+    void *wake_arg;
+} BoardWaitRequest;
+
+/* Starts a wait. Returns 0 with *ret set (pending, or already finished when the entry is
+ * settled, a read model waited on is stopped, timeout_ms is 0 or the board is shut down),
+ * or -PJ_ENOTFOUND with err set when no read model reads the stream, the read model is
+ * unknown or does not read the stream. Free *ret with board_wait_free. */
+int board_wait_begin(Board *board, const BoardWaitRequest *req, BoardWaiter **ret,
+                   PjError *err) PJ_MUSTCHECK;
+/* True when the waiter has finished. */
+bool board_wait_done(Board *board, BoardWaiter *w);
+/* Call once the caller is ready to be woken (its connection suspended). Returns true when
+ * the waiter had already finished: wake will never be called, the caller resumes itself.
+ * Otherwise wake(wake_arg) is called exactly once when it finishes. */
+bool board_wait_arm(Board *board, BoardWaiter *w);
+/* The answer of a finished waiter: HTTP status (200, 408 or 503) and body (new reference). */
+json_t *board_wait_result(const BoardWaiter *w, unsigned *ret_status);
+/* Unregisters a pending waiter and frees it. Accepts NULL; returns NULL. */
+BoardWaiter *board_wait_free(Board *board, BoardWaiter *w);
+/* Finishes every pending waiter of owner with 503 "shutting down", and returns once no
+ * wake call of any waiter is still running. */
+void board_wait_abort_owner(Board *board, const void *owner);
+/* Number of pending waiters. */
+size_t board_wait_pending(Board *board);
+
+/* ---- /lag and /readyz ---- */
 
 /* The /lag document for one read model (rm >= 0) or all of them (rm == -1):
  * {"readmodels":[{"name","state","reason","last_poll_at","last_poll_age_ms",
@@ -85,5 +126,8 @@ void board_shutdown(Board *board);
 json_t *board_json(Board *board, int rm);
 /* True when no read model is retrying, stopped or starting. */
 bool board_ready(Board *board);
+
+/* Test hook: how long without a poll makes a worker look stuck (default 15000 ms). */
+void board_set_stale_poll_ms(Board *board, unsigned ms);
 
 #endif
