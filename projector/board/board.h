@@ -12,23 +12,10 @@
 #include <jansson.h>
 
 #include "base/entry.h"
-#include "model/model.h"
 #include "base/stream_id.h"
 #include "base/util.h"
-
-typedef enum {
-    BOARD_STATE_STARTING,    /* not yet connected for the first time */
-    BOARD_STATE_RUNNING,     /* caught up */
-    BOARD_STATE_CATCHING_UP, /* entries waiting on at least one stream */
-    BOARD_STATE_RETRYING,    /* a transient fault (reason says which); will resume by itself */
-    BOARD_STATE_STOPPED,     /* cannot progress until an operator acts (reason says why) */
-    BOARD_STATE_REBUILDING
-} BoardState;
-
-/* "starting", "running", "catching_up", "retrying", "stopped", "rebuilding". */
-const char *board_state_name(BoardState state);
-
-typedef struct Board Board;
+#include "board/board_types.h"
+#include "model/model.h"
 
 /* Borrows set (names, streams), which must outlive the board. Starts the waiters' timer
  * thread. */
@@ -50,19 +37,6 @@ void board_sampled(Board *board, size_t rm, size_t stream, const StreamBacklog *
 /* The dead-letter count read from PostgreSQL at start. */
 void board_set_dead_letters(Board *board, size_t rm, size_t stream, uint64_t total);
 
-typedef enum {
-    BOARD_OUTCOME_NONE = 0, /* not settled yet */
-    BOARD_OUTCOME_APPLIED,
-    BOARD_OUTCOME_DEAD_LETTERED,
-    BOARD_OUTCOME_SKIPPED /* the type is not handled by the read model */
-} BoardOutcomeKind;
-
-typedef struct BoardOutcome {
-    StreamId id;
-    BoardOutcomeKind outcome;
-    const char *error; /* BOARD_OUTCOME_DEAD_LETTERED: the error text (borrowed for the call) */
-} BoardOutcome;
-
 /* After a commit: the stream's new position (never behind the old one) and the outcome
  * of each entry of the batch on that stream, ascending. Counts them, adjusts the lag and
  * settles every /wait waiter whose entry is now covered. Also used with n == 0 to set the
@@ -78,21 +52,6 @@ int board_wait_position(Board *board, size_t rm, size_t stream, StreamId target,
 void board_shutdown(Board *board);
 
 /* ---- /wait ---- */
-
-typedef struct BoardWaiter BoardWaiter;
-
-/* Called once, from whichever thread finishes an armed waiter, without the board mutex. */
-typedef void (*BoardWakeFn)(void *arg);
-
-typedef struct BoardWaitRequest {
-    const char *stream; /* borrowed for the call */
-    StreamId id;
-    const char *readmodel; /* NULL: every read model that reads stream */
-    unsigned timeout_ms;   /* 0: answer at once */
-    const void *owner;     /* groups waiters for board_wait_abort_owner */
-    BoardWakeFn wake;
-    void *wake_arg;
-} BoardWaitRequest;
 
 /* Starts a wait. Returns 0 with *ret set (pending, or already finished when the entry is
  * settled, a read model waited on is stopped, timeout_ms is 0 or the board is shut down),

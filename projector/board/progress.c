@@ -11,6 +11,19 @@
 #include "base/json_text.h"
 #include "board/board_internal.h"
 
+static const char *const board_state_names[] = {
+    [BOARD_STATE_STARTING] = "starting", [BOARD_STATE_RUNNING] = "running",
+    [BOARD_STATE_CATCHING_UP] = "catching_up", [BOARD_STATE_RETRYING] = "retrying",
+    [BOARD_STATE_STOPPED] = "stopped", [BOARD_STATE_REBUILDING] = "rebuilding"};
+static_assert(ARRAY_SIZE(board_state_names) == BOARD_STATE_REBUILDING + 1,
+              "a name for every board state");
+
+const char *board_state_name(BoardState state)
+{
+    assert((size_t)state < ARRAY_SIZE(board_state_names));
+    return board_state_names[state];
+}
+
 StreamBoard *progress_stream(const Board *b, size_t rm, size_t stream)
 {
     assert(rm < b->set->count);

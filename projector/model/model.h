@@ -136,7 +136,11 @@ int model_load_dir(const char *dir, ModelSet **ret, Diagnostics *diag) PJ_MUSTCH
 /* Same for an explicit list of files (cross-file checks included). */
 int model_load_files(const char *const *paths, size_t npaths, ModelSet **ret,
                      Diagnostics *diag) PJ_MUSTCHECK;
+/* Accepts NULL; returns NULL. */
 ModelSet *model_set_free(ModelSet *set);
+/* Frees what m owns (not m itself): the loader builds models in place, and frees a
+ * partial one this way when a load fails. */
+void model_done(Model *m);
 
 /* The handler for an event type, or NULL when the model does not handle it. */
 const Handler *model_find_handler(const Model *m, const char *event_type);

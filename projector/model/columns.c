@@ -1,7 +1,6 @@
-/* model_column.c - the columns of a read model and everything that names them by the
+/* columns.c - the columns of a read model and everything that names them by the
  * model's own declaration: column types (PostgreSQL's canonical spellings), nullable and
- * default, the key, the version column and the indexes; plus the literal rules shared with
- * the values of actions.
+ * default, the key, the version column and the indexes.
  *
  * Invariant: a column with any error in its declaration keeps sql_type NULL and is still
  * added, so later references to it do not report it as unknown; checks that would only
@@ -11,69 +10,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "model/model_priv.h"
+#include "model/loader.h"
 
 #define MODEL_VARCHAR_MAX 10485760L
 #define MODEL_NUMERIC_MAX 1000L
-
-/* ---------------------------------------------------------------- literals */
-
-/* [+-] digits ['.' [digits]] | [+-] '.' digits, then an optional exponent. */
-static bool spells_number(const char *s)
-{
-    size_t i = (s[0] == '+' || s[0] == '-') ? 1 : 0;
-    size_t int_digits = strspn(s + i, "0123456789"), frac_digits = 0;
-    i += int_digits;
-    if (s[i] == '.') {
-        frac_digits = strspn(s + i + 1, "0123456789");
-        i += 1 + frac_digits;
-    }
-    if (int_digits + frac_digits == 0)
-        return false;
-    if (s[i] == 'e' || s[i] == 'E') {
-        size_t j = i + 1 + ((s[i + 1] == '+' || s[i + 1] == '-') ? 1 : 0);
-        size_t exp_digits = strspn(s + j, "0123456789");
-        if (exp_digits == 0)
-            return false;
-        i = j + exp_digits;
-    }
-    return s[i] == '\0';
-}
-
-static bool spells_integer(const char *s)
-{
-    size_t i = (s[0] == '+' || s[0] == '-') ? 1 : 0;
-    size_t digits = strspn(s + i, "0123456789");
-    return digits > 0 && s[i + digits] == '\0';
-}
-
-const char *model_literal_problem(ColumnKind kind, const char *text)
-{
-    switch (kind) {
-    case COL_SMALLINT:
-    case COL_INTEGER:
-    case COL_BIGINT:
-        if (!spells_number(text))
-            return "is not a number";
-        return spells_integer(text) ? NULL : "is not an integer";
-    case COL_NUMERIC:
-    case COL_REAL:
-    case COL_DOUBLE:
-        return spells_number(text) ? NULL : "is not a number";
-    case COL_BOOLEAN:
-        if (strcasecmp(text, "true") == 0 || strcasecmp(text, "false") == 0)
-            return NULL;
-        return "is not a boolean: expected true or false";
-    default:
-        return NULL;
-    }
-}
-
-bool column_kind_is_numeric(ColumnKind kind)
-{
-    return kind == COL_SMALLINT || kind == COL_INTEGER || kind == COL_BIGINT ||
-           kind == COL_NUMERIC || kind == COL_REAL || kind == COL_DOUBLE;
-}
 
 /* ---------------------------------------------------------------- column types */
 

@@ -1,4 +1,4 @@
-/* model_action.c - the `on:` section of a read model: event types -> handlers -> actions
+/* actions.c - the `on:` section of a read model: event types -> handlers -> actions
  * (upsert, update, delete), their column values, `when:` conditions and lookups.
  *
  * Values are parsed here (expressions through expr.c); lookups are queued while files are
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/model_priv.h"
+#include "model/loader.h"
 
 /* What a value is for, which decides the rules it follows. */
 typedef enum {
@@ -31,43 +31,6 @@ typedef struct Assigns {
 } Assigns;
 
 #define LOOKUP_FORM "{lookup: table.column, where: {...}}"
-
-/* ---------------------------------------------------------------- freeing */
-
-static void assigns_free(Assign *items, size_t n);
-
-static void lookup_free(Lookup *lk)
-{
-    if (lk != NULL) {
-        assigns_free(lk->where, lk->nwhere);
-        free(lk);
-    }
-}
-
-static void assigns_free(Assign *items, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        expr_free(items[i].expr);
-        lookup_free(items[i].lookup);
-    }
-    free(items);
-}
-
-static void action_done(Action *a)
-{
-    cond_free(a->when);
-    assigns_free(a->set, a->nset);
-    assigns_free(a->add, a->nadd);
-    assigns_free(a->where, a->nwhere);
-}
-
-void model_handler_done(Handler *h)
-{
-    for (size_t i = 0; i < h->nactions; i++)
-        action_done(&h->actions[i]);
-    free(h->actions);
-    free(h->event_type);
-}
 
 /* ---------------------------------------------------------------- expressions */
 

@@ -1,14 +1,15 @@
-/* model_priv.h - the loader state shared by model.c (files, top-level keys, cross-file
- * checks), model_column.c (columns, key, version, indexes) and model_action.c (the `on:`
- * section: handlers, actions, values, lookups). Not a public interface: only those three
- * files include it.
+/* loader.h - the loader state shared by load.c (files, top-level keys, cross-file
+ * checks), columns.c (columns, key, version, indexes) and actions.c (the `on:` section:
+ * handlers, actions, values, lookups), and the helpers of loader.c that all three use.
+ * Not a public interface: only the loader's files include it. They call downwards only:
+ * load.c -> actions.c -> columns.c -> loader.c -> model.c.
  *
  * Invariant: a Model under construction may be partial (fields left empty after an error),
  * but every error has been added to the load's Diagnostics, so a partial model never
  * leaves the loader.
  */
-#ifndef PROJECTOR_MODEL_PRIV_H
-#define PROJECTOR_MODEL_PRIV_H
+#ifndef PROJECTOR_LOADER_H
+#define PROJECTOR_LOADER_H
 
 #include "model/model.h"
 #include "base/yamlsrc.h"
@@ -75,7 +76,7 @@ bool model_key_missing(ModelFile *f, const YamlNode *map, const char *wanted,
  * (model_check_keys reports those). */
 const char *model_map_key(ModelFile *f, const YamlNode *map, size_t i);
 /* The text of scalar n as the author meant it: a plain scalar that a flow collection cut
- * at a ',' inside parentheses is read again from the source (see model.c). Borrowed until
+ * at a ',' inside parentheses is read again from the source (see loader.c). Borrowed until
  * the load ends. */
 const char *model_text(ModelFile *f, const YamlNode *n);
 /* The scalar text of n (as model_text), or NULL after reporting
@@ -92,20 +93,18 @@ void model_error_unknown_column(ModelFile *f, int line, int column, const Model 
  * when it fits. Kinds without a spelling rule accept anything (PostgreSQL casts them). */
 const char *model_literal_problem(ColumnKind kind, const char *text);
 
-/* model_column.c: the `columns:` mapping, then `key:`, `version:` and `indexes:`, which
+/* columns.c: the `columns:` mapping, then `key:`, `version:` and `indexes:`, which
  * name columns (so they run after it, in this order). */
 void model_parse_columns(ModelFile *f, const YamlNode *n);
 void model_parse_key(ModelFile *f, const YamlNode *n);
 void model_parse_version(ModelFile *f, const YamlNode *n);
 void model_parse_indexes(ModelFile *f, const YamlNode *n);
 
-/* model_action.c: parses the `on:` mapping into f->m's handlers. Needs the columns, key
+/* actions.c: parses the `on:` mapping into f->m's handlers. Needs the columns, key
  * and version column parsed first. Lookups are queued in f->load->pending. */
 void model_parse_handlers(ModelFile *f, const YamlNode *on);
-/* model_action.c: resolves every pending lookup against the loaded models and fills each
+/* actions.c: resolves every pending lookup against the loaded models and fills each
  * owner's lookup_models. */
 void model_resolve_lookups(ModelLoad *load);
-/* model_action.c: frees what a handler owns (not the handler itself). */
-void model_handler_done(Handler *h);
 
 #endif
