@@ -13,7 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <libpq-fe.h>
 
 #include "base/yamlsrc.h"
 
@@ -299,17 +298,13 @@ static void check_token(const Config *cfg, const YamlSrc *src, Diagnostics *diag
              CONFIG_TOKEN_MAX);
 }
 
-/* libpq's own parse errors quote the text around the mistake, which may be the password:
- * say only that it does not parse, and how values with spaces are written. */
-static void check_conninfo(const Config *cfg, const YamlSrc *src, Diagnostics *diag)
+/* The parser's own errors may quote the text around the mistake, which may be the
+ * password: say only that it does not parse, and how values with spaces are written. */
+static void check_conninfo(const Config *cfg, ConfigConninfoCheck parses, const YamlSrc *src,
+                           Diagnostics *diag)
 {
-    char *errmsg = NULL;
-    PQconninfoOption *opts = PQconninfoParse(cfg->pg_conninfo, &errmsg);
-    if (opts != NULL) {
-        PQconninfoFree(opts);
+    if (parses == NULL || parses(cfg->pg_conninfo))
         return;
-    }
-    PQfreemem(errmsg);
     YamlNode *p = src != NULL ? yamlsrc_map_get(src, yamlsrc_root(src), "postgres") : NULL;
     YamlNode *c = p != NULL ? yamlsrc_map_get(src, p, "conninfo") : NULL;
     diag_add(diag, cfg->path, c ? yamlsrc_line(c) : 0, c ? yamlsrc_column(c) : 0,
@@ -318,7 +313,8 @@ static void check_conninfo(const Config *cfg, const YamlSrc *src, Diagnostics *d
 }
 
 /* Checks relationships between keys and derives the parsed forms. */
-static void finish(Config *cfg, const YamlSrc *src, Diagnostics *diag)
+static void finish(Config *cfg, ConfigConninfoCheck conninfo_parses, const YamlSrc *src,
+                   Diagnostics *diag)
 {
     const char *file = cfg->path;
     PjError err;
@@ -330,7 +326,7 @@ static void finish(Config *cfg, const YamlSrc *src, Diagnostics *diag)
     if (!sql_ident_is_safe(cfg->pg_schema))
         diag_add(diag, file, 0, 0, "invalid value \"%s\" for \"schema\": expected a lower-case SQL name", cfg->pg_schema);
     check_token(cfg, src, diag);
-    check_conninfo(cfg, src, diag);
+    check_conninfo(cfg, conninfo_parses, src, diag);
     if (cfg->wait_timeout_ms > cfg->wait_timeout_max_ms)
         diag_add(diag, file, 0, 0, "\"wait_timeout_ms\" (%d) is larger than \"wait_timeout_max_ms\" (%d)",
                  cfg->wait_timeout_ms, cfg->wait_timeout_max_ms);
@@ -346,7 +342,8 @@ static void finish(Config *cfg, const YamlSrc *src, Diagnostics *diag)
     }
 }
 
-int config_load(const char *path, bool missing_ok, Config **ret, Diagnostics *diag)
+int config_load(const char *path, bool missing_ok, ConfigConninfoCheck conninfo_parses,
+                Config **ret, Diagnostics *diag)
 {
     Config *cfg = xcalloc(1, sizeof *cfg);
     YamlSrc *src = NULL;
@@ -362,7 +359,7 @@ int config_load(const char *path, bool missing_ok, Config **ret, Diagnostics *di
         load_mapping(cfg, src, yamlsrc_root(src), NULL, diag);
     }
     if (diag->count == before)
-        finish(cfg, src, diag);
+        finish(cfg, conninfo_parses, src, diag);
     yamlsrc_free(src);
     if (diag->count > before) {
         config_free(cfg);

@@ -48,10 +48,16 @@ typedef struct Config {
     int stats_interval_s;
 } Config;
 
+/* True when conninfo is a connection string PostgreSQL's client library can parse. The
+ * library belongs to the sink layer, so the caller passes its check in. */
+typedef bool (*ConfigConninfoCheck)(const char *conninfo);
+
 /* Reads and validates path. Every problem is added to diag as "file:line:col: message";
  * returns -PJ_EINVAL if there was any, -PJ_EIO if the file cannot be read. When the file
- * does not exist and missing_ok is true, the defaults are used. *ret is caller-owned. */
-int config_load(const char *path, bool missing_ok, Config **ret, Diagnostics *diag) PJ_MUSTCHECK;
+ * does not exist and missing_ok is true, the defaults are used. conninfo_parses may be
+ * NULL (postgres.conninfo is then not checked). *ret is caller-owned. */
+int config_load(const char *path, bool missing_ok, ConfigConninfoCheck conninfo_parses,
+                Config **ret, Diagnostics *diag) PJ_MUSTCHECK;
 Config *config_free(Config *cfg);
 
 /* Parses redis://[user:password@]host[:port][/db]. Fills *ret (caller frees with

@@ -1,5 +1,5 @@
 /* entry.h - what the source layer hands up the data path: one stream entry's raw fields
- * and how far a stream is ahead of a position. Value types only; pure.
+ * and how far a stream is ahead of a position. Value types and one reading of them; pure.
  */
 #ifndef PROJECTOR_ENTRY_H
 #define PROJECTOR_ENTRY_H
@@ -27,5 +27,9 @@ typedef struct StreamBacklog {
     uint64_t entries_behind;    /* entries not yet applied (undelivered + pending) */
     int64_t oldest_unapplied_ms; /* ms part of the oldest entry not yet applied, -1 if none */
 } StreamBacklog;
+
+/* The lag in seconds: the age at now_wall_ms of the oldest entry not yet applied; 0 when
+ * nothing is behind, the age is unknown, or the clocks disagree (never negative). */
+double stream_backlog_lag_seconds(const StreamBacklog *backlog, int64_t now_wall_ms);
 
 #endif

@@ -1,11 +1,13 @@
-/* log.c - the logger: level filter, timestamp, context prefix, one write per line. */
+/* log.c - the logger: level filter, timestamp (from the installed clock), context prefix,
+ * one write per line. */
 #include "base/log.h"
 
-#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "base/clock.h"
+
 static LogLevel log_level = LOG_INFO;
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *const log_names[] = {"error", "warn", "info", "debug"};
 
 int log_level_parse(const char *s, LogLevel *ret)
@@ -42,16 +44,17 @@ void log_write(LogLevel level, const char *ctx, const char *fmt, ...)
     for (char *p = msg; *p != '\0'; p++)
         if (*p == '\n' || *p == '\t' || *p == '\r')
             *p = ' ';
-    format_wall_ms(now_wall_ms(), when, sizeof when);
+    format_wall_ms(clock_wall_ms(), when, sizeof when);
 
     StrBuf line = {0};
     strbuf_appendf(&line, "%s %s ", when, log_names[level]);
     if (ctx != NULL)
         strbuf_appendf(&line, "%s: ", ctx);
     strbuf_appendf(&line, "%s\n", msg);
-    pthread_mutex_lock(&log_lock);
+    /* stdio's own lock keeps lines of concurrent threads whole. */
+    flockfile(stderr);
     fputs(line.buf, stderr);
     fflush(stderr);
-    pthread_mutex_unlock(&log_lock);
+    funlockfile(stderr);
     strbuf_done(&line);
 }

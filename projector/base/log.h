@@ -1,7 +1,7 @@
 /* log.h - leveled logging to stderr with a per-read-model context prefix.
  *
  * Lines look like "2026-11-22T07:50:00.123Z info readmodel=orders: message". Thread-safe:
- * one line is written with one fputs under a lock.
+ * one line is written with one fputs under stderr's lock.
  */
 #ifndef PROJECTOR_LOG_H
 #define PROJECTOR_LOG_H

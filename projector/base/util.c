@@ -55,17 +55,26 @@ void diag_add(Diagnostics *d, const char *file, int line, int column, const char
     va_end(ap);
 }
 
+void diag_format(const Diagnostic *g, StrBuf *sb)
+{
+    if (g->file != NULL && g->line > 0)
+        strbuf_appendf(sb, "%s:%d:%d: %s", g->file, g->line, g->column, g->message);
+    else if (g->file != NULL)
+        strbuf_appendf(sb, "%s: %s", g->file, g->message);
+    else
+        strbuf_append(sb, g->message);
+}
+
 void diag_print(const Diagnostics *d, FILE *out)
 {
+    StrBuf sb = {0};
+
     for (size_t i = 0; i < d->count; i++) {
-        const Diagnostic *g = &d->items[i];
-        if (g->file != NULL && g->line > 0)
-            fprintf(out, "%s:%d:%d: %s\n", g->file, g->line, g->column, g->message);
-        else if (g->file != NULL)
-            fprintf(out, "%s: %s\n", g->file, g->message);
-        else
-            fprintf(out, "%s\n", g->message);
+        strbuf_reset(&sb);
+        diag_format(&d->items[i], &sb);
+        fprintf(out, "%s\n", sb.buf);
     }
+    strbuf_done(&sb);
 }
 
 void diag_done(Diagnostics *d)
@@ -249,20 +258,6 @@ int read_file(const char *path, char **ret_text, size_t *ret_len, PjError *err)
         *ret_len = sb.len;
     *ret_text = strbuf_take(&sb);
     return 0;
-}
-
-int64_t now_monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t now_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 void format_wall_ms(int64_t ms, char *buf, size_t size)

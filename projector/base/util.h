@@ -17,6 +17,10 @@
 #define PJ_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* The process's exit codes, as the product promises them (0 is EXIT_SUCCESS). */
+#define PJ_EXIT_RUNTIME 1 /* a runtime failure */
+#define PJ_EXIT_USAGE 2   /* a usage or configuration error */
+
 /* Error codes; functions return 0 or the negated code. */
 enum {
     PJ_OK = 0,
@@ -41,6 +45,21 @@ typedef struct PjError {
 int pj_error_set(PjError *err, int code, const char *fmt, ...) PJ_PRINTF(3, 4);
 void pj_error_clear(PjError *err);
 
+/* A growable NUL-terminated string. Zero-initialise, append, then take or free buf. */
+typedef struct StrBuf {
+    char *buf;
+    size_t len;
+    size_t cap;
+} StrBuf;
+
+void strbuf_append(StrBuf *sb, const char *s);
+void strbuf_appendn(StrBuf *sb, const char *s, size_t n);
+void strbuf_appendf(StrBuf *sb, const char *fmt, ...) PJ_PRINTF(2, 3);
+void strbuf_reset(StrBuf *sb);
+/* Returns the buffer (never NULL, caller frees) and leaves sb empty. */
+char *strbuf_take(StrBuf *sb);
+void strbuf_done(StrBuf *sb);
+
 /* A list of diagnostics printed as "file:line:column: message", compiler style. */
 typedef struct Diagnostic {
     char *file; /* owned */
@@ -60,6 +79,8 @@ void diag_add(Diagnostics *d, const char *file, int line, int column, const char
     PJ_PRINTF(5, 6);
 void diag_addv(Diagnostics *d, const char *file, int line, int column, const char *fmt,
                va_list ap) PJ_PRINTF(5, 0);
+/* Appends g as "file:line:column: message" ("file: message" without a position). */
+void diag_format(const Diagnostic *g, StrBuf *sb);
 /* Prints every diagnostic, one a line, in the order added. */
 void diag_print(const Diagnostics *d, FILE *out);
 void diag_done(Diagnostics *d);
@@ -74,21 +95,6 @@ char *xasprintf(const char *fmt, ...) PJ_PRINTF(1, 2);
 /* Grows *items (of *cap elements of elem_size) so that it holds at least need elements. */
 void xgrow(void **items, size_t *cap, size_t need, size_t elem_size);
 
-/* A growable NUL-terminated string. Zero-initialise, append, then take or free buf. */
-typedef struct StrBuf {
-    char *buf;
-    size_t len;
-    size_t cap;
-} StrBuf;
-
-void strbuf_append(StrBuf *sb, const char *s);
-void strbuf_appendn(StrBuf *sb, const char *s, size_t n);
-void strbuf_appendf(StrBuf *sb, const char *fmt, ...) PJ_PRINTF(2, 3);
-void strbuf_reset(StrBuf *sb);
-/* Returns the buffer (never NULL, caller frees) and leaves sb empty. */
-char *strbuf_take(StrBuf *sb);
-void strbuf_done(StrBuf *sb);
-
 /* True when s is a safe SQL identifier: [a-z_][a-z0-9_]*, at most 63 bytes. */
 bool sql_ident_is_safe(const char *s);
 /* Appends s as a double-quoted identifier; s must pass sql_ident_is_safe. */
@@ -99,9 +105,6 @@ void sql_append_literal(StrBuf *sb, const char *s);
 /* Reads a whole file; returns 0 or -PJ_EIO with err set. *ret_len may be NULL. */
 int read_file(const char *path, char **ret_text, size_t *ret_len, PjError *err) PJ_MUSTCHECK;
 
-/* Milliseconds on CLOCK_MONOTONIC, and since the Unix epoch on CLOCK_REALTIME. */
-int64_t now_monotonic_ms(void);
-int64_t now_wall_ms(void);
 /* Formats epoch milliseconds as "2026-01-15T10:30:00.123Z" into buf (at least 32 bytes). */
 void format_wall_ms(int64_t ms, char *buf, size_t size);
 

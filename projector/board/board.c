@@ -14,6 +14,7 @@
 
 #include "board/board_internal.h"
 #include "os/thread.h"
+#include "os/now.h"
 
 #define BOARD_STALE_POLL_MS_DEFAULT 15000
 
@@ -34,7 +35,7 @@ Board *board_new(const ModelSet *set)
         b->rms[i].fault = BOARD_STATE_STARTING;
         b->rms[i].streams = xcalloc(m->nstreams ? m->nstreams : 1, sizeof(StreamBoard));
         for (size_t s = 0; s < m->nstreams; s++)
-            b->rms[i].streams[s].oldest_unapplied_ms = -1;
+            b->rms[i].streams[s].backlog.oldest_unapplied_ms = -1;
     }
     b->waits = waiters_new(b);
     return b;
@@ -106,10 +107,7 @@ void board_sampled(Board *b, size_t rm, size_t stream, const StreamBacklog *samp
 {
     pthread_mutex_lock(&b->mu);
     StreamBoard *sb = progress_stream(b, rm, stream);
-    sb->has_last_entry = sample->has_last_entry;
-    sb->last_entry = sample->last_entry;
-    sb->entries_behind = sample->entries_behind;
-    sb->oldest_unapplied_ms = sample->oldest_unapplied_ms;
+    sb->backlog = *sample;
     pthread_mutex_unlock(&b->mu);
 }
 

@@ -22,12 +22,9 @@ typedef struct RingEntry {
 } RingEntry;
 
 typedef struct StreamBoard {
-    bool has_last_entry;
-    StreamId last_entry;
+    StreamBacklog backlog; /* as last sampled, lowered by each commit since */
     bool has_position;
     StreamId position; /* committed; never moves backwards */
-    uint64_t entries_behind;
-    int64_t oldest_unapplied_ms; /* -1: none */
     uint64_t applied, skipped, dead_letters;
     int64_t rate_second[BOARD_RATE_SECONDS]; /* monotonic second that each bucket counts */
     uint64_t rate_count[BOARD_RATE_SECONDS];

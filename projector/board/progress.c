@@ -10,6 +10,7 @@
 
 #include "base/json_text.h"
 #include "board/board_internal.h"
+#include "os/now.h"
 
 static const char *const board_state_names[] = {
     [BOARD_STATE_STARTING] = "starting", [BOARD_STATE_RUNNING] = "running",
@@ -111,18 +112,19 @@ static double rate_per_second(const StreamBoard *sb, int64_t second)
 
 static void adjust_lag(StreamBoard *sb, uint64_t settled)
 {
-    if (!sb->has_last_entry || stream_id_cmp(sb->position, sb->last_entry) >= 0) {
+    StreamBacklog *bl = &sb->backlog;
+
+    if (!bl->has_last_entry || stream_id_cmp(sb->position, bl->last_entry) >= 0) {
         /* Redis holds at least what was committed. */
-        sb->has_last_entry = true;
-        sb->last_entry = sb->position;
-        sb->entries_behind = 0;
-        sb->oldest_unapplied_ms = -1;
+        *bl = (StreamBacklog){.has_last_entry = true,
+                              .last_entry = sb->position,
+                              .oldest_unapplied_ms = -1};
         return;
     }
-    sb->entries_behind = sb->entries_behind > settled ? sb->entries_behind - settled : 0;
+    bl->entries_behind = bl->entries_behind > settled ? bl->entries_behind - settled : 0;
     /* The oldest unapplied entry now lies past the position; the next sample refines it. */
-    if (sb->entries_behind > 0 && (int64_t)sb->position.ms > sb->oldest_unapplied_ms)
-        sb->oldest_unapplied_ms = (int64_t)sb->position.ms;
+    if (bl->entries_behind > 0 && (int64_t)sb->position.ms > bl->oldest_unapplied_ms)
+        bl->oldest_unapplied_ms = (int64_t)sb->position.ms;
 }
 
 void progress_count_commit(StreamBoard *sb, const BoardOutcome *o, size_t n)
@@ -165,19 +167,10 @@ BoardState progress_state_locked(const Board *b, size_t rm, int64_t now_mono,
         return BOARD_STATE_RETRYING;
     }
     for (size_t s = 0; s < b->set->models[rm].nstreams; s++) {
-        if (r->streams[s].entries_behind > 0)
+        if (r->streams[s].backlog.entries_behind > 0)
             return BOARD_STATE_CATCHING_UP;
     }
     return BOARD_STATE_RUNNING;
-}
-
-/* The age of the oldest entry not yet applied; 0 when caught up. */
-static double lag_seconds(const StreamBoard *sb, int64_t now_wall)
-{
-    if (sb->entries_behind == 0 || sb->oldest_unapplied_ms < 0 ||
-        now_wall <= sb->oldest_unapplied_ms)
-        return 0.0;
-    return (double)(now_wall - sb->oldest_unapplied_ms) / 1000.0;
 }
 
 static json_t *id_or_null(bool known, StreamId id)
@@ -197,8 +190,8 @@ void progress_position_json_locked(const Board *b, size_t rm, size_t stream, jso
     if (reason)
         json_object_set_new(obj, "reason", json_text_string(reason));
     json_object_set_new(obj, "last_applied_id", id_or_null(sb->has_position, sb->position));
-    json_object_set_new(obj, "entries_behind", json_integer((json_int_t)sb->entries_behind));
-    json_object_set_new(obj, "lag_seconds", json_real(lag_seconds(sb, now_wall_ms())));
+    json_object_set_new(obj, "entries_behind", json_integer((json_int_t)sb->backlog.entries_behind));
+    json_object_set_new(obj, "lag_seconds", json_real(stream_backlog_lag_seconds(&sb->backlog, now_wall_ms())));
 }
 
 static json_t *stream_json(const Board *b, size_t rm, size_t s, int64_t now_wall,
@@ -208,10 +201,10 @@ static json_t *stream_json(const Board *b, size_t rm, size_t s, int64_t now_wall
     json_t *o = json_object();
 
     json_object_set_new(o, "stream", json_text_string(b->set->models[rm].streams[s]));
-    json_object_set_new(o, "last_entry_id", id_or_null(sb->has_last_entry, sb->last_entry));
+    json_object_set_new(o, "last_entry_id", id_or_null(sb->backlog.has_last_entry, sb->backlog.last_entry));
     json_object_set_new(o, "last_applied_id", id_or_null(sb->has_position, sb->position));
-    json_object_set_new(o, "entries_behind", json_integer((json_int_t)sb->entries_behind));
-    json_object_set_new(o, "lag_seconds", json_real(lag_seconds(sb, now_wall)));
+    json_object_set_new(o, "entries_behind", json_integer((json_int_t)sb->backlog.entries_behind));
+    json_object_set_new(o, "lag_seconds", json_real(stream_backlog_lag_seconds(&sb->backlog, now_wall)));
     json_object_set_new(o, "events_per_second", json_real(rate_per_second(sb, now_sec)));
     json_object_set_new(o, "applied", json_integer((json_int_t)sb->applied));
     json_object_set_new(o, "skipped", json_integer((json_int_t)sb->skipped));

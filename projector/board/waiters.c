@@ -13,6 +13,7 @@
 #include "base/json_text.h"
 #include "board/board_internal.h"
 #include "os/thread.h"
+#include "os/now.h"
 
 typedef enum {
     WAIT_PENDING,

@@ -1,5 +1,6 @@
-/* main.c - the command line and the daemon's lifecycle: arguments, startup order, the
- * signal loop, orderly shutdown. Only main() ends the process.
+/* main.c - the command line: arguments, then one function per command (run hands over to
+ * run/daemon.c, which owns the signal loop and the orderly shutdown). Only main() ends
+ * the process.
  *
  * Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
  */
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/clock.h"
 #include "base/config.h"
 #include "run/daemon.h"
 #include "cli/dlq.h"
@@ -18,9 +20,10 @@
 #include "sink/pg.h"
 #include "cli/status.h"
 #include "sink/tables.h"
+#include "os/now.h"
 
-#define EXIT_RUNTIME 1
-#define EXIT_USAGE 2
+
+#define CLI_ARGS_MAX 256 /* arguments after the command word */
 
 typedef struct Args {
     const char *config;
@@ -59,7 +62,7 @@ static int usage_error(const char *fmt, const char *arg)
     fprintf(stderr, "projector: ");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\nTry \"projector --help\".\n");
-    return EXIT_USAGE;
+    return PJ_EXIT_USAGE;
 }
 
 /* Commands whose own options follow the command word (the others take none). */
@@ -72,7 +75,7 @@ static bool command_takes_options(const char *command)
  * after a command that takes options, the ones not listed here are the command's. */
 static int parse_args(int argc, char **argv, Args *a)
 {
-    static char *rest[256];
+    static char *rest[CLI_ARGS_MAX];
     a->config = "projector.yaml";
     a->argv = rest;
     for (int i = 1; i < argc; i++) {
@@ -109,7 +112,7 @@ static int parse_args(int argc, char **argv, Args *a)
 static int load_config(const Args *a, bool missing_ok, Config **ret)
 {
     Diagnostics diag = {0};
-    int rc = config_load(a->config, missing_ok, ret, &diag);
+    int rc = config_load(a->config, missing_ok, pg_conninfo_parses, ret, &diag);
     diag_print(&diag, stderr);
     diag_done(&diag);
     if (rc == 0)
@@ -176,7 +179,7 @@ static int cmd_check(const Args *a)
     /* Paths alone check just those files; the config is checked when it is needed (no
      * paths) or named. */
     if ((a->argc == 0 || a->config_given) && load_config(a, false, &cfg) < 0)
-        return EXIT_USAGE;
+        return PJ_EXIT_USAGE;
     int rc = a->argc > 0 ? check_paths(a->argc, a->argv, &set, &diag)
                          : model_load_dir(cfg->readmodels_dir, &set, &diag);
     diag_print(&diag, stderr);
@@ -187,7 +190,7 @@ static int cmd_check(const Args *a)
     diag_done(&diag);
     model_set_free(set);
     config_free(cfg);
-    return rc < 0 ? EXIT_USAGE : EXIT_SUCCESS;
+    return rc < 0 ? PJ_EXIT_USAGE : EXIT_SUCCESS;
 }
 
 /* ---- ddl, migrate, status ---- */
@@ -197,7 +200,7 @@ static int cmd_ddl(const Args *a)
     Config *cfg;
     ModelSet *set;
     if (load_both(a, true, true, &cfg, &set) < 0)
-        return EXIT_USAGE;
+        return PJ_EXIT_USAGE;
     char *sql = tables_ddl_all(set);
     fputs(sql, stdout);
     free(sql);
@@ -223,13 +226,13 @@ static int cmd_migrate(const Args *a)
     Pg *pg = NULL;
     PjError err;
     if (load_config(a, false, &cfg) < 0)
-        return EXIT_USAGE;
+        return PJ_EXIT_USAGE;
     int code = EXIT_SUCCESS;
     if (pg_connect(cfg->pg_conninfo, &pg, &err) < 0) {
         log_error(NULL, "%s", err.message);
-        code = EXIT_RUNTIME;
+        code = PJ_EXIT_RUNTIME;
     } else if (migrate_now(cfg, pg) < 0) {
-        code = EXIT_RUNTIME;
+        code = PJ_EXIT_RUNTIME;
     }
     pg_free(pg);
     config_free(cfg);
@@ -242,10 +245,10 @@ static int cmd_status(const Args *a)
     ModelSet *set;
     PjError err;
     if (load_both(a, false, true, &cfg, &set) < 0)
-        return EXIT_USAGE;
+        return PJ_EXIT_USAGE;
     if (status_print(cfg, set, stdout, &err) < 0) {
         fprintf(stderr, "projector: %s\n", err.message);
-        return done_with(cfg, set, EXIT_RUNTIME);
+        return done_with(cfg, set, PJ_EXIT_RUNTIME);
     }
     return done_with(cfg, set, EXIT_SUCCESS);
 }
@@ -261,11 +264,11 @@ static int cmd_dlq(const Args *a)
     if (dlq_parse_args(a->argc, (const char *const *)a->argv, &da, &err) < 0)
         return usage_error("%s", err.message);
     if (load_both(a, false, dlq_needs_models(&da), &cfg, &set) < 0)
-        return EXIT_USAGE;
+        return PJ_EXIT_USAGE;
     if (dlq_run(cfg, set, &da, stdout, &err) < 0) {
         fflush(stdout);
         fprintf(stderr, "projector: %s\n", err.message);
-        return done_with(cfg, set, EXIT_RUNTIME);
+        return done_with(cfg, set, PJ_EXIT_RUNTIME);
     }
     return done_with(cfg, set, EXIT_SUCCESS);
 }
@@ -277,7 +280,7 @@ static int cmd_run(const Args *a)
     Config *cfg;
     ModelSet *set;
     if (load_both(a, false, true, &cfg, &set) < 0)
-        return EXIT_USAGE;
+        return PJ_EXIT_USAGE;
     int code = daemon_run(cfg, set); /* takes set */
     return done_with(cfg, NULL, code);
 }
@@ -286,6 +289,7 @@ int main(int argc, char **argv)
 {
     Args a = {0};
     jsonarena_install(); /* before any JSON exists */
+    clock_install(now_wall_ms); /* the time the log and now() see */
     int code = parse_args(argc, argv, &a);
     if (code >= 0)
         return code;

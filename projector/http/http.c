@@ -31,6 +31,7 @@
 #include "base/json_text.h"
 #include "base/log.h"
 #include "http/metrics.h"
+#include "os/now.h"
 
 #define HTTP_IDLE_TIMEOUT_S 30    /* idle keep-alive sockets; never a suspended one */
 #define HTTP_STOP_DRAIN_MS 2000   /* how long http_stop lets answered waiters flush */

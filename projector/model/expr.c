@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/clock.h"
+
 /* Bounds how deeply parentheses, calls, unary minus and operator chains may nest, so that
  * parsing, evaluating and freeing a tree from a YAML file cannot exhaust the stack. */
 #define EXPR_DEPTH_MAX 200
@@ -1243,7 +1245,7 @@ static int eval_call(const Expr *e, const json_t *event, Value *ret, PjError *er
     case FUNC_CONCAT:
         return fn_concat(e, event, ret, err);
     case FUNC_NOW:
-        format_wall_ms(now_wall_ms(), now, sizeof now);
+        format_wall_ms(clock_wall_ms(), now, sizeof now);
         value_set_string(ret, xstrdup(now));
         return 0;
     case FUNC_LENGTH:

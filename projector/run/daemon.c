@@ -23,8 +23,6 @@
 #include "sink/tables.h"
 #include "run/worker.h"
 
-#define EXIT_RUNTIME 1
-#define EXIT_CONFIG 2
 #define STOPPED_WHILE_WAITING (-1)
 
 typedef struct Daemon {
@@ -70,14 +68,14 @@ static int connect_pg_patiently(Daemon *d, Pg **ret)
 
 static void log_diagnostics(const Diagnostics *diag)
 {
+    StrBuf sb = {0};
+
     for (size_t i = 0; i < diag->count; i++) {
-        const Diagnostic *g = &diag->items[i];
-        if (g->file != NULL && g->line > 0)
-            log_error(NULL, "%s:%d:%d: %s", g->file, g->line, g->column, g->message);
-        else
-            log_error(NULL, "%s%s%s", g->file != NULL ? g->file : "", g->file != NULL ? ": " : "",
-                      g->message);
+        strbuf_reset(&sb);
+        diag_format(&diag->items[i], &sb);
+        log_error(NULL, "%s", sb.buf);
     }
+    strbuf_done(&sb);
 }
 
 /* Bookkeeping schema, read tables, registry: everything before the first event.
@@ -92,13 +90,13 @@ static int prepare_database(Daemon *d)
     int code = 0, applied = 0;
     if (migrations_apply(pg, d->cfg->pg_schema, &applied, &err) < 0) {
         log_error(NULL, "could not migrate schema \"%s\": %s", d->cfg->pg_schema, err.message);
-        code = EXIT_RUNTIME;
+        code = PJ_EXIT_RUNTIME;
     } else if (tables_ensure(pg_conn(pg), d->set, &diag) < 0) {
         log_diagnostics(&diag);
-        code = EXIT_CONFIG;
+        code = PJ_EXIT_USAGE;
     } else if (migrations_register_models(pg, d->cfg->pg_schema, d->set, &err) < 0) {
         log_error(NULL, "could not register the read models: %s", err.message);
-        code = EXIT_RUNTIME;
+        code = PJ_EXIT_RUNTIME;
     }
     if (applied > 0)
         log_info(NULL, "applied %d migration%s to schema \"%s\"", applied, applied == 1 ? "" : "s",
@@ -128,14 +126,14 @@ static int start_serving(Daemon *d)
     if (http_start(&opts, d->board, &d->http, &err) < 0) {
         log_error(NULL, "could not start the HTTP server on \"%s\": %s", d->cfg->http_listen,
                   err.message);
-        return EXIT_RUNTIME;
+        return PJ_EXIT_RUNTIME;
     }
     d->workers = xcalloc(d->set->count, sizeof *d->workers);
     for (size_t i = 0; i < d->set->count; i++) {
         WorkerOpts wo = {.cfg = d->cfg, .set = d->set, .rm = i, .board = d->board, .stop = &d->stop};
         if (worker_start(&wo, &d->workers[i], &err) < 0) {
             log_error(NULL, "%s", err.message);
-            return EXIT_RUNTIME;
+            return PJ_EXIT_RUNTIME;
         }
     }
     log_info(NULL, "projecting %zu read model%s, HTTP on %s", d->set->count,

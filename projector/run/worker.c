@@ -24,6 +24,7 @@
 #include "sink/partition.h"
 #include "sink/pg.h"
 #include "source/reader.h"
+#include "os/now.h"
 
 #define SAMPLE_EVERY_MS 250
 #define LOOKUP_WAIT_SLICE_MS 1000

@@ -299,3 +299,16 @@ int pg_tx_end_wait(Pg *pg, bool commit, PjError *err)
         rc = pg_result_error(pg, NULL, "lost the connection", err);
     return rc;
 }
+
+bool pg_conninfo_parses(const char *conninfo)
+{
+    char *errmsg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &errmsg);
+
+    /* errmsg may quote the password: never shown. */
+    PQfreemem(errmsg);
+    if (opts == NULL)
+        return false;
+    PQconninfoFree(opts);
+    return true;
+}

@@ -19,6 +19,8 @@ int pg_connect(const char *conninfo, Pg **ret, PjError *err) PJ_MUSTCHECK;
 Pg *pg_free(Pg *pg);
 PGconn *pg_conn(Pg *pg);
 bool pg_is_transient_sqlstate(const char *sqlstate);
+/* True when libpq can parse conninfo (a config check; connects to nothing). */
+bool pg_conninfo_parses(const char *conninfo);
 /* True when the connection is gone (after a failure). */
 bool pg_broken(Pg *pg);
 

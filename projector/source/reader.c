@@ -6,6 +6,7 @@
  */
 #include "source/reader.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -612,4 +613,10 @@ int reader_sample(Reader *r, const char *stream, const char *group, StreamId app
         return rc;
     *ret = s;
     return 0;
+}
+
+char *reader_group_name(const char *readmodel)
+{
+    assert(readmodel != NULL && readmodel[0] != '\0');
+    return xasprintf("projector:%s", readmodel);
 }

@@ -17,6 +17,13 @@
 
 typedef struct Reader Reader;
 
+/* How long past a command's own blocking time (BLOCK, connect) a reply may take before
+ * the server counts as stalled. */
+#define READER_REPLY_SLACK_MS 5000
+
+/* The consumer group of a read model: "projector:<readmodel>". Caller frees. */
+char *reader_group_name(const char *readmodel);
+
 /* Connects, authenticates and selects the database. timeout_ms bounds the connect and
  * every command beyond block_ms (a stalled network is an error, not a hang). */
 int reader_connect(const RedisAddr *addr, int connect_timeout_ms, int command_timeout_ms,

@@ -16,6 +16,7 @@
 
 #include "base/config.h"
 #include "base/util.h"
+#include "os/now.h"
 
 #define GEN_OPEN_ORDERS 256          /* orders in progress at any time */
 #define GEN_FIRST_CUSTOMERS 20       /* registered before the first order */

@@ -20,6 +20,7 @@
 #include "fuzz.h"
 #include "http/http.h"
 #include "board/board.h"
+#include "os/now.h"
 
 /* libmicrohttpd's own request limit is far below this. */
 #define FUZZ_HTTP_BYTES_MAX 65536

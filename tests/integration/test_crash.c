@@ -15,6 +15,7 @@
 #include "servers.h"
 #include "testenv.h"
 #include "base/util.h"
+#include "os/now.h"
 
 #define CRASH_EVENTS 100000
 #define CRASH_CUSTOMERS 12

@@ -12,6 +12,7 @@
 
 #include "testenv.h"
 #include "base/util.h"
+#include "os/now.h"
 
 typedef TestDaemon Env;
 

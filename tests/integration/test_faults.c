@@ -16,6 +16,7 @@
 #include "servers.h"
 #include "testenv.h"
 #include "base/util.h"
+#include "os/now.h"
 
 #define FAULT_EVENTS 30000
 #define FAULT_EVENTS_AOF 12000 /* every write waits for an fsync: a smaller feed */

@@ -23,6 +23,7 @@
 
 #include "testenv.h"
 #include "base/util.h"
+#include "os/now.h"
 
 #define SEC_WAIT_MS 30000 /* for the daemon to settle an entry, or to change state */
 

@@ -29,6 +29,7 @@
 
 #include "base/config.h"
 #include "base/util.h"
+#include "os/now.h"
 
 #ifndef PROJECTOR_BIN
 #define PROJECTOR_BIN "projector"

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "base/config.h"
+#include "sink/pg.h"
 
 static char *write_tmp(const char *text)
 {
@@ -23,7 +24,7 @@ static char *load(const char *text, Config **cfg)
     char *path = write_tmp(text);
     Diagnostics d = {0};
     *cfg = NULL;
-    int rc = config_load(path, false, cfg, &d);
+    int rc = config_load(path, false, pg_conninfo_parses, cfg, &d);
     StrBuf sb = {0};
     strbuf_append(&sb, "");
     for (size_t i = 0; i < d.count; i++)
@@ -149,11 +150,11 @@ Test(config, missing_file_is_an_error_unless_allowed)
 {
     Config *cfg = NULL;
     Diagnostics d = {0};
-    cr_assert_lt(config_load("/nonexistent/projector.yaml", false, &cfg, &d), 0);
+    cr_assert_lt(config_load("/nonexistent/projector.yaml", false, pg_conninfo_parses, &cfg, &d), 0);
     cr_assert_eq(d.count, 1);
     cr_assert(strstr(d.items[0].message, "could not open file") != NULL);
     diag_done(&d);
-    cr_assert_eq(config_load("/nonexistent/projector.yaml", true, &cfg, &d), 0);
+    cr_assert_eq(config_load("/nonexistent/projector.yaml", true, pg_conninfo_parses, &cfg, &d), 0);
     cr_assert_eq(cfg->batch, 1000);
     config_free(cfg);
 }

@@ -21,6 +21,7 @@
 #include "http/http.h"
 #include "board/board.h"
 #include "http/metrics.h"
+#include "os/now.h"
 
 static char name_orders[] = "orders", name_stats[] = "customer_stats",
             name_customers[] = "customers";

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "board/board.h"
+#include "os/now.h"
 
 static char name_orders[] = "orders", name_stats[] = "customer_stats",
             name_customers[] = "customers";
