@@ -59,7 +59,9 @@ static const ConfigKey config_keys[] = {
 
 static const char *const config_sections[] = {"redis", "postgres", "http", "retry"};
 
-char *config_expand_env(const char *s, PjError *err)
+/* Expands ${NAME} in s from the environment. Returns a new string or NULL with err set
+ * when a variable is unset or a "${" is not closed. */
+static char *expand_env(const char *s, PjError *err)
 {
     StrBuf sb = {0};
     strbuf_append(&sb, "");
@@ -232,7 +234,7 @@ static void load_scalar(Config *cfg, const ConfigKey *k, const YamlNode *value, 
         return;
     }
     PjError err;
-    char *text = config_expand_env(yamlsrc_scalar(value), &err);
+    char *text = expand_env(yamlsrc_scalar(value), &err);
     if (text == NULL) {
         diag_add(diag, file, line, col, "%s", err.message);
         return;

@@ -65,8 +65,4 @@ Config *config_free(Config *cfg);
 int redis_addr_parse(const char *url, RedisAddr *ret, PjError *err) PJ_MUSTCHECK;
 void redis_addr_done(RedisAddr *addr);
 
-/* Expands ${NAME} in s from the environment. Returns a new string or NULL with err set
- * when a variable is unset or a "${" is not closed. */
-char *config_expand_env(const char *s, PjError *err);
-
 #endif

@@ -22,15 +22,6 @@ int pj_error_set(PjError *err, int code, const char *fmt, ...)
     return -code;
 }
 
-void pj_error_clear(PjError *err)
-{
-    if (err != NULL) {
-        err->code = 0;
-        err->message[0] = '\0';
-        err->sqlstate[0] = '\0';
-    }
-}
-
 void diag_addv(Diagnostics *d, const char *file, int line, int column, const char *fmt, va_list ap)
 {
     StrBuf sb = {0};

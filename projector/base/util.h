@@ -43,7 +43,6 @@ typedef struct PjError {
 
 /* Formats the message into err (which may be NULL) and returns -code. */
 int pj_error_set(PjError *err, int code, const char *fmt, ...) PJ_PRINTF(3, 4);
-void pj_error_clear(PjError *err);
 
 /* A growable NUL-terminated string. Zero-initialise, append, then take or free buf. */
 typedef struct StrBuf {
