@@ -77,9 +77,20 @@ const char *yamlsrc_file(const YamlSrc *src)
     return src->file;
 }
 
+/* libyaml's yaml_document_get_node wants a mutable document only to read one: index its
+ * node table here instead. Node ids are 1-based; 0 or one past the table is no node. */
+static YamlNode *node_at(const YamlSrc *src, int id)
+{
+    const yaml_document_t *doc = &src->doc;
+
+    if (id <= 0 || id > doc->nodes.top - doc->nodes.start)
+        return NULL;
+    return doc->nodes.start + (id - 1);
+}
+
 YamlNode *yamlsrc_root(const YamlSrc *src)
 {
-    return yaml_document_get_root_node((yaml_document_t *)&src->doc);
+    return node_at(src, 1);
 }
 
 int yamlsrc_line(const YamlNode *node)
@@ -153,13 +164,13 @@ size_t yamlsrc_map_count(const YamlNode *node)
 YamlNode *yamlsrc_map_key(const YamlSrc *src, const YamlNode *node, size_t i)
 {
     yaml_node_pair_t *pair = &node->data.mapping.pairs.start[i];
-    return yaml_document_get_node((yaml_document_t *)&src->doc, pair->key);
+    return node_at(src, pair->key);
 }
 
 YamlNode *yamlsrc_map_value(const YamlSrc *src, const YamlNode *node, size_t i)
 {
     yaml_node_pair_t *pair = &node->data.mapping.pairs.start[i];
-    return yaml_document_get_node((yaml_document_t *)&src->doc, pair->value);
+    return node_at(src, pair->value);
 }
 
 YamlNode *yamlsrc_map_get(const YamlSrc *src, const YamlNode *node, const char *key)
@@ -182,6 +193,5 @@ size_t yamlsrc_seq_count(const YamlNode *node)
 
 YamlNode *yamlsrc_seq_item(const YamlSrc *src, const YamlNode *node, size_t i)
 {
-    return yaml_document_get_node((yaml_document_t *)&src->doc,
-                                  node->data.sequence.items.start[i]);
+    return node_at(src, node->data.sequence.items.start[i]);
 }

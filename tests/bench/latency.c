@@ -261,7 +261,10 @@ static void send_event(Lat *l, long i, double t0)
 {
     const Entry *en = &l->entries[i];
     struct epoll_event ev = {.events = EPOLLOUT, .data.u64 = (uint64_t)i};
-    redisReply *r = redisCommandArgv(l->target, en->argc, (const char **)en->argv, en->lens);
+    const char *args[LAT_ARGS_MAX]; /* the owned strings, as redisCommandArgv takes them */
+    for (int k = 0; k < en->argc; k++)
+        args[k] = en->argv[k];
+    redisReply *r = redisCommandArgv(l->target, en->argc, args, en->lens);
     double t1 = now_s(), t2;
     int fd;
 

@@ -273,7 +273,8 @@ char *testenv_redis_url(int db)
 /* ---- publishing entries ---- */
 
 /* Appends "XADD stream * name value ..." to c's output buffer without waiting. */
-static void testenv_append_xadd(redisContext *c, const char *stream, const json_t *fields)
+/* fields is not const: jansson's iteration takes a mutable object. */
+static void testenv_append_xadd(redisContext *c, const char *stream, json_t *fields)
 {
     size_t n = 3 + 2 * json_object_size(fields), i = 3;
     const char **argv = xcalloc(n, sizeof *argv);
@@ -287,7 +288,7 @@ static void testenv_append_xadd(redisContext *c, const char *stream, const json_
     argv[0] = "XADD";
     argv[1] = stream;
     argv[2] = "*";
-    json_object_foreach((json_t *) fields, key, value) {
+    json_object_foreach(fields, key, value) {
         argv[i++] = key;
         if (!json_is_string(value))
             owned[i] = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -319,7 +320,7 @@ static void testenv_read_xadd(redisContext *c, const char *stream, char *id_out)
     freeReplyObject(reply);
 }
 
-void testenv_xadd(redisContext *c, const char *stream, const json_t *fields, char *id_out)
+void testenv_xadd(redisContext *c, const char *stream, json_t *fields, char *id_out)
 {
     testenv_append_xadd(c, stream, fields);
     testenv_read_xadd(c, stream, id_out);
@@ -563,9 +564,10 @@ static char **testenv_argv(const char *const *args)
     while (args[n] != NULL)
         n++;
     argv = xcalloc(n + 2, sizeof *argv);
-    argv[0] = (char *) PROJECTOR_BIN;
+    /* Copies, since execv takes mutable strings; exec or exit frees them. */
+    argv[0] = xstrdup(PROJECTOR_BIN);
     for (size_t i = 0; i < n; i++)
-        argv[i + 1] = (char *) args[i];
+        argv[i + 1] = xstrdup(args[i]);
     return argv;
 }
 

@@ -35,7 +35,7 @@ char *testenv_redis_url(int db);
 redisContext *testenv_redis(int db);
 /* XADD one entry: fields is a JSON object whose string values are sent as they are and
  * other values as compact JSON. Writes the new entry ID into id_out (at least 48 bytes). */
-void testenv_xadd(redisContext *c, const char *stream, const json_t *fields, char *id_out);
+void testenv_xadd(redisContext *c, const char *stream, json_t *fields, char *id_out);
 
 /* Publishes a feed file: one JSON object a line, either
  *   {"stream": "orders", "envelope": {...}}  -> XADD orders * event <compact envelope>
