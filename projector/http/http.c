@@ -1,6 +1,6 @@
 /* http.c - the HTTP endpoints on libmicrohttpd: routing, the bearer token, query parsing,
- * JSON and text responses, the listening socket, and /wait long-polls as suspended
- * connections.
+ * JSON and text responses, and /wait long-polls as suspended connections. The listening
+ * socket comes from http_listen.c.
  *
  * A suspended /wait connection is owned by its waiter in the lag board until the board
  * wakes it (commit, timeout, stop, shutdown); the waiter is freed when the request
@@ -12,12 +12,8 @@
  * /wait refuses to suspend more than max_waiters connections. The token is compared in
  * constant time, wiped when the server stops, and never logged.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <microhttpd.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -31,7 +27,9 @@
 #include "base/json_text.h"
 #include "base/log.h"
 #include "http/metrics.h"
+#include "http/http_internal.h"
 #include "os/now.h"
+#include "os/thread.h"
 
 #define HTTP_IDLE_TIMEOUT_S 30    /* idle keep-alive sockets; never a suspended one */
 #define HTTP_STOP_DRAIN_MS 2000   /* how long http_stop lets answered waiters flush */
@@ -39,7 +37,6 @@
 #define HTTP_STOP_SETTLE_MS 50    /* late accepts after the quiesce (see finish_connections) */
 #define HTTP_WAIT_DEFAULT_MS 5000 /* when the options leave it at 0 */
 #define HTTP_WAIT_MAX_MS 60000    /* when the options leave it at 0 */
-#define HTTP_LISTEN_BACKLOG 4096 /* capped by net.core.somaxconn; bursts of new /wait connections */
 #define HTTP_MAX_CONNECTIONS 1000    /* when the options leave it at 0 */
 #define HTTP_MAX_REQUEST_BYTES 16384 /* when the options leave it at 0 */
 #define HTTP_MAX_WAITERS 10000       /* when the options leave it at 0 */
@@ -292,18 +289,9 @@ static void http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 /* ---- the other endpoints ---- */
 
-static int find_readmodel(const ModelSet *set, const char *name)
-{
-    for (size_t i = 0; i < set->count; i++) {
-        if (strcmp(set->models[i].name, name) == 0)
-            return (int)i;
-    }
-    return -1;
-}
-
 static enum MHD_Result serve_lag_one(Http *h, struct MHD_Connection *c, const char *name)
 {
-    int rm = find_readmodel(board_models(h->board), name);
+    int rm = model_set_find(board_models(h->board), name);
     char *message;
     enum MHD_Result ret;
 
@@ -417,101 +405,6 @@ static enum MHD_Result http_handle(void *cls, struct MHD_Connection *c, const ch
     return serve_not_found(c, url);
 }
 
-/* ---- the listening socket ---- */
-
-static bool parse_port(const char *s, char port[6])
-{
-    size_t n = strlen(s);
-    long v;
-
-    if (n == 0 || n > 5 || strspn(s, "0123456789") != n)
-        return false;
-    v = strtol(s, NULL, 10);
-    if (v > 65535)
-        return false;
-    memcpy(port, s, n + 1);
-    return true;
-}
-
-/* "host:port", "[v6]:port" or ":port"; *ret_host is NULL for all interfaces. */
-static int parse_listen(const char *address, char **ret_host, char port[6], PjError *err)
-{
-    const char *colon;
-
-    if (address[0] == '[') {
-        const char *close = strchr(address, ']');
-        if (close && close > address + 1 && close[1] == ':' && parse_port(close + 2, port)) {
-            *ret_host = xstrndup(address + 1, (size_t)(close - address - 1));
-            return 0;
-        }
-    } else if ((colon = strrchr(address, ':')) != NULL &&
-               memchr(address, ':', (size_t)(colon - address)) == NULL &&
-               parse_port(colon + 1, port)) {
-        *ret_host = colon == address ? NULL : xstrndup(address, (size_t)(colon - address));
-        return 0;
-    }
-    return pj_error_set(err, PJ_EINVAL,
-                        "invalid listen address \"%s\": expected host:port, [v6]:port or :port",
-                        address);
-}
-
-static int bind_one(const struct addrinfo *ai)
-{
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    int on = 1, off = 0, saved;
-
-    if (fd < 0)
-        return -1;
-    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-    /* The wildcard IPv6 socket also takes IPv4 connections. */
-    if (ai->ai_family == AF_INET6)
-        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, HTTP_LISTEN_BACKLOG) == 0)
-        return fd;
-    saved = errno;
-    close(fd);
-    errno = saved;
-    return -1;
-}
-
-static int open_listener(const char *address, int *ret_fd, unsigned *ret_port, PjError *err)
-{
-    char *host = NULL, port[6];
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    struct sockaddr_storage ss;
-    socklen_t sslen = sizeof(ss);
-    int rc, fd = -1, saved = EADDRNOTAVAIL;
-
-    rc = parse_listen(address, &host, port, err);
-    if (rc < 0)
-        return rc;
-    hints.ai_family = host ? AF_UNSPEC : AF_INET6;
-    rc = getaddrinfo(host, port, &hints, &res);
-    if (rc != 0 && !host) {
-        hints.ai_family = AF_INET; /* no IPv6 on this machine */
-        rc = getaddrinfo(host, port, &hints, &res);
-    }
-    free(host);
-    if (rc != 0)
-        return pj_error_set(err, PJ_EIO, "could not resolve listen address \"%s\": %s", address,
-                            gai_strerror(rc));
-    for (const struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
-        fd = bind_one(ai);
-        if (fd < 0)
-            saved = errno;
-    }
-    freeaddrinfo(res);
-    if (fd < 0)
-        return pj_error_set(err, PJ_EIO, "could not listen on \"%s\": %s", address,
-                            strerror(saved));
-    if (getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0)
-        *ret_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                   : ((struct sockaddr_in *)&ss)->sin_port);
-    *ret_fd = fd;
-    return 0;
-}
-
 /* ---- lifecycle ---- */
 
 /* What libmicrohttpd reports about one client's request or connection: the client gets its
@@ -577,8 +470,6 @@ static struct MHD_Daemon *start_daemon(Http *h, const HttpOptions *opts, int fd)
 static Http *http_alloc(const HttpOptions *opts, Board *board)
 {
     Http *h = xcalloc(1, sizeof(*h));
-    pthread_condattr_t attr;
-
     h->board = board;
     h->wait_max_ms = opts->wait_timeout_max_ms ? opts->wait_timeout_max_ms : HTTP_WAIT_MAX_MS;
     h->wait_default_ms =
@@ -592,10 +483,7 @@ static Http *http_alloc(const HttpOptions *opts, Board *board)
     }
     atomic_init(&h->unauthorized, 0);
     pthread_mutex_init(&h->mu, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&h->cond, &attr);
-    pthread_condattr_destroy(&attr);
+    thread_cond_init_monotonic(&h->cond);
     return h;
 }
 
@@ -617,7 +505,7 @@ int http_start(const HttpOptions *opts, Board *board, Http **ret, PjError *err)
 
     if (opts->has_listener) {
         fd = opts->listener_fd;
-    } else if ((rc = open_listener(opts->listen, &fd, &port, err)) < 0) {
+    } else if ((rc = http_listen_open(opts->listen, &fd, &port, err)) < 0) {
         return rc;
     }
     h = http_alloc(opts, board);

@@ -1,0 +1,73 @@
+/* applier_internal.h - what the applier_*.c files share, included by nothing else: the
+ * plan's body, where each parameter's value comes from, and the compiler that builds one
+ * statement. Order: applier_sql.c < applier_plan.c; applier_bind.c needs only the types.
+ * Invariant: parameter $n of a statement is the n-th ParamSource recorded while its text
+ * was built, so binding never re-parses.
+ */
+#ifndef PROJECTOR_APPLIER_INTERNAL_H
+#define PROJECTOR_APPLIER_INTERNAL_H
+
+#include "apply/applier.h"
+
+/* What a parameter is for: decides whether a null value fails the event. */
+typedef enum {
+    PARAM_VALUE,       /* a column value that may be null (the table's constraints decide) */
+    PARAM_KEY,         /* a key column of an upsert */
+    PARAM_WHERE,       /* a where column of an update or delete */
+    PARAM_ADD,         /* the amount of an add: column */
+    PARAM_LOOKUP_WHERE /* a where column of a lookup */
+} ParamRole;
+
+typedef struct ParamSource {
+    const Expr *expr; /* borrowed from the model */
+    ParamRole role;
+    const char *column; /* the column the value is for (borrowed, for messages) */
+    const char *target; /* PARAM_LOOKUP_WHERE: the column the lookup fills */
+} ParamSource;
+
+typedef struct StatementInfo {
+    size_t handler;
+    size_t action;
+    ParamSource *params; /* owned; nparams entries, $1 first */
+    /* Set when the statement touches exactly the row of its key values and reads no row of
+     * its own table (see applier_row_key): key_params[i] is the 0-based parameter holding
+     * the value of key column i of the model. Owned, model->nkey entries, or NULL. */
+    size_t *key_params;
+} StatementInfo;
+
+struct ApplierPlan {
+    const ModelSet *set;
+    const Model *model;
+    PlanStatement *statements; /* owned, count entries */
+    StatementInfo *infos;      /* owned, parallel to statements */
+    size_t count;
+    size_t *first; /* per handler: index of its first statement (owned) */
+};
+
+/* Builds one statement: its text and the sources of its parameters. */
+typedef struct Compiler {
+    const ModelSet *set;
+    const Model *m;
+    bool multi;         /* the set-based form: parameter n is the column v.pn of unnest */
+    bool fold;          /* ... whose rows of one key fold into one (see plan_can_fold) */
+    bool reads_own;     /* a lookup reads the model's own table */
+    size_t *key_params; /* per key column: its parameter (1-based), 0 when not a plain value */
+    StrBuf sql;
+    ParamSource *params;
+    size_t nparams;
+    size_t cap;
+} Compiler;
+
+/* ---- applier_sql.c ---- */
+
+/* Compiles one form of action a into c, which starts empty but for set, m, multi and fold;
+ * c->key_params is allocated here (m->nkey entries). The caller frees c->sql, c->params
+ * and c->key_params, or takes them. */
+void applier_compile_form(Compiler *c, const Action *a);
+/* True when the 1-based parameter n holds a key column's value. */
+bool applier_param_is_key(const Compiler *c, size_t n);
+/* True when the action sets (rather than adds to) the model's version column: only then
+ * is there a new version to compare with the row's. */
+bool applier_guards_version(const Model *m, const Action *a);
+
+#endif

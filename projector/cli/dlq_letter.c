@@ -1,0 +1,106 @@
+/* dlq_letter.c - one dead letter as the subcommands print and decode it: its one-line
+ * description, the line for an empty result, and the normalized event of its stored raw
+ * entry (decoded as the daemon decodes a stream entry, so a retry sees what it saw).
+ */
+#include "cli/dlq.h"
+#include "cli/dlq_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "apply/event.h"
+
+const char *dlq_value_or(const PGresult *res, int row, int col, const char *dflt)
+{
+    return PQgetisnull(res, row, col) ? dflt : PQgetvalue(res, row, col);
+}
+
+void dlq_print_letter(FILE *out, const char *id, const char *readmodel, const char *stream,
+                      const char *entry_id, const char *type)
+{
+    fprintf(out, "dead letter %s (read model \"%s\", entry %s of stream \"%s\"", id, readmodel,
+            entry_id, stream);
+    if (type != NULL)
+        fprintf(out, ", type \"%s\"", type);
+    fputc(')', out);
+}
+
+void dlq_print_none(FILE *out, const char *readmodel)
+{
+    if (readmodel != NULL)
+        fprintf(out, "no dead letters for read model \"%s\"\n", readmodel);
+    else
+        fputs("no dead letters\n", out);
+}
+
+/* The fields of a raw entry ({"name": "value", ...}) as event_decode takes them. Strings
+ * are borrowed from the JSON object; other values (never written by the daemon) are
+ * passed as compact JSON text. */
+typedef struct RawFields {
+    EntryFields fields;
+    const char **names, **values;
+    size_t *name_lens, *value_lens;
+    char **owned; /* the compact JSON texts */
+    size_t nowned;
+} RawFields;
+
+static void raw_fields_init(RawFields *rf, json_t *raw)
+{
+    size_t n = json_object_size(raw), i = 0;
+    const char *key;
+    json_t *value;
+    *rf = (RawFields){0};
+    rf->names = xcalloc(n + 1, sizeof *rf->names);
+    rf->values = xcalloc(n + 1, sizeof *rf->values);
+    rf->name_lens = xcalloc(n + 1, sizeof *rf->name_lens);
+    rf->value_lens = xcalloc(n + 1, sizeof *rf->value_lens);
+    rf->owned = xcalloc(n + 1, sizeof *rf->owned);
+    json_object_foreach(raw, key, value)
+    {
+        rf->names[i] = key;
+        rf->name_lens[i] = strlen(key);
+        if (json_is_string(value)) {
+            rf->values[i] = json_string_value(value);
+            rf->value_lens[i] = json_string_length(value);
+        } else {
+            char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+            rf->owned[rf->nowned++] = text != NULL ? text : xstrdup("");
+            rf->values[i] = rf->owned[rf->nowned - 1];
+            rf->value_lens[i] = strlen(rf->values[i]);
+        }
+        i++;
+    }
+    rf->fields = (EntryFields){.count = i,
+                               .names = rf->names,
+                               .name_lens = rf->name_lens,
+                               .values = rf->values,
+                               .value_lens = rf->value_lens};
+}
+
+static void raw_fields_done(RawFields *rf)
+{
+    for (size_t i = 0; i < rf->nowned; i++)
+        free(rf->owned[i]);
+    free(rf->owned);
+    free(rf->names);
+    free(rf->values);
+    free(rf->name_lens);
+    free(rf->value_lens);
+}
+
+int dlq_decode_raw(const char *raw_text, const char *stream, const char *entry_id,
+                   const char *event_field, json_t **ret, PjError *err)
+{
+    json_error_t jerr;
+    json_t *raw = json_loads(raw_text, 0, &jerr);
+    if (!json_is_object(raw)) {
+        json_decref(raw);
+        return pj_error_set(err, PJ_EPERMANENT, "the stored raw entry is not a JSON object");
+    }
+    RawFields rf;
+    raw_fields_init(&rf, raw);
+    int rc = event_decode(stream, entry_id, &rf.fields, event_field, ret, err);
+    raw_fields_done(&rf);
+    json_decref(raw);
+    return rc;
+}
