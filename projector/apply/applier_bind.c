@@ -157,7 +157,7 @@ static bool canonical_integer(const char *s)
     if (*s < '1' || *s > '9')
         return false;
     size_t n = strspn(s, "0123456789");
-    return s[n] == '\0' && n <= 18;
+    return n <= 18 && s[n] == '\0';
 }
 
 /* A uuid as PostgreSQL prints it: lower case, 8-4-4-4-12. */

@@ -5,6 +5,7 @@
 #include "base/util.h"
 
 #include <errno.h>
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -258,6 +259,16 @@ void format_wall_ms(int64_t ms, char *buf, size_t size)
     gmtime_r(&secs, &tm);
     snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+size_t utf8_length(const char *s)
+{
+    size_t n = 0;
+
+    assert(s != NULL);
+    for (; *s != '\0'; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
 }
 
 uint64_t fnv1a64(const void *data, size_t len, uint64_t seed)

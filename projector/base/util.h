@@ -107,6 +107,10 @@ int read_file(const char *path, char **ret_text, size_t *ret_len, PjError *err) 
 /* Formats epoch milliseconds as "2026-01-15T10:30:00.123Z" into buf (at least 32 bytes). */
 void format_wall_ms(int64_t ms, char *buf, size_t size);
 
+/* Characters (code points) of a NUL-terminated UTF-8 string: bytes that do not continue a
+ * sequence. Invalid UTF-8 counts as it happens to fall. */
+size_t utf8_length(const char *s);
+
 /* 64-bit FNV-1a, for fingerprints (not for security). */
 uint64_t fnv1a64(const void *data, size_t len, uint64_t seed);
 

@@ -19,20 +19,11 @@
 
 /* ---- output helpers ---- */
 
-/* Characters, not bytes: UTF-8 continuation bytes do not count. */
-static size_t text_width(const char *s)
-{
-    size_t n = 0;
-    for (; *s != '\0'; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
 /* Writes s on one line, at most width characters, ending in "..." when cut short; pads to
  * width when pad is set. Line breaks and tabs become spaces. */
 static void put_cell(FILE *out, const char *s, size_t width, bool pad)
 {
-    size_t total = text_width(s), n = 0;
+    size_t total = utf8_length(s), n = 0;
     bool cut = total > width;
     assert(!cut || width > 3); /* only the error column is cut, and it is never that narrow */
     size_t keep = cut ? width - 3 : total;
@@ -76,9 +67,9 @@ static void print_list(const PGresult *res, FILE *out)
 {
     size_t widths[LIST_COLUMNS], used = 0, nrows = (size_t)PQntuples(res);
     for (int c = 0; c < LIST_COLUMNS - 1; c++) {
-        widths[c] = text_width(list_headers[c]);
+        widths[c] = utf8_length(list_headers[c]);
         for (int r = 0; r < PQntuples(res); r++) {
-            size_t w = text_width(dlq_value_or(res, r, c, "-"));
+            size_t w = utf8_length(dlq_value_or(res, r, c, "-"));
             widths[c] = w > widths[c] ? w : widths[c];
         }
         used += widths[c] + 2;

@@ -48,8 +48,6 @@ typedef struct Value {
 } Value;
 
 void value_done(Value *v);
-/* Copies v into *ret (deep for text, a new reference for json). */
-void value_copy(const Value *v, Value *ret);
 /* Builds a Value from a JSON node (borrowed; NULL means absent -> VAL_NULL). */
 void value_from_json(const json_t *j, Value *ret);
 /* The text a SQL parameter carries: NULL for VAL_NULL, "true"/"false", the number's
@@ -130,10 +128,5 @@ Cond *cond_free(Cond *c);
 int expr_eval(const Expr *e, const json_t *event, Value *ret, PjError *err) PJ_MUSTCHECK;
 int cond_eval(const Cond *c, const json_t *event, bool *ret, PjError *err) PJ_MUSTCHECK;
 
-/* True when e can never be null (literals other than null, concat, now, length of a
- * non-null, ...). Used to decide whether a runtime null check is needed. */
-bool expr_never_null(const Expr *e);
-/* Calls fn for every path in e (for validation). */
-void expr_walk_paths(const Expr *e, void (*fn)(const Expr *path, void *arg), void *arg);
 
 #endif

@@ -79,14 +79,6 @@ static void eval_path(const Expr *e, const json_t *event, Value *ret)
 
 static int eval_node(const Expr *e, const json_t *event, Value *ret, PjError *err);
 
-static size_t utf8_length(const char *s)
-{
-    size_t n = 0;
-    for (; *s != '\0'; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
 static int fn_length(const Value *v, Value *ret, PjError *err)
 {
     char what[128];

@@ -59,4 +59,7 @@ bool expr_parser_enter(ExprParser *p);
 /* Copies the recorded error to err and the out-parameters; returns -PJ_EINVAL. */
 int expr_parser_report(const ExprParser *p, PjError *err, int *reterr_line, int *reterr_column);
 
+/* Copies v into *ret (deep for text, a new reference for json). */
+void value_copy(const Value *v, Value *ret);
+
 #endif

@@ -10,6 +10,7 @@
 
 #include "base/clock.h"
 #include "model/expr.h"
+#include "model/expr_internal.h"
 #include "base/util.h"
 
 /* The line and column the parsed text starts at in the pretend YAML file. */
@@ -1066,62 +1067,6 @@ Test(expr, looks_like_expression)
                      cases[i].text);
 }
 
-Test(expr, never_null)
-{
-    static const BoolCase cases[] = {
-        {"1", true},
-        {"'a'", true},
-        {"false", true},
-        {"null", false},
-        {"$.type", false},
-        {"length($.type)", false},
-        {"length('abc')", true},
-        {"sum($.payload.items[*].qty)", false},
-        {"coalesce($.type, 'x')", true},
-        {"coalesce($.type, null)", false},
-        {"concat($.type)", true},
-        {"now()", true},
-        {"1 + $.version", false},
-        {"1 + 2", true},
-        {"-$.version", false},
-        {"-1", true},
-        {"lower('A')", true},
-        {"upper($.type)", false},
-    };
-    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-        PjError err;
-        Expr *e;
-        cr_assert_eq(expr_parse(cases[i].text, 1, 1, &e, &err, NULL, NULL), 0, "%s", err.message);
-        cr_expect_eq(expr_never_null(e), cases[i].expected, "\"%s\"", cases[i].text);
-        expr_free(e);
-    }
-}
-
-static void collect_path(const Expr *path, void *arg)
-{
-    StrBuf *sb = arg;
-    strbuf_appendf(sb, "%s;", path->text);
-}
-
-Test(expr, walk_paths_visits_every_path_in_order)
-{
-    PjError err;
-    Expr *e;
-    StrBuf sb = {0};
-    cr_assert_eq(expr_parse("coalesce($.type, -$.version) + length($.payload.items[*].qty) * 2", 1,
-                            1, &e, &err, NULL, NULL),
-                 0);
-    expr_walk_paths(e, collect_path, &sb);
-    cr_expect_str_eq(sb.buf, "$.type;$.version;$.payload.items[*].qty;");
-    strbuf_done(&sb);
-    expr_free(e);
-
-    cr_assert_eq(expr_parse("concat('a', 1)", 1, 1, &e, &err, NULL, NULL), 0);
-    expr_walk_paths(e, collect_path, &sb);
-    cr_expect_null(sb.buf);
-    expr_free(e);
-}
-
 Test(expr, literal_from_yaml)
 {
     Expr *e = expr_new_literal("5", false, 3, 9);
@@ -1134,12 +1079,10 @@ Test(expr, literal_from_yaml)
     cr_expect_eq(e->line, 3);
     cr_expect_eq(e->column, 9);
     cr_expect_str_eq(e->text, "5");
-    cr_expect(expr_never_null(e));
     cr_expect_eq(expr_eval(e, NULL, &v, NULL), 0);
     cr_expect_str_eq(v.text, "5");
     value_done(&v);
     cr_expect_eq(n->literal.kind, VAL_NULL);
-    cr_expect_not(expr_never_null(n));
     cr_expect_eq(expr_eval(n, NULL, &v, NULL), 0);
     cr_expect_eq(v.kind, VAL_NULL);
     cr_expect_null(expr_free(e));
