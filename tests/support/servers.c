@@ -260,10 +260,13 @@ static void servers_watch(Servers *s)
     cr_assert(pid >= 0, "could not fork: %s", strerror(errno));
     if (pid == 0) {
         char c;
+        ssize_t n;
         (void)setsid();
         close(fds[1]);
-        while (read(fds[0], &c, 1) != 0)
-            ; /* EINTR or stray bytes: keep waiting for end of file */
+        /* Stray bytes or a signal: keep waiting for end of file. Any other error would
+         * come back at once, forever: tear down then rather than spin. */
+        while ((n = read(fds[0], &c, 1)) > 0 || (n < 0 && errno == EINTR))
+            ;
         servers_exec_bash(script, s->log, max_fd);
     }
     close(fds[0]);
@@ -1018,10 +1021,8 @@ static bool shop_wait_one(int port, const char *stream, const char *id, int64_t 
         int status = testenv_http_get(port, path, NULL);
         if (status == 200)
             return true;
-        if (status != 408) {
-            struct timespec ts = {.tv_nsec = 100000000L}; /* not up yet, or stopping */
-            nanosleep(&ts, NULL);
-        }
+        if (status != 408)
+            testenv_sleep_ms(100); /* not up yet, or stopping */
     }
 }
 
