@@ -35,12 +35,6 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* ---- /proc ---- */
 
 /* Fields 4 (ppid) and 14-17 (utime, stime, cutime, cstime) of /proc/PID/stat, in clock
@@ -147,7 +141,7 @@ static bool wait_settled(int port, const char *stream, const char *id, double de
         if (status == 200)
             return true;
         if (status != 408)
-            sleep_ms(DRAIN_RETRY_MS); /* not listening yet, or the stream not known yet */
+            testenv_sleep_ms(DRAIN_RETRY_MS); /* not listening yet, or the stream not known yet */
     }
     return false;
 }

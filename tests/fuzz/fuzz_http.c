@@ -108,11 +108,34 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
+/* A connect() that a signal interrupted (libFuzzer's timers) goes on in the background:
+ * calling it again would only say EALREADY. It is done when the socket turns writable,
+ * and SO_ERROR tells how it ended. Returns 0, or -1 with errno set. */
+static int connect_finish(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int err = 0, r;
+    socklen_t len = sizeof(err);
+
+    do {
+        r = poll(&p, 1, FUZZ_HTTP_PROBE_MS);
+    } while (r < 0 && errno == EINTR);
+    if (r == 0)
+        errno = ETIMEDOUT;
+    if (r <= 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        return -1;
+    errno = err;
+    return err == 0 ? 0 : -1;
+}
+
 static int connect_server(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int r = fd < 0 ? -1 : connect(fd, (const struct sockaddr *)&fuzz_addr, sizeof(fuzz_addr));
 
-    if (fd < 0 || connect(fd, (const struct sockaddr *)&fuzz_addr, sizeof(fuzz_addr)) != 0) {
+    if (r != 0 && fd >= 0 && errno == EINTR)
+        r = connect_finish(fd);
+    if (r != 0) {
         perror("fuzz_http: connect");
         abort();
     }

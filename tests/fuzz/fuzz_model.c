@@ -5,6 +5,7 @@
  * every model, its comparison with a table that matches it, one plan per model, and the
  * binding of a sample event of every handled type.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +39,17 @@ static void write_file(const char *path, const char *data, size_t size)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
-    if (fd < 0 || write(fd, data, size) != (ssize_t)size || close(fd) != 0) {
+    /* write() may take part of the data, or be interrupted by libFuzzer's timers */
+    while (fd >= 0 && size > 0) {
+        ssize_t n = write(fd, data, size);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        data += n;
+        size -= (size_t)n;
+    }
+    if (fd < 0 || size > 0 || close(fd) != 0) {
         perror(path);
         abort();
     }

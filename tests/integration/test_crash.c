@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "servers.h"
+#include "shopfeed.h"
 #include "testenv.h"
 #include "base/util.h"
 #include "os/now.h"

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "servers.h"
+#include "shopfeed.h"
 #include "testenv.h"
 #include "base/util.h"
 #include "os/now.h"

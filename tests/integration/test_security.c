@@ -59,20 +59,19 @@ static int sec_http_get(int port, const char *path, const char *token, char **bo
     char *auth = token ? xasprintf("Authorization: Bearer %s\r\n", token) : xstrdup("");
     char *req = xasprintf("GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s\r\n", path, auth);
     int fd = -1, status = -1;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     struct timeval tv = {.tv_sec = 60};
     StrBuf sb = {0};
     char buf[4096], *sep;
     ssize_t n;
 
     strbuf_append(&sb, "");
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-        send(fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req)) {
-        while ((n = recv(fd, buf, sizeof buf, 0)) > 0)
-            strbuf_appendn(&sb, buf, (size_t)n);
+    if (fd >= 0 && testenv_connect(fd, port, 60000) == 0 &&
+        testenv_send_all(fd, req, strlen(req))) {
+        while ((n = recv(fd, buf, sizeof buf, 0)) > 0 || (n < 0 && errno == EINTR))
+            if (n > 0)
+                strbuf_appendn(&sb, buf, (size_t)n);
     }
     if (fd >= 0)
         close(fd);

@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <signal.h>
@@ -630,7 +631,7 @@ int testenv_kill(pid_t pid, int sig)
     return testenv_waitpid(pid, 0);
 }
 
-static void testenv_sleep_ms(int ms)
+void testenv_sleep_ms(int ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
@@ -695,27 +696,57 @@ int testenv_run(const char *const *args, char **out)
 
 /* ---- HTTP ---- */
 
-static int testenv_http_connect(int port)
+int testenv_connect(int fd, int port, int timeout_ms)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t) port)};
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int64_t deadline = now_monotonic_ms() + timeout_ms;
+    int err = 0, r;
+    socklen_t len = sizeof err;
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *) &sa, sizeof sa) == 0)
+        return 0;
+    if (errno != EINTR)
+        return -1;
+    /* Interrupted, the connection still goes on (POSIX); connect() again would only say
+     * EALREADY. It is done when the socket turns writable, and SO_ERROR tells how. */
+    do {
+        int64_t left = deadline - now_monotonic_ms();
+        r = poll(&p, 1, left > 0 ? (int) left : 0);
+    } while (r < 0 && errno == EINTR);
+    if (r == 0)
+        errno = ETIMEDOUT;
+    if (r <= 0)
+        return -1;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        return -1;
+    if (err != 0) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+static int testenv_http_connect(int port)
+{
     struct timeval tv = {.tv_sec = TESTENV_HTTP_TIMEOUT_S};
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
     if (fd < 0)
         return -1;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *) &sa, sizeof sa) != 0) {
+    if (testenv_connect(fd, port, TESTENV_HTTP_TIMEOUT_S * 1000) != 0) {
         close(fd);
         return -1;
     }
     return fd;
 }
 
-static bool testenv_send_all(int fd, const char *s)
+bool testenv_send_all(int fd, const void *data, size_t len)
 {
-    size_t len = strlen(s);
+    const char *s = data;
 
     while (len > 0) {
         ssize_t n = send(fd, s, len, MSG_NOSIGNAL);
@@ -739,7 +770,7 @@ int testenv_http_get(int port, const char *path, char **body)
 
     if (body != NULL)
         *body = NULL;
-    if (fd >= 0 && testenv_send_all(fd, request))
+    if (fd >= 0 && testenv_send_all(fd, request, strlen(request)))
         response = testenv_read_all(fd);
     if (fd >= 0)
         close(fd);

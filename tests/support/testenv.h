@@ -93,6 +93,16 @@ int testenv_wait_exit(pid_t pid, int timeout_ms);
  * frees); returns the exit code. */
 int testenv_run(const char *const *args, char **out);
 
+/* Sleeps ms milliseconds, the whole of them even when a signal arrives. */
+void testenv_sleep_ms(int ms);
+/* Connects fd, a TCP socket whose options the caller has set, to 127.0.0.1:port. A signal
+ * does not end the attempt: the connection goes on and is waited for, up to timeout_ms.
+ * Returns 0, or -1 with errno set. */
+int testenv_connect(int fd, int port, int timeout_ms);
+/* Sends all of data[0 .. len), again after a signal or a short send; false with errno set
+ * when the peer is gone or a send timeout passed. */
+bool testenv_send_all(int fd, const void *data, size_t len);
+
 /* HTTP GET http://127.0.0.1:port/path; returns the status code (-1 on connection failure)
  * and the body in *body (caller frees; may be NULL). */
 int testenv_http_get(int port, const char *path, char **body);

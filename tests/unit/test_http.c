@@ -20,6 +20,7 @@
 
 #include "http/http.h"
 #include "board/board.h"
+#include "testenv.h"
 #include "http/metrics.h"
 #include "os/now.h"
 
@@ -68,26 +69,18 @@ TestSuite(http, .init = start_server, .fini = stop_server, .timeout = 60);
 
 /* ---- a small HTTP/1.1 client ---- */
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
 /* A connected socket, or -1 when the connection is refused or not accepted within
  * timeout_ms (SO_SNDTIMEO bounds connect too). Reads time out after 20 s. */
 static int http_connect(int timeout_ms)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     struct timeval rcv = {.tv_sec = 20},
                    snd = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
     int fd = socket(AF_INET, SOCK_STREAM, 0);
 
     cr_assert_geq(fd, 0, "socket: %s", strerror(errno));
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof(rcv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof(snd));
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+    if (testenv_connect(fd, port, timeout_ms) != 0) {
         close(fd);
         return -1;
     }
@@ -97,13 +90,7 @@ static int http_connect(int timeout_ms)
 /* Sends what the server takes: it may close first, which is not a failure here. */
 static void send_raw(int fd, const char *data, size_t len)
 {
-    while (len > 0) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        if (n <= 0)
-            return;
-        data += n;
-        len -= (size_t)n;
-    }
+    (void)testenv_send_all(fd, data, len);
 }
 
 /* Sends one request with Connection: close and the extra header lines (each ending in
@@ -141,8 +128,9 @@ static Reply http_recv(int fd)
     Reply r = {0};
     char *sep;
 
-    while ((n = read(fd, buf, sizeof(buf))) > 0)
-        strbuf_appendn(&sb, buf, (size_t)n);
+    while ((n = read(fd, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
+        if (n > 0)
+            strbuf_appendn(&sb, buf, (size_t)n);
     close(fd);
     cr_assert(sb.len > 12, "no response");
     r.head = strbuf_take(&sb);
@@ -204,7 +192,7 @@ static void wait_pending(size_t n)
     int64_t deadline = now_monotonic_ms() + 10000;
 
     while (board_wait_pending(board) < n && now_monotonic_ms() < deadline)
-        sleep_ms(2);
+        testenv_sleep_ms(2);
     cr_assert_eq(board_wait_pending(board), n);
 }
 
@@ -367,7 +355,7 @@ static void *commit_later(void *arg)
 {
     Committer *c = arg;
 
-    sleep_ms(c->delay_ms);
+    testenv_sleep_ms(c->delay_ms);
     c->committed_at_ms = now_monotonic_ms();
     for (size_t i = 0; i < c->n; i++)
         board_committed(board, c->rm[i], c->stream[i], c->position, &c->outcome[i], 1);
@@ -676,8 +664,9 @@ static int recv_status(int fd)
     int status = 0;
 
     strbuf_append(&sb, "");
-    while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
-        strbuf_appendn(&sb, buf, (size_t)n);
+    while ((n = recv(fd, buf, sizeof(buf), 0)) > 0 || (n < 0 && errno == EINTR))
+        if (n > 0)
+            strbuf_appendn(&sb, buf, (size_t)n);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && sb.len == 0)
         status = -1;
     else if (sb.len >= 12 && strncmp(sb.buf, "HTTP/1.", 7) == 0)
@@ -1132,7 +1121,7 @@ static int flood_past_the_limit(void)
         if (extra[i] >= 0)
             send_raw(extra[i], req, sizeof(req) - 1);
     }
-    sleep_ms(300);
+    testenv_sleep_ms(300);
     for (int i = 0; i < EXTRA_CLIENTS; i++) {
         if (extra[i] < 0)
             continue;

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "base/jsonarena.h"
@@ -73,14 +74,51 @@ Test(jsonarena, a_large_document_gets_a_chunk_of_its_own)
     free(big);
 }
 
+#define ARENA_THREADS 4
+#define ARENA_ROUNDS 1000
+
+static const char sample_text[] = "{\"a\":[1,2.5,\"three\",null,{\"b\":true}],\"c\":\"d\"}";
+
+/* What one thread saw of its own arena. */
+typedef struct ArenaView {
+    int index;
+    pthread_barrier_t *all_made; /* every thread holds JSON from its open scope */
+    pthread_barrier_t *churned;  /* threads 1.. have ended and reopened scopes many times */
+    size_t made;                 /* used() once its sample was made */
+    size_t seen;                 /* used() when every thread had made its own */
+    size_t after_churn;          /* thread 0: used() after the others recycled theirs */
+    bool intact;                 /* thread 0: its JSON still read back as made */
+} ArenaView;
+
 static void *thread_body(void *arg)
 {
-    (void)arg;
-    for (int i = 0; i < 1000; i++) {
-        jsonarena_begin();
-        json_t *j = sample();
+    ArenaView *v = arg;
+    jsonarena_begin();
+    json_t *j = sample();
+    v->made = jsonarena_used();
+    pthread_barrier_wait(v->all_made);
+    v->seen = jsonarena_used();
+    if (v->index == 0) {
+        /* hold j in this scope while the others end theirs and reuse their memory */
+        pthread_barrier_wait(v->churned);
+        v->after_churn = jsonarena_used();
+        /* json_dumps would return arena memory, which free() must not see */
+        char text[sizeof sample_text];
+        size_t n = json_dumpb(j, text, sizeof text, JSON_COMPACT);
+        v->intact = n == sizeof text - 1 && memcmp(text, sample_text, n) == 0;
         json_decref(j);
         jsonarena_end();
+    } else {
+        json_decref(j);
+        jsonarena_end();
+        for (int i = 0; i < ARENA_ROUNDS; i++) {
+            jsonarena_begin();
+            json_t *k = sample();
+            json_object_set_new(k, "c", json_string("overwritten"));
+            json_decref(k);
+            jsonarena_end();
+        }
+        pthread_barrier_wait(v->churned);
     }
     jsonarena_thread_done();
     return NULL;
@@ -88,14 +126,35 @@ static void *thread_body(void *arg)
 
 Test(jsonarena, threads_have_arenas_of_their_own)
 {
+    pthread_barrier_t all_made, churned;
+    pthread_t t[ARENA_THREADS];
+    ArenaView v[ARENA_THREADS];
+
     jsonarena_install();
-    pthread_t t[4];
-    for (int i = 0; i < 4; i++)
-        cr_assert_eq(pthread_create(&t[i], NULL, thread_body, NULL), 0);
+    cr_assert_eq(pthread_barrier_init(&all_made, NULL, ARENA_THREADS + 1), 0);
+    cr_assert_eq(pthread_barrier_init(&churned, NULL, ARENA_THREADS), 0);
+    for (int i = 0; i < ARENA_THREADS; i++) {
+        v[i] = (ArenaView){.index = i, .all_made = &all_made, .churned = &churned};
+        cr_assert_eq(pthread_create(&t[i], NULL, thread_body, &v[i]), 0);
+    }
+    pthread_barrier_wait(&all_made);
     /* this thread, with no scope, keeps using malloc meanwhile */
-    for (int i = 0; i < 1000; i++)
+    cr_expect_eq(jsonarena_used(), 0, "the other threads' scopes count here");
+    for (int i = 0; i < ARENA_ROUNDS; i++)
         json_decref(sample());
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < ARENA_THREADS; i++)
         pthread_join(t[i], NULL);
-    cr_assert_eq(jsonarena_used(), 0);
+    pthread_barrier_destroy(&all_made);
+    pthread_barrier_destroy(&churned);
+    for (int i = 0; i < ARENA_THREADS; i++) {
+        cr_expect_gt(v[i].made, 0, "thread %d: its JSON did not come from an arena", i);
+        cr_expect_eq(v[i].seen, v[i].made,
+                     "thread %d: %zu bytes in its scope once all had made theirs, %zu of its own",
+                     i, v[i].seen, v[i].made);
+    }
+    cr_expect_eq(v[0].after_churn, v[0].made,
+                 "another thread's scope ending changed this one's (%zu bytes, %zu made)",
+                 v[0].after_churn, v[0].made);
+    cr_expect(v[0].intact, "JSON held in a scope changed while other threads reused theirs");
+    cr_expect_eq(jsonarena_used(), 0);
 }

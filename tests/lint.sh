@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# tests/lint.sh - the source checks of the test command: the layers' include rules
+# (tests/check_layers.py), clang-format (major version 14, as Debian 12 ships it) over
+# every C file, cppcheck over projector/, and whitespace errors in the change. clang-tidy
+# runs inside the clang build (PROJECTOR_TIDY, see CMakeLists.txt and .clang-tidy).
+# Prints each check's findings and ends with "N passed, N failed".
+#   bash tests/lint.sh
+set -u -o pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+CLANG_FORMAT_MAJOR=14
+PASSED=0
+FAILED=0
+
+# check NAME COMMAND...: runs one check; its output is shown when it fails.
+check() {
+    local name=$1 out rc
+    shift
+    out=$("$@" 2>&1)
+    rc=$?
+    if [ "$rc" -eq 0 ]; then
+        echo "PASS $name"
+        PASSED=$((PASSED + 1))
+    else
+        echo "FAIL $name"
+        printf '%s\n' "$out" | head -n 60
+        FAILED=$((FAILED + 1))
+    fi
+}
+
+c_files() {
+    if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        git ls-files -co --exclude-standard -- 'projector/*.[ch]' 'tests/*.[ch]'
+    else
+        find projector tests -name '*.[ch]' | sort
+    fi
+}
+
+format_check() {
+    local version files
+    version=$(clang-format --version 2>/dev/null) || { echo "clang-format is not installed"; return 1; }
+    case "$version" in
+        *"version $CLANG_FORMAT_MAJOR."*) ;;
+        *) echo "clang-format $CLANG_FORMAT_MAJOR is needed, found: $version"; return 1 ;;
+    esac
+    mapfile -t files < <(c_files)
+    [ "${#files[@]}" -gt 0 ] || { echo "no C files found"; return 1; }
+    clang-format --dry-run --Werror "${files[@]}"
+}
+
+cppcheck_check() {
+    cppcheck --enable=warning,performance,portability --error-exitcode=1 --quiet \
+        --inline-suppr --std=c11 -I projector -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
+        projector
+}
+
+whitespace_check() {
+    git rev-parse --is-inside-work-tree >/dev/null 2>&1 || return 0
+    git diff --check HEAD
+}
+
+check "include rules of the layers" /usr/bin/python3 tests/check_layers.py
+check "clang-format $CLANG_FORMAT_MAJOR" format_check
+check "cppcheck" cppcheck_check
+check "git diff --check" whitespace_check
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
