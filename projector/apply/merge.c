@@ -267,6 +267,21 @@ static bool parse_amount(const FoldParam *f, const char *s, int64_t *ret)
     return f->kind == FOLD_DECIMAL && parse_decimal(s, f->precision, f->scale, ret);
 }
 
+/* True when a sum of amounts still fits the column as one amount would: a sum past it is
+ * left to the SQL folding form, whose arithmetic does not stop at the column's range (a
+ * row holding a negative count may take it). */
+static bool sum_fits(const FoldParam *f, int64_t sum)
+{
+    int64_t limit = 1;
+
+    if (f->kind == FOLD_INT)
+        return sum >= f->lo && sum <= f->hi;
+    assert(f->kind == FOLD_DECIMAL && f->precision <= 18);
+    for (int i = 0; i < f->precision; i++)
+        limit *= 10;
+    return sum > -limit && sum < limit;
+}
+
 /* The row of member b into the rows of its key: row r's values (last wins) and sums. */
 static bool fold_member(const PlanStatement *st, const BoundStatement *b, bool first,
                         const char **vals, int64_t *sums)
@@ -277,7 +292,7 @@ static bool fold_member(const PlanStatement *st, const BoundStatement *b, bool f
         if (f->kind == FOLD_KEY || f->kind == FOLD_LAST) {
             vals[k] = b->params[k];
         } else if (!parse_amount(f, b->params[k], &x) ||
-                   (!first && __builtin_add_overflow(sums[k], x, &x))) {
+                   (!first && __builtin_add_overflow(sums[k], x, &x)) || !sum_fits(f, x)) {
             return false;
         } else {
             sums[k] = x;
