@@ -166,7 +166,10 @@ static void append_element(StrBuf *sb, const char *v)
     strbuf_append(sb, "\"");
 }
 
-char **merge_params(const MergePlan *mp, const MergeGroup *g, const BoundStatement *const *stmts,
+/* The parameters of group g's set-based statement: parameter k is the text[] literal of
+ * the k-th parameter of every member, in member order (NULL stays NULL). Owned by the
+ * caller: merge_params_free. */
+static char **merge_params(const MergePlan *mp, const MergeGroup *g, const BoundStatement *const *stmts,
                     int nparams)
 {
     char **params = xcalloc((size_t)nparams + 1, sizeof *params);
@@ -301,7 +304,13 @@ static bool fold_member(const PlanStatement *st, const BoundStatement *b, bool f
     return true;
 }
 
-char **merge_fold(const MergePlan *mp, const MergeGroup *g, const BoundStatement *const *stmts,
+/* Folds group g of a folding statement in C, as its SQL would: one row per key, add:
+ * amounts summed (each rounded to its column's scale first), other values from the key's
+ * last member. Returns the parameters of the plain form (st->plain_sql), or NULL when an
+ * amount is not one whose sum C gets exactly as PostgreSQL (a spelling it would have to
+ * read, a value out of the column's range, a numeric without precision): then the
+ * folding form must run. */
+static char **merge_fold(const MergePlan *mp, const MergeGroup *g, const BoundStatement *const *stmts,
                   const PlanStatement *st)
 {
     size_t np = (size_t)st->nparams, nrows = 0;

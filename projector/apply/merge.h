@@ -32,21 +32,9 @@ void merge_build(MergePlan *mp, const ApplierPlan *plan, const BoundStatement *c
                  const unsigned *classes, size_t n);
 void merge_plan_done(MergePlan *mp);
 
-/* The parameters of group g's set-based statement: parameter k is the text[] literal of
- * the k-th parameter of every member, in member order (NULL stays NULL). Owned by the
- * caller: merge_params_free. */
-char **merge_params(const MergePlan *mp, const MergeGroup *g, const BoundStatement *const *stmts,
-                    int nparams);
+/* Frees what merge_statement returned. */
 void merge_params_free(char **params, int nparams);
 
-/* Folds group g of a folding statement in C, as its SQL would: one row per key, add:
- * amounts summed (each rounded to its column's scale first), other values from the key's
- * last member. Returns the parameters of the plain form (st->plain_sql), or NULL when an
- * amount is not one whose sum C gets exactly as PostgreSQL (a spelling it would have to
- * read, a value out of the column's range, a numeric without precision): then the
- * folding form must run. Owned by the caller: merge_params_free. */
-char **merge_fold(const MergePlan *mp, const MergeGroup *g, const BoundStatement *const *stmts,
-                  const PlanStatement *st);
 /* The statement group g runs as (*ret_name) and its parameters: the plain form when its
  * members are on distinct rows or fold in C, else the set-based form. Groups of two or
  * more members; the parameters are the caller's (merge_params_free). */

@@ -329,7 +329,9 @@ Test(merge, params_are_array_literals_with_quotes_escaped)
     cr_assert_eq(mp.ngroups, 1);
     int id = param_of("plain"), tag = param_of("T0");
     const PlanStatement *st = applier_plan_statement(plan, mp.groups[0].statement);
-    char **params = merge_params(&mp, &mp.groups[0], ptrs(), st->nparams);
+    const char *name = NULL;
+    char **params = merge_statement(&mp, &mp.groups[0], ptrs(), st, &name);
+    cr_expect_str_eq(name, st->plain_name, "distinct rows: the plain form");
     cr_expect_str_eq(params[id], "{\"plain\",\"k\\\"q\",\"back\\\\slash\",\"x,{y}\"}");
     /* SQL NULL unquoted; the string "NULL" quoted, so it stays a string */
     cr_expect_str_eq(params[tag], "{\"T0\",NULL,\"NULL\",\"\"}");
