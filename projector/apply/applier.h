@@ -86,24 +86,24 @@ typedef struct Bound {
 
 #define APPLIER_UNHANDLED 1
 
-/* Evaluates the actions that the event's type ($.type) maps to and appends one bound
- * statement per action whose `when:` holds, in order. The event (borrowed) is the
+/* Evaluates the actions that the event's type ($.type) maps to and appends to *ret one
+ * bound statement per action whose `when:` holds, in order. The event (borrowed) is the
  * normalized JSON object of event.h.
  * Returns 0 (zero or more statements appended), APPLIER_UNHANDLED when the model has no
  * handler for the type (nothing appended), or -PJ_EPERMANENT with err set when the event
  * cannot be applied: a null key or where value, a null add: amount, a failing expression
  * (nothing appended in that case either). */
-int applier_bind(const ApplierPlan *plan, const json_t *event, Bound *out,
+int applier_bind(const ApplierPlan *plan, const json_t *event, Bound *ret,
                  PjError *err) PJ_MUSTCHECK;
 /* When b touches exactly one row, named by its key values, and reads no row of the read
  * table (so it commutes with every statement on another row), writes that row's identity
- * to key (reset first) and returns true. False for a fan-out update, a lookup into the
+ * to ret_key (reset first) and returns true. False for a fan-out update, a lookup into the
  * model's own table, or a key value not written in its type's canonical form (two
  * spellings of one value would look like two rows). A statement may have a row key and
  * still no set-based form (multi_sql NULL). */
-bool applier_row_key(const ApplierPlan *plan, const BoundStatement *b, StrBuf *key);
+bool applier_row_key(const ApplierPlan *plan, const BoundStatement *b, StrBuf *ret_key);
 
-/* Frees the parameters of every item and empties out (keeps its memory). */
+/* Frees the parameters of every item and empties b (keeps its memory). */
 void bound_reset(Bound *b);
 void bound_done(Bound *b);
 

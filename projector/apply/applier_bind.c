@@ -98,7 +98,7 @@ static void bound_truncate(Bound *b, size_t count)
 }
 
 /* Binds one action of the handler unless its `when:` is false. */
-static int bind_action(const ApplierPlan *p, size_t hi, size_t ai, const json_t *event, Bound *out,
+static int bind_action(const ApplierPlan *p, size_t hi, size_t ai, const json_t *event, Bound *ret,
                        PjError *err)
 {
     const Handler *h = &p->model->handlers[hi];
@@ -119,12 +119,12 @@ static int bind_action(const ApplierPlan *p, size_t hi, size_t ai, const json_t 
     int r = bind_statement(p, p->first[hi] + ai, event, &bs, err);
     if (r < 0)
         return r;
-    xgrow((void **)&out->items, &out->cap, out->count + 1, sizeof *out->items);
-    out->items[out->count++] = bs;
+    xgrow((void **)&ret->items, &ret->cap, ret->count + 1, sizeof *ret->items);
+    ret->items[ret->count++] = bs;
     return 0;
 }
 
-int applier_bind(const ApplierPlan *plan, const json_t *event, Bound *out, PjError *err)
+int applier_bind(const ApplierPlan *plan, const json_t *event, Bound *ret, PjError *err)
 {
     const json_t *type = json_object_get(event, "type");
 
@@ -135,12 +135,12 @@ int applier_bind(const ApplierPlan *plan, const json_t *event, Bound *out, PjErr
         return APPLIER_UNHANDLED;
 
     size_t hi = (size_t)(h - plan->model->handlers);
-    size_t mark = out->count;
+    size_t mark = ret->count;
     for (size_t ai = 0; ai < h->nactions; ai++) {
-        int r = bind_action(plan, hi, ai, event, out, err);
+        int r = bind_action(plan, hi, ai, event, ret, err);
         if (r < 0) {
             /* An event applies whole or not at all. */
-            bound_truncate(out, mark);
+            bound_truncate(ret, mark);
             return r;
         }
     }
@@ -193,21 +193,21 @@ static bool canonical_key(const Column *col, const char *text)
     }
 }
 
-bool applier_row_key(const ApplierPlan *plan, const BoundStatement *b, StrBuf *key)
+bool applier_row_key(const ApplierPlan *plan, const BoundStatement *b, StrBuf *ret_key)
 {
     const StatementInfo *info = &plan->infos[b->statement];
     const Model *m = plan->model;
 
     if (info->key_params == NULL)
         return false;
-    strbuf_reset(key);
+    strbuf_reset(ret_key);
     for (size_t k = 0; k < m->nkey; k++) {
         const char *v = b->params[info->key_params[k]];
         if (v == NULL || !canonical_key(&m->columns[m->key[k]], v))
             return false;
         /* length-prefixed, so no value can run into the next */
-        strbuf_appendf(key, "%zu:", strlen(v));
-        strbuf_append(key, v);
+        strbuf_appendf(ret_key, "%zu:", strlen(v));
+        strbuf_append(ret_key, v);
     }
     return true;
 }

@@ -34,7 +34,8 @@ enum {
     PJ_ESTOPPED,     /* shutdown was requested while waiting */
 };
 
-/* One error with an optional source position (line and column are 1-based; 0 = unknown). */
+/* One error: its code, its message, and the SQLSTATE when PostgreSQL gave one. Positions in
+ * files travel as Diagnostics instead. */
 typedef struct PjError {
     int code;
     char message[1024];

@@ -5,11 +5,16 @@
  */
 #include "sink/checkpoint.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sink/migrations.h"
+
+#define CHECKPOINT_PARAMS 6   /* of checkpoint_sql */
+#define DEAD_LETTER_PARAMS 10 /* of dead_letter_sql */
+#define INIT_PARAMS 6         /* of checkpoint_init's insert */
 
 /* See migrations/003_advance_checkpoint.sql: fails unless the row is still at $3. */
 static const char checkpoint_sql[] =
@@ -35,13 +40,15 @@ int checkpoint_prepare_sql(Pg *pg, const char *name, const char *sql, const char
 
 int checkpoint_prepare(Pg *pg, const char *schema, PjError *err)
 {
-    int rc = checkpoint_prepare_sql(pg, "pj_checkpoint", checkpoint_sql, schema, 6, err);
+    int rc = checkpoint_prepare_sql(pg, "pj_checkpoint", checkpoint_sql, schema, CHECKPOINT_PARAMS, err);
     if (rc == 0)
-        rc = checkpoint_prepare_sql(pg, "pj_dead_letter", dead_letter_sql, schema, 10, err);
+        rc = checkpoint_prepare_sql(pg, "pj_dead_letter", dead_letter_sql, schema, DEAD_LETTER_PARAMS,
+                                    err);
     return rc;
 }
 
-/* "123" -> 123, "" (NULL) -> -1 */
+/* The entries-read position as a parameter: v in decimal in buf, or NULL (not known) when
+ * v is negative. */
 static void fmt_position(int64_t v, char buf[24], const char **ret)
 {
     snprintf(buf, 24, "%" PRId64, v);
@@ -94,18 +101,18 @@ int checkpoint_load(Pg *pg, const char *schema, const Model *m, StreamId *ret, i
 int checkpoint_init(Pg *pg, const char *schema, const char *readmodel, const char *stream,
                     StreamId id, int64_t entries_read, PjError *err)
 {
-    char idt[STREAM_ID_BUFSZ], ms[24], seq[24], pos[24];
+    char idt[STREAM_ID_BUFSZ], ms[STREAM_ID_PART_BUFSZ], seq[STREAM_ID_PART_BUFSZ], pos[24];
     const char *pos_param;
     fmt_position(entries_read, pos, &pos_param);
     stream_id_format(id, idt);
-    snprintf(ms, sizeof ms, "%" PRIu64, id.ms);
-    snprintf(seq, sizeof seq, "%" PRIu64, id.seq);
+    stream_id_format_parts(id, ms, seq);
     char *sql = migrations_render(
         "INSERT INTO :\"schema\".checkpoints (readmodel, stream, last_id, last_ms, last_seq, "
         "entries_read) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (readmodel, stream) DO NOTHING",
         schema);
     const char *params[] = {readmodel, stream, idt, ms, seq, pos_param};
-    int rc = pg_query(pg, sql, 6, params, NULL, err);
+    static_assert(ARRAY_SIZE(params) == INIT_PARAMS, "one parameter per placeholder");
+    int rc = pg_query(pg, sql, INIT_PARAMS, params, NULL, err);
     free(sql);
     return rc;
 }
@@ -135,24 +142,28 @@ void checkpoint_send(Pg *pg, const char *readmodel, const char *stream, StreamId
 {
     char was[STREAM_ID_BUFSZ], idt[STREAM_ID_BUFSZ], n[24], pos[24];
     const char *pos_param;
+
+    /* A checkpoint only moves forward (the SQL function checks it against the row too). */
+    assert(stream_id_cmp(id, expected) >= 0);
     fmt_position(entries_read, pos, &pos_param);
     stream_id_format(expected, was);
     stream_id_format(id, idt);
     snprintf(n, sizeof n, "%" PRIu64, applied);
     const char *params[] = {readmodel, stream, was, idt, n, pos_param};
-    pg_pipeline_send(pg, "pj_checkpoint", 6, params, tag);
+    static_assert(ARRAY_SIZE(params) == CHECKPOINT_PARAMS, "one parameter per placeholder");
+    pg_pipeline_send(pg, "pj_checkpoint", CHECKPOINT_PARAMS, params, tag);
 }
 
 void checkpoint_send_dead_letter(Pg *pg, const DeadLetter *d, long tag)
 {
-    char idt[STREAM_ID_BUFSZ], ms[24], seq[24];
+    char idt[STREAM_ID_BUFSZ], ms[STREAM_ID_PART_BUFSZ], seq[STREAM_ID_PART_BUFSZ];
     stream_id_format(d->id, idt);
-    snprintf(ms, sizeof ms, "%" PRIu64, d->id.ms);
-    snprintf(seq, sizeof seq, "%" PRIu64, d->id.seq);
+    stream_id_format_parts(d->id, ms, seq);
     const char *state = d->sqlstate != NULL && d->sqlstate[0] != '\0' ? d->sqlstate : NULL;
     char attempts[16];
     snprintf(attempts, sizeof attempts, "%d", d->attempts > 0 ? d->attempts : 1);
     const char *params[] = {d->readmodel, d->stream, idt, ms, seq, d->event_type, d->raw_json,
                             d->error, state, attempts};
-    pg_pipeline_send(pg, "pj_dead_letter", 10, params, tag);
+    static_assert(ARRAY_SIZE(params) == DEAD_LETTER_PARAMS, "one parameter per placeholder");
+    pg_pipeline_send(pg, "pj_dead_letter", DEAD_LETTER_PARAMS, params, tag);
 }

@@ -7,11 +7,14 @@
  */
 #include "sink/partition.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sink/checkpoint.h"
+
+#define PARTITION_CHECKPOINT_PARAMS 7 /* of partition_checkpoint_sql */
 
 static const char partition_checkpoint_sql[] =
     "INSERT INTO :\"schema\".partition_checkpoints AS p (readmodel, stream, partition, "
@@ -24,6 +27,8 @@ int partition_of(const ApplierPlan *plan, const BoundStatement *stmts, size_t n,
                  StrBuf *key)
 {
     int part = 0;
+
+    assert(nparts >= 1 && nparts <= PARTITION_MAX);
     for (size_t i = 0; i < n; i++) {
         if (!applier_row_key(plan, &stmts[i], key))
             return PARTITION_NONE;
@@ -32,26 +37,30 @@ int partition_of(const ApplierPlan *plan, const BoundStatement *stmts, size_t n,
             return PARTITION_NONE;
         part = p;
     }
+    assert(part >= 0 && part < nparts);
     return part;
 }
 
 int partition_prepare(Pg *pg, const char *schema, PjError *err)
 {
     return checkpoint_prepare_sql(pg, "pj_partition_checkpoint", partition_checkpoint_sql,
-                                  schema, 7, err);
+                                  schema, PARTITION_CHECKPOINT_PARAMS, err);
 }
 
 void partition_send_checkpoint(Pg *pg, const char *readmodel, const char *stream, int part,
                                int nparts, StreamId id)
 {
-    char idt[STREAM_ID_BUFSZ], ms[24], seq[24], p[16], np[16];
+    char idt[STREAM_ID_BUFSZ], ms[STREAM_ID_PART_BUFSZ], seq[STREAM_ID_PART_BUFSZ], p[16], np[16];
+
+    assert(part >= 1 && part < nparts && nparts <= PARTITION_MAX);
     stream_id_format(id, idt);
-    snprintf(ms, sizeof ms, "%" PRIu64, id.ms);
-    snprintf(seq, sizeof seq, "%" PRIu64, id.seq);
+    stream_id_format_parts(id, ms, seq);
     snprintf(p, sizeof p, "%d", part);
     snprintf(np, sizeof np, "%d", nparts);
     const char *params[] = {readmodel, stream, p, np, idt, ms, seq};
-    pg_pipeline_send(pg, "pj_partition_checkpoint", 7, params, -1);
+    static_assert(ARRAY_SIZE(params) == PARTITION_CHECKPOINT_PARAMS,
+                  "one parameter per placeholder");
+    pg_pipeline_send(pg, "pj_partition_checkpoint", PARTITION_CHECKPOINT_PARAMS, params, -1);
 }
 
 /* One row into r; -PJ_EINVAL when it contradicts the others. */

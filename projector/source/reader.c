@@ -478,7 +478,7 @@ static int read_args(const char **argv, const char *group, const char *consumer,
 }
 
 int reader_read(Reader *r, const char *group, const char *consumer, const char *const *streams,
-                const char *const *ids, size_t nstreams, int count, int block_ms, Batch *out,
+                const char *const *ids, size_t nstreams, int count, int block_ms, Batch *ret,
                 StreamCounts *counts, PjError *err)
 {
     const char **argv = xmalloc((9 + 2 * nstreams) * sizeof *argv);
@@ -494,7 +494,7 @@ int reader_read(Reader *r, const char *group, const char *consumer, const char *
         rc = append_group_counts(r, streams[i]);
     free(argv);
     redisReply *reply = NULL;
-    batch_reset(out);
+    batch_reset(ret);
     if (rc < 0)
         return context_error(r, err, "read from Redis");
     /* The acknowledgements of the last batch went out in the same write, just before. */
@@ -502,7 +502,7 @@ int reader_read(Reader *r, const char *group, const char *consumer, const char *
         return rc;
     if (redisGetReply(r->ctx, (void **)&reply) != REDIS_OK || reply == NULL)
         return context_error(r, err, "read from Redis");
-    rc = reader_parse_batch(reply, streams, nstreams, out, err);
+    rc = reader_parse_batch(reply, streams, nstreams, ret, err);
     for (size_t i = 0; rc == 0 && counts != NULL && i < nstreams; i++)
         rc = read_group_counts(r, group, &counts[i], err);
     if (rc == 0 && counts != NULL)
@@ -510,18 +510,18 @@ int reader_read(Reader *r, const char *group, const char *consumer, const char *
     return rc;
 }
 
-int reader_parse_batch(redisReply *reply, const char *const *streams, size_t nstreams, Batch *out,
+int reader_parse_batch(redisReply *reply, const char *const *streams, size_t nstreams, Batch *ret,
                        PjError *err)
 {
-    batch_reset(out);
-    out->reply = reply;
+    batch_reset(ret);
+    ret->reply = reply;
     if (reply->type == REDIS_REPLY_NIL)
         return 0;
     if (reply->type == REDIS_REPLY_ERROR)
         return reply_error(reply, err, "read from Redis");
     if (!read_shape_ok(reply))
         return pj_error_set(err, PJ_ETRANSIENT, "unexpected XREADGROUP reply");
-    return fill_batch(out, streams, nstreams, err);
+    return fill_batch(ret, streams, nstreams, err);
 }
 
 int reader_ack(Reader *r, const char *stream, const char *group, const char *const *ids, size_t n,

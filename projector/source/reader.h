@@ -82,19 +82,19 @@ void batch_done(Batch *b);
 /* XREADGROUP GROUP group consumer COUNT count [BLOCK block_ms] STREAMS s... ids...
  * ids[i] is NULL for ">" (new entries) or the ID after which to re-read this consumer's
  * pending entries. BLOCK is only sent when every id is ">" and block_ms >= 0 (a negative
- * block_ms answers at once, empty when nothing is there). Fills *out (reset first).
+ * block_ms answers at once, empty when nothing is there). Fills *ret (reset first).
  * When counts is not NULL, counts[i] gets stream i's group position as it stands right
  * after the read (XINFO GROUPS pipelined behind it: no extra round trip); added and
  * length stay 0, and max_deleted is only fetched (one more round trip) when the group
  * has not read everything there is. */
 int reader_read(Reader *r, const char *group, const char *consumer, const char *const *streams,
-                const char *const *ids, size_t nstreams, int count, int block_ms, Batch *out,
+                const char *const *ids, size_t nstreams, int count, int block_ms, Batch *ret,
                 StreamCounts *counts, PjError *err) PJ_MUSTCHECK;
 
-/* Checks the shape of an XREADGROUP reply and fills *out (reset first) from it. Takes
+/* Checks the shape of an XREADGROUP reply and fills *ret (reset first) from it. Takes
  * ownership of reply. A nil reply is an empty batch. Exposed for tests, which feed
  * recorded RESP bytes through hiredis's redisReader. */
-int reader_parse_batch(redisReply *reply, const char *const *streams, size_t nstreams, Batch *out,
+int reader_parse_batch(redisReply *reply, const char *const *streams, size_t nstreams, Batch *ret,
                        PjError *err) PJ_MUSTCHECK;
 
 /* XACK stream group id...: queued, not waited for. It goes out with the next command
