@@ -2,13 +2,16 @@
  * one write per line. */
 #include "base/log.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "base/clock.h"
 
 static LogLevel log_level = LOG_INFO;
-static const char *const log_names[] = {"error", "warn", "info", "debug"};
+static const char *const log_names[] = {
+    [LOG_ERROR] = "error", [LOG_WARN] = "warn", [LOG_INFO] = "info", [LOG_DEBUG] = "debug"};
+static_assert(ARRAY_SIZE(log_names) == LOG_DEBUG + 1, "a name for every log level");
 
 int log_level_parse(const char *s, LogLevel *ret)
 {

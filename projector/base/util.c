@@ -213,6 +213,7 @@ bool sql_ident_is_safe(const char *s)
 
 void sql_append_ident(StrBuf *sb, const char *s)
 {
+    assert(sql_ident_is_safe(s));
     strbuf_append(sb, "\"");
     strbuf_append(sb, s);
     strbuf_append(sb, "\"");

@@ -6,6 +6,7 @@
 #include "cli/dlq_internal.h"
 
 #include <errno.h>
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,7 @@ static int parse_action(const char *s, DlqAction *ret, PjError *err)
 {
     static const char *const names[] = {"list", "show", "retry", "discard"};
     static const DlqAction actions[] = {DLQ_LIST, DLQ_SHOW, DLQ_RETRY, DLQ_DISCARD};
+    static_assert(ARRAY_SIZE(names) == ARRAY_SIZE(actions), "a name for every action");
     for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
         if (strcmp(s, names[i]) == 0) {
             *ret = actions[i];

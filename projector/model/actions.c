@@ -5,6 +5,7 @@
  * read and resolved once every model is known. Columns, key and version must be parsed
  * before this file's functions run.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -420,7 +421,9 @@ static void parse_delete(ModelFile *f, const YamlNode *verb, const YamlNode *bod
 
 /* ---------------------------------------------------------------- handlers */
 
-static const char *const verbs[] = {"upsert", "update", "delete"};
+static const char *const verbs[] = {
+    [ACTION_UPSERT] = "upsert", [ACTION_UPDATE] = "update", [ACTION_DELETE] = "delete"};
+static_assert(ARRAY_SIZE(verbs) == ACTION_DELETE + 1, "a verb for every kind of action");
 
 static void parse_verb(ModelFile *f, const YamlNode *verb, const YamlNode *body, const char *event,
                        Handler *h)
