@@ -52,9 +52,9 @@ typedef struct BatchCtx {
     const char *group;        /* the read model's consumer group */
     Pg *pg;                   /* the main session: NULL before it is open */
     Board *board;
-    size_t rm;           /* index of the read model on the board */
-    const char *log_ctx; /* log context */
-    StreamId *checkpoint; /* per stream: last committed (settled) entry; batch_run_publish moves it */
+    size_t rm;            /* index of the read model on the board */
+    const char *log_ctx;  /* log context */
+    StreamId *checkpoint; /* per stream: last committed entry, moved by batch_run_publish */
     int64_t *position;    /* per stream: the checkpoint's entries-read position, -1 unknown */
     BatchStats *stats;
     char **stop_reason; /* on_error: stop - why the read model stopped (first reason kept) */
@@ -102,7 +102,7 @@ bool batch_run_any_to_settle(const BatchRun *b);
  * dead-lettering each event PostgreSQL refuses for good (c->hooks pace the retries; the
  * read-ahead hook runs once, during the first round trip). Returns 0 when committed,
  * -PJ_ESTOPPED on a stop during a retry's pause (nothing committed), another negative code
- * (transient) when the session must be renewed; err says why. */
+ * when the session must be renewed (nothing committed either); err says why. */
 int batch_run_commit(BatchRun *b, const BatchCtx *c, PjError *err) PJ_MUSTCHECK;
 /* After the commit: moves c->checkpoint and c->position, counts in c->stats and tells the
  * board each settled entry's outcome (which wakes /wait callers). */
@@ -113,21 +113,22 @@ int batch_run_ack(const BatchRun *b, const BatchCtx *c, PjError *err) PJ_MUSTCHE
 
 /* ---- for parallel apply (parallel.c) ---- */
 
-/* Item i, when the batch applies it: its stream and its bound statements (borrowed). */
+/* Entry i (of batch_run_entries), when the batch applies it: true, with its stream and
+ * its bound statements (borrowed from b); false for any other entry. */
 bool batch_run_applies(const BatchRun *b, size_t i, size_t *ret_stream,
                        const BoundStatement **ret_stmts, size_t *ret_n);
-/* Puts applied item i in partition part (or BATCH_PART_SERIAL). */
+/* Puts applied entry i in partition part (or BATCH_PART_SERIAL) for batch_run_send_merged. */
 void batch_run_set_part(BatchRun *b, size_t i, int part);
-/* How many items the batch applies in partition part. */
+/* How many entries the batch applies in partition part. */
 size_t batch_run_count_part(const BatchRun *b, int part);
 /* Queues the checkpoint updates of the batch into c->pg's open pipeline. They go first:
  * their row locks serialise concurrent batches of this read model, and one that finds a
  * checkpoint moved under it fails before applying anything. */
 void batch_run_send_checkpoints(const BatchRun *b, const BatchCtx *c);
 /* Queues the set-based run into pg's open pipeline: the dead letters (on c->pg, with
- * BATCH_PART_ALL or partition 0), then the statements of the items of partition part (or
- * all of them) in the groups of merge.h. A failure's tag is an item, or a group that
- * batch_run_commit splits. */
+ * BATCH_PART_ALL or partition 0), then the statements of the entries of partition part (or
+ * all of them) in the groups of merge.h. A failure's tag is an entry's index, or a group
+ * that batch_run_commit splits. */
 void batch_run_send_merged(BatchRun *b, const BatchCtx *c, Pg *pg, int part);
 
 #endif

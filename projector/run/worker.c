@@ -41,11 +41,11 @@ struct Worker {
     Pg *parts[PARTITION_MAX]; /* parallel apply: the sessions of partitions 1.. */
     Parallel *parallel;
     ApplierPlan *plan;
-    StreamId *checkpoint;            /* per stream: last committed (settled) entry */
-    int64_t *position;               /* per stream: the checkpoint's entries-read position, -1 unknown */
+    StreamId *checkpoint; /* per stream: last committed (settled) entry */
+    int64_t *position;    /* per stream: the checkpoint's entries-read position, -1 unknown */
     char (*cursor)[STREAM_ID_BUFSZ]; /* per stream, history phase: re-read pending after this */
     bool *history;                   /* per stream: still re-reading pending entries */
-    BatchRun *cur;                   /* the batch being applied */
+    BatchRun *cur;   /* the batch being applied */
     BatchRun *ahead; /* the next one, read and classified while cur commits (or empty) */
     int backoff_ms;
     bool faulted;
