@@ -114,13 +114,35 @@ static void item_apply(BatchRun *b, const BatchCtx *c, Item *it)
     }
 }
 
+/* Decodes the entry and binds its statements into the batch's Bound. Returns 0,
+ * APPLIER_UNHANDLED, or a negative code with err set: the entry is to be dead-lettered. */
+static int bind_entry(BatchRun *b, const BatchCtx *c, Item *it, PjError *err)
+{
+    const Entry *e = it->entry;
+    json_t *event = NULL;
+    /* Every JSON node of the event lives in this thread's arena until jsonarena_end. */
+    jsonarena_begin();
+    int rc = event_decode(c->m->streams[e->stream], e->id_text, &e->fields, c->cfg->event_field,
+                          &event, err);
+    if (rc < 0) {
+        jsonarena_end();
+        return rc;
+    }
+    const json_t *type = json_object_get(event, "type");
+    if (json_is_string(type))
+        it->event_type = xstrdup(json_string_value(type));
+    it->first_stmt = b->bound.count;
+    rc = applier_bind(c->plan, event, &b->bound, err);
+    json_decref(event);
+    jsonarena_end();
+    return rc;
+}
+
 /* Decides what to do with one entry: acknowledge only, skip, dead-letter, or apply. */
 static void classify(BatchRun *b, const BatchCtx *c, Item *it)
 {
     const Entry *e = it->entry;
-    const Model *m = c->m;
     PjError err;
-    json_t *event = NULL;
     if (stream_id_cmp(e->id, c->checkpoint[e->stream]) <= 0) {
         it->kind = ITEM_ACK_ONLY; /* settled before a crash, not yet acknowledged */
         return;
@@ -133,25 +155,11 @@ static void classify(BatchRun *b, const BatchCtx *c, Item *it)
      * stream many read models share, each decodes only what it applies. */
     char peeked[BATCH_TYPE_MAX];
     if (event_peek_type(&e->fields, c->cfg->event_field, peeked, sizeof peeked) >= 0 &&
-        model_find_handler(m, peeked) == NULL) {
+        model_find_handler(c->m, peeked) == NULL) {
         it->kind = ITEM_SKIP;
         return;
     }
-    /* Every JSON node of the event lives in this thread's arena until jsonarena_end. */
-    jsonarena_begin();
-    if (event_decode(m->streams[e->stream], e->id_text, &e->fields, c->cfg->event_field, &event,
-                     &err) < 0) {
-        jsonarena_end();
-        batch_item_dead(it, err.message, NULL);
-        return;
-    }
-    const json_t *type = json_object_get(event, "type");
-    if (json_is_string(type))
-        it->event_type = xstrdup(json_string_value(type));
-    it->first_stmt = b->bound.count;
-    int rc = applier_bind(c->plan, event, &b->bound, &err);
-    json_decref(event);
-    jsonarena_end();
+    int rc = bind_entry(b, c, it, &err);
     if (rc == APPLIER_UNHANDLED)
         it->kind = ITEM_SKIP;
     else if (rc < 0)
