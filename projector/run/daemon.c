@@ -15,12 +15,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/backoff.h"
 #include "http/http.h"
 #include "board/board.h"
 #include "base/log.h"
 #include "sink/migrations.h"
 #include "sink/pg.h"
 #include "sink/tables.h"
+#include "os/now.h"
 #include "run/worker.h"
 
 #define STOPPED_WHILE_WAITING (-1)
@@ -53,15 +55,17 @@ static bool is_stop_signal(int sig)
 static int connect_pg_patiently(Daemon *d, Pg **ret)
 {
     PjError err;
-    int delay_ms = d->cfg->backoff_min_ms;
+    Backoff backoff;
     bool logged = false;
+
+    backoff_init(&backoff, d->cfg->backoff_min_ms, d->cfg->backoff_max_ms,
+                 (uint64_t)now_monotonic_ms());
     while (pg_connect(d->cfg->pg_conninfo, ret, &err) < 0) {
         if (!logged)
             log_warn(NULL, "%s, retrying", err.message);
         logged = true;
-        if (is_stop_signal(wait_signal(d, delay_ms)))
+        if (is_stop_signal(wait_signal(d, backoff_next(&backoff))))
             return STOPPED_WHILE_WAITING;
-        delay_ms = delay_ms > d->cfg->backoff_max_ms / 2 ? d->cfg->backoff_max_ms : delay_ms * 2;
     }
     return 0;
 }

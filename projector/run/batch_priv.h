@@ -1,0 +1,62 @@
+/* batch_priv.h - the inside of a BatchRun, shared by batch.c (reading, classifying,
+ * publishing, acknowledging) and batch_commit.c (the transaction and the isolation of a
+ * bad event). Not an interface: only those two files include it.
+ *
+ * Invariant: once classified, items[i] is batch.entries[i] for every i < nitems.
+ */
+#ifndef PROJECTOR_BATCH_PRIV_H
+#define PROJECTOR_BATCH_PRIV_H
+
+#include "apply/merge.h"
+#include "run/batch.h"
+
+typedef enum {
+    ITEM_ACK_ONLY, /* at or below the checkpoint: settled before, acknowledge only */
+    ITEM_APPLY,
+    ITEM_DONE, /* applied by a partition whose batch did not commit (partition.h) */
+    ITEM_SKIP, /* type not handled */
+    ITEM_DEAD, /* dead-lettered in this transaction */
+    ITEM_HOLD  /* on_error: stop - at or after a bad event: not settled, not acknowledged */
+} ItemKind;
+
+/* One entry of the batch and what this read model does with it. */
+typedef struct Item {
+    const Entry *entry;
+    ItemKind kind;
+    size_t first_stmt, nstmts; /* ITEM_APPLY: range in the batch's Bound */
+    char *event_type;          /* may be NULL */
+    char *error;               /* ITEM_DEAD */
+    char sqlstate[6];
+    int attempts; /* times PostgreSQL refused it in this batch */
+    int part;     /* parallel apply: the partition of its statements, or BATCH_PART_SERIAL */
+    unsigned cls; /* merge_build's class: set-based groups are split by it to find a bad event */
+} Item;
+
+struct BatchRun {
+    Batch batch;
+    Bound bound;
+    Item *items; /* items[i] is batch.entries[i] once classified */
+    size_t nitems, items_cap;
+    int64_t *batch_position; /* per stream: position of the batch's last entry, -1 unknown */
+    StreamCounts *counts;    /* per stream: as Redis reported them right after the read */
+    bool counts_valid;
+    /* the set-based run, rebuilt at each send */
+    MergePlan merge;
+    const BoundStatement **stmts; /* ITEM_APPLY statements in batch order */
+    size_t *stmt_item;            /* the item of each */
+    unsigned *stmt_cls;           /* the class of each (its item's) */
+    unsigned next_cls;            /* the last class given out in this batch */
+    size_t stmts_cap;
+};
+
+/* Makes it a dead letter with error and sqlstate (NULL: none), copied. */
+void batch_item_dead(Item *it, const char *error, const char *sqlstate);
+/* on_error: stop - holds item bad and every later entry of its stream, and keeps the first
+ * reason the read model stops for in *c->stop_reason. */
+void batch_run_hold_from(BatchRun *b, const BatchCtx *c, size_t bad);
+/* How many entries of stream s the batch applies (or found applied by a partition). */
+uint64_t batch_run_count_applied(const BatchRun *b, size_t s);
+/* The entries-read position the checkpoint of stream s takes with this batch, -1 unknown. */
+int64_t batch_run_settled_position(const BatchRun *b, size_t s);
+
+#endif
