@@ -12,9 +12,9 @@
 static const char *bind_role_name(ParamRole role)
 {
     switch (role) {
-    case PARAM_KEY:
+    case APPLIER_PARAM_KEY:
         return "key";
-    case PARAM_ADD:
+    case APPLIER_PARAM_ADD:
         return "add";
     default:
         return "where";
@@ -28,7 +28,7 @@ static int bind_null_error(const ApplierPlan *p, const StatementInfo *info, cons
     const char *type = p->model->handlers[info->handler].event_type;
     const char *text = ps->expr->text != NULL ? ps->expr->text : "null";
 
-    if (ps->role == PARAM_LOOKUP_WHERE)
+    if (ps->role == APPLIER_PARAM_LOOKUP_WHERE)
         return pj_error_set(err, PJ_EPERMANENT,
                             "where column \"%s\" of the lookup for \"%s\" in action %zu for "
                             "\"%s\" is null (%s)",
@@ -49,7 +49,7 @@ static int bind_prefix_error(PjError *err, const char *prefix)
 
 static bool bind_null_allowed(ParamRole role)
 {
-    return role == PARAM_VALUE;
+    return role == APPLIER_PARAM_VALUE;
 }
 
 /* Evaluates every parameter of statement si. On error frees what it made. */
@@ -63,7 +63,7 @@ static int bind_statement(const ApplierPlan *p, size_t si, const json_t *event, 
 
     for (size_t i = 0; i < n && r == 0; i++) {
         const ParamSource *ps = &info->params[i];
-        const char *column = ps->role == PARAM_LOOKUP_WHERE ? ps->target : ps->column;
+        const char *column = ps->role == APPLIER_PARAM_LOOKUP_WHERE ? ps->target : ps->column;
         Value v = {0};
 
         r = expr_eval(ps->expr, event, &v, err);
@@ -71,7 +71,7 @@ static int bind_statement(const ApplierPlan *p, size_t si, const json_t *event, 
             char prefix[128];
             snprintf(prefix, sizeof prefix, "column \"%s\"", column);
             r = bind_prefix_error(err, prefix);
-        } else if (v.kind == VAL_NULL && !bind_null_allowed(ps->role))
+        } else if (v.kind == EXPR_VAL_NULL && !bind_null_allowed(ps->role))
             r = bind_null_error(p, info, ps, err);
         else
             params[i] = value_to_param(&v);
@@ -178,15 +178,15 @@ static bool canonical_uuid(const char *s)
 static bool canonical_key(const Column *col, const char *text)
 {
     switch (col->kind) {
-    case COL_TEXT:
+    case MODEL_COL_TEXT:
         return true;
-    case COL_VARCHAR: /* a length limit would cut two texts to one */
+    case MODEL_COL_VARCHAR: /* a length limit would cut two texts to one */
         return strcmp(col->sql_type, "character varying") == 0;
-    case COL_SMALLINT:
-    case COL_INTEGER:
-    case COL_BIGINT:
+    case MODEL_COL_SMALLINT:
+    case MODEL_COL_INTEGER:
+    case MODEL_COL_BIGINT:
         return canonical_integer(text);
-    case COL_UUID:
+    case MODEL_COL_UUID:
         return canonical_uuid(text);
     default:
         return false;

@@ -11,18 +11,18 @@
 
 /* What a parameter is for: decides whether a null value fails the event. */
 typedef enum {
-    PARAM_VALUE,       /* a column value that may be null (the table's constraints decide) */
-    PARAM_KEY,         /* a key column of an upsert */
-    PARAM_WHERE,       /* a where column of an update or delete */
-    PARAM_ADD,         /* the amount of an add: column */
-    PARAM_LOOKUP_WHERE /* a where column of a lookup */
+    APPLIER_PARAM_VALUE,       /* a column value that may be null (the table's constraints decide) */
+    APPLIER_PARAM_KEY,         /* a key column of an upsert */
+    APPLIER_PARAM_WHERE,       /* a where column of an update or delete */
+    APPLIER_PARAM_ADD,         /* the amount of an add: column */
+    APPLIER_PARAM_LOOKUP_WHERE /* a where column of a lookup */
 } ParamRole;
 
 typedef struct ParamSource {
     const Expr *expr; /* borrowed from the model */
     ParamRole role;
     const char *column; /* the column the value is for (borrowed, for messages) */
-    const char *target; /* PARAM_LOOKUP_WHERE: the column the lookup fills */
+    const char *target; /* APPLIER_PARAM_LOOKUP_WHERE: the column the lookup fills */
 } ParamSource;
 
 typedef struct StatementInfo {

@@ -17,13 +17,13 @@ static int plan_check_action(const Model *m, const Handler *h, size_t ai, PjErro
     bool ok;
 
     switch (a->kind) {
-    case ACTION_UPSERT:
+    case MODEL_ACTION_UPSERT:
         ok = a->nset > 0 && m->nkey > 0 && a->nwhere == 0;
         break;
-    case ACTION_UPDATE:
+    case MODEL_ACTION_UPDATE:
         ok = a->nset + a->nadd > 0 && a->nwhere > 0;
         break;
-    case ACTION_DELETE:
+    case MODEL_ACTION_DELETE:
         ok = a->nwhere > 0 && a->nset + a->nadd == 0;
         break;
     default:
@@ -42,7 +42,7 @@ static int plan_check_action(const Model *m, const Handler *h, size_t ai, PjErro
  * where is exactly the key) and reads nothing of its own table; otherwise NULL. */
 static size_t *plan_row_key(const Compiler *c, const Action *a)
 {
-    if (c->reads_own || (a->kind != ACTION_UPSERT && a->nwhere != c->m->nkey))
+    if (c->reads_own || (a->kind != MODEL_ACTION_UPSERT && a->nwhere != c->m->nkey))
         return NULL;
     size_t *keys = xcalloc(c->m->nkey, sizeof *keys);
     for (size_t k = 0; k < c->m->nkey; k++) {
@@ -59,9 +59,9 @@ static size_t *plan_row_key(const Compiler *c, const Action *a)
  * as (default + amount) - default, which may round for floating point columns. */
 static bool plan_can_merge(const Model *m, const Action *a)
 {
-    for (size_t i = 0; a->kind == ACTION_UPSERT && i < a->nadd; i++) {
+    for (size_t i = 0; a->kind == MODEL_ACTION_UPSERT && i < a->nadd; i++) {
         const Column *col = &m->columns[a->add[i].column];
-        if (col->default_text != NULL && (col->kind == COL_REAL || col->kind == COL_DOUBLE))
+        if (col->default_text != NULL && (col->kind == MODEL_COL_REAL || col->kind == MODEL_COL_DOUBLE))
             return false;
     }
     return true;
@@ -78,7 +78,7 @@ static bool plan_can_fold(const Model *m, const Action *a)
         return false;
     for (size_t i = 0; i < a->nadd; i++) {
         ColumnKind k = m->columns[a->add[i].column].kind;
-        if (k != COL_SMALLINT && k != COL_INTEGER && k != COL_BIGINT && k != COL_NUMERIC)
+        if (k != MODEL_COL_SMALLINT && k != MODEL_COL_INTEGER && k != MODEL_COL_BIGINT && k != MODEL_COL_NUMERIC)
             return false;
     }
     return true;
@@ -89,19 +89,19 @@ static FoldParam plan_fold_param(const Compiler *c, size_t k)
 {
     const ParamSource *ps = &c->params[k - 1];
     if (applier_param_is_key(c, k))
-        return (FoldParam){.kind = FOLD_KEY};
-    if (ps->role != PARAM_ADD)
-        return (FoldParam){.kind = FOLD_LAST};
+        return (FoldParam){.kind = APPLIER_FOLD_KEY};
+    if (ps->role != APPLIER_PARAM_ADD)
+        return (FoldParam){.kind = APPLIER_FOLD_LAST};
     const Column *col = &c->m->columns[model_find_column(c->m, ps->column)];
-    FoldParam f = {.kind = FOLD_INT};
+    FoldParam f = {.kind = APPLIER_FOLD_INT};
     switch (col->kind) {
-    case COL_SMALLINT:
+    case MODEL_COL_SMALLINT:
         f.lo = INT16_MIN, f.hi = INT16_MAX;
         return f;
-    case COL_INTEGER:
+    case MODEL_COL_INTEGER:
         f.lo = INT32_MIN, f.hi = INT32_MAX;
         return f;
-    case COL_BIGINT:
+    case MODEL_COL_BIGINT:
         f.lo = INT64_MIN, f.hi = INT64_MAX;
         return f;
     default:
@@ -110,8 +110,8 @@ static FoldParam plan_fold_param(const Compiler *c, size_t k)
     /* numeric(p,s) with p <= 18: every value, scaled by 10^s, fits in 64 bits */
     if (sscanf(col->sql_type, "numeric(%d,%d)", &f.precision, &f.scale) == 2 && f.precision <= 18 &&
         f.scale >= 0 && f.scale <= f.precision)
-        return (FoldParam){.kind = FOLD_DECIMAL, .precision = f.precision, .scale = f.scale};
-    return (FoldParam){.kind = FOLD_SQL};
+        return (FoldParam){.kind = APPLIER_FOLD_DECIMAL, .precision = f.precision, .scale = f.scale};
+    return (FoldParam){.kind = APPLIER_FOLD_SQL};
 }
 
 static void plan_compile_action(ApplierPlan *p, size_t hi, size_t ai)

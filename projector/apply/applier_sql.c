@@ -47,7 +47,7 @@ static void plan_append_fold_select(const Compiler *c, StrBuf *sb)
         strbuf_append(sb, i > 1 ? ", " : "");
         if (applier_param_is_key(c, i)) {
             strbuf_appendf(sb, "u.p%zu", i);
-        } else if (ps->role == PARAM_ADD) {
+        } else if (ps->role == APPLIER_PARAM_ADD) {
             const Column *col = &c->m->columns[model_find_column(c->m, ps->column)];
             strbuf_appendf(sb, "CAST(sum(CAST(u.p%zu AS %s)) AS text)", i, col->sql_type);
         } else {
@@ -119,7 +119,7 @@ static void plan_append_lookup(Compiler *c, const Lookup *lk, const char *target
         strbuf_append(&c->sql, "s.");
         sql_append_ident(&c->sql, wc->name);
         strbuf_append(&c->sql, " = ");
-        plan_append_cast_param(c, wc, lk->where[i].expr, PARAM_LOOKUP_WHERE, target);
+        plan_append_cast_param(c, wc, lk->where[i].expr, APPLIER_PARAM_LOOKUP_WHERE, target);
     }
     strbuf_append(&c->sql, " LIMIT 1)");
 }
@@ -194,7 +194,7 @@ static void plan_append_where(Compiler *c, const Action *a)
         strbuf_append(&c->sql, "t.");
         sql_append_ident(&c->sql, c->m->columns[a->where[i].column].name);
         strbuf_append(&c->sql, " = ");
-        plan_append_value(c, &a->where[i], PARAM_WHERE);
+        plan_append_value(c, &a->where[i], APPLIER_PARAM_WHERE);
         plan_note_key(c, a->where[i].column);
     }
 }
@@ -274,7 +274,7 @@ static void plan_compile_upsert(Compiler *c, const Action *a)
     for (size_t i = 0; i < a->nset; i++) {
         bool key = m->columns[a->set[i].column].in_key;
         strbuf_append(&c->sql, i > 0 ? ", " : "");
-        plan_append_value(c, &a->set[i], key ? PARAM_KEY : PARAM_VALUE);
+        plan_append_value(c, &a->set[i], key ? APPLIER_PARAM_KEY : APPLIER_PARAM_VALUE);
         if (key && a->set[i].lookup == NULL)
             plan_note_key(c, a->set[i].column);
     }
@@ -283,7 +283,7 @@ static void plan_compile_upsert(Compiler *c, const Action *a)
         strbuf_append(&c->sql, a->nset + i > 0 ? ", " : "");
         plan_append_default(c, col);
         strbuf_append(&c->sql, " + ");
-        plan_append_cast_param(c, col, a->add[i].expr, PARAM_ADD, NULL);
+        plan_append_cast_param(c, col, a->add[i].expr, APPLIER_PARAM_ADD, NULL);
         add_params[i] = c->nparams;
     }
     if (c->multi)
@@ -308,7 +308,7 @@ static void plan_compile_update(Compiler *c, const Action *a)
         sql_append_ident(&c->sql, m->columns[a->set[i].column].name);
         strbuf_append(&c->sql, " = ");
         size_t start = c->sql.len;
-        plan_append_value(c, &a->set[i], PARAM_VALUE);
+        plan_append_value(c, &a->set[i], APPLIER_PARAM_VALUE);
         /* The guard compares with the very expression the row is set to. */
         if (guard && a->set[i].column == (size_t)m->version_column)
             version_value = xstrndup(c->sql.buf + start, c->sql.len - start);
@@ -316,7 +316,7 @@ static void plan_compile_update(Compiler *c, const Action *a)
     for (size_t i = 0; i < a->nadd; i++) {
         const Column *col = &m->columns[a->add[i].column];
         strbuf_append(&c->sql, a->nset + i > 0 ? ", " : "");
-        size_t k = plan_add_param(c, a->add[i].expr, PARAM_ADD, col->name, NULL);
+        size_t k = plan_add_param(c, a->add[i].expr, APPLIER_PARAM_ADD, col->name, NULL);
         plan_append_add_update(c, col, k);
     }
     size_t from_at = c->sql.len;
@@ -348,9 +348,9 @@ static void plan_compile_delete(Compiler *c, const Action *a)
 void applier_compile_form(Compiler *c, const Action *a)
 {
     c->key_params = xcalloc(c->m->nkey, sizeof *c->key_params);
-    if (a->kind == ACTION_UPSERT)
+    if (a->kind == MODEL_ACTION_UPSERT)
         plan_compile_upsert(c, a);
-    else if (a->kind == ACTION_UPDATE)
+    else if (a->kind == MODEL_ACTION_UPDATE)
         plan_compile_update(c, a);
     else
         plan_compile_delete(c, a);

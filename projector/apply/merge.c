@@ -265,9 +265,9 @@ static bool parse_amount(const FoldParam *f, const char *s, int64_t *ret)
 {
     if (s == NULL)
         return false;
-    if (f->kind == FOLD_INT)
+    if (f->kind == APPLIER_FOLD_INT)
         return parse_int(s, f->lo, f->hi, ret);
-    return f->kind == FOLD_DECIMAL && parse_decimal(s, f->precision, f->scale, ret);
+    return f->kind == APPLIER_FOLD_DECIMAL && parse_decimal(s, f->precision, f->scale, ret);
 }
 
 /* True when a sum of amounts still fits the column as one amount would: a sum past it is
@@ -277,9 +277,9 @@ static bool sum_fits(const FoldParam *f, int64_t sum)
 {
     int64_t limit = 1;
 
-    if (f->kind == FOLD_INT)
+    if (f->kind == APPLIER_FOLD_INT)
         return sum >= f->lo && sum <= f->hi;
-    assert(f->kind == FOLD_DECIMAL && f->precision <= 18);
+    assert(f->kind == APPLIER_FOLD_DECIMAL && f->precision <= 18);
     for (int i = 0; i < f->precision; i++)
         limit *= 10;
     return sum > -limit && sum < limit;
@@ -292,7 +292,7 @@ static bool fold_member(const PlanStatement *st, const BoundStatement *b, bool f
     for (int k = 0; k < st->nparams; k++) {
         const FoldParam *f = &st->fold[k];
         int64_t x;
-        if (f->kind == FOLD_KEY || f->kind == FOLD_LAST) {
+        if (f->kind == APPLIER_FOLD_KEY || f->kind == APPLIER_FOLD_LAST) {
             vals[k] = b->params[k];
         } else if (!parse_amount(f, b->params[k], &x) ||
                    (!first && __builtin_add_overflow(sums[k], x, &x)) || !sum_fits(f, x)) {
@@ -326,7 +326,7 @@ static char **merge_fold(const MergePlan *mp, const MergeGroup *g, const BoundSt
         strbuf_reset(&key);
         strbuf_append(&key, "");
         for (size_t k = 0; k < np; k++)
-            if (st->fold[k].kind == FOLD_KEY)
+            if (st->fold[k].kind == APPLIER_FOLD_KEY)
                 strbuf_appendf(&key, "%zu:%s", strlen(b->params[k]), b->params[k]);
         RowSlot *slot = rows_slot(&rows, key.buf);
         bool first = slot->key == NULL;
@@ -346,10 +346,10 @@ static char **merge_fold(const MergePlan *mp, const MergeGroup *g, const BoundSt
             for (size_t r = 0; r < nrows; r++) {
                 if (r > 0)
                     strbuf_append(&key, ",");
-                if (f->kind == FOLD_KEY || f->kind == FOLD_LAST)
+                if (f->kind == APPLIER_FOLD_KEY || f->kind == APPLIER_FOLD_LAST)
                     append_element(&key, vals[r * np + k]);
                 else
-                    append_decimal(&key, sums[r * np + k], f->kind == FOLD_INT ? 0 : f->scale);
+                    append_decimal(&key, sums[r * np + k], f->kind == APPLIER_FOLD_INT ? 0 : f->scale);
             }
             strbuf_append(&key, "}");
             params[k] = xstrdup(key.buf);

@@ -43,7 +43,7 @@ static const Expr *bare_array_path(const Expr *e)
     switch (e->kind) {
     case EXPR_PATH:
         for (size_t i = 0; i < e->nsteps; i++)
-            if (e->steps[i].kind == PATH_ALL)
+            if (e->steps[i].kind == EXPR_PATH_ALL)
                 return e;
         return NULL;
     case EXPR_ARITH:
@@ -87,7 +87,7 @@ static Expr *parse_expression(ModelFile *f, const YamlNode *n, const Column *c)
         return NULL;
     }
     const Expr *arr = bare_array_path(e);
-    if (arr != NULL && !(arr == e && c->kind == COL_JSONB)) {
+    if (arr != NULL && !(arr == e && c->kind == MODEL_COL_JSONB)) {
         model_error_at(f, arr->line > 0 ? arr->line : yamlsrc_line(n),
                        arr->column > 0 ? arr->column : yamlsrc_column(n),
                        "path \"%s\" collects an array: use it inside sum() or length(), or "
@@ -422,8 +422,8 @@ static void parse_delete(ModelFile *f, const YamlNode *verb, const YamlNode *bod
 /* ---------------------------------------------------------------- handlers */
 
 static const char *const verbs[] = {
-    [ACTION_UPSERT] = "upsert", [ACTION_UPDATE] = "update", [ACTION_DELETE] = "delete"};
-static_assert(ARRAY_SIZE(verbs) == ACTION_DELETE + 1, "a verb for every kind of action");
+    [MODEL_ACTION_UPSERT] = "upsert", [MODEL_ACTION_UPDATE] = "update", [MODEL_ACTION_DELETE] = "delete"};
+static_assert(ARRAY_SIZE(verbs) == MODEL_ACTION_DELETE + 1, "a verb for every kind of action");
 
 static void parse_verb(ModelFile *f, const YamlNode *verb, const YamlNode *body, const char *event,
                        Handler *h)
@@ -436,13 +436,13 @@ static void parse_verb(ModelFile *f, const YamlNode *verb, const YamlNode *body,
     }
     Action a = {.line = yamlsrc_line(verb), .column = yamlsrc_column(verb)};
     if (strcmp(name, "upsert") == 0) {
-        a.kind = ACTION_UPSERT;
+        a.kind = MODEL_ACTION_UPSERT;
         parse_upsert(f, verb, body, event, &a);
     } else if (strcmp(name, "update") == 0) {
-        a.kind = ACTION_UPDATE;
+        a.kind = MODEL_ACTION_UPDATE;
         parse_update(f, verb, body, event, &a);
     } else {
-        a.kind = ACTION_DELETE;
+        a.kind = MODEL_ACTION_DELETE;
         parse_delete(f, verb, body, event, &a);
     }
     h->actions = xrealloc(h->actions, (h->nactions + 1) * sizeof *h->actions);

@@ -24,32 +24,32 @@ typedef struct TypeName {
 } TypeName;
 
 static const TypeName model_type_names[] = {
-    {"text", COL_TEXT, "text"},
-    {"smallint", COL_SMALLINT, "smallint"},
-    {"int2", COL_SMALLINT, "smallint"},
-    {"integer", COL_INTEGER, "integer"},
-    {"int", COL_INTEGER, "integer"},
-    {"int4", COL_INTEGER, "integer"},
-    {"bigint", COL_BIGINT, "bigint"},
-    {"int8", COL_BIGINT, "bigint"},
-    {"numeric", COL_NUMERIC, "numeric"},
-    {"decimal", COL_NUMERIC, "numeric"},
-    {"real", COL_REAL, "real"},
-    {"float4", COL_REAL, "real"},
-    {"double precision", COL_DOUBLE, "double precision"},
-    {"float8", COL_DOUBLE, "double precision"},
-    {"double", COL_DOUBLE, "double precision"},
-    {"boolean", COL_BOOLEAN, "boolean"},
-    {"bool", COL_BOOLEAN, "boolean"},
-    {"timestamptz", COL_TIMESTAMPTZ, "timestamp with time zone"},
-    {"timestamp with time zone", COL_TIMESTAMPTZ, "timestamp with time zone"},
-    {"timestamp", COL_TIMESTAMP, "timestamp without time zone"},
-    {"timestamp without time zone", COL_TIMESTAMP, "timestamp without time zone"},
-    {"date", COL_DATE, "date"},
-    {"uuid", COL_UUID, "uuid"},
-    {"jsonb", COL_JSONB, "jsonb"},
-    {"varchar", COL_VARCHAR, "character varying"},
-    {"character varying", COL_VARCHAR, "character varying"},
+    {"text", MODEL_COL_TEXT, "text"},
+    {"smallint", MODEL_COL_SMALLINT, "smallint"},
+    {"int2", MODEL_COL_SMALLINT, "smallint"},
+    {"integer", MODEL_COL_INTEGER, "integer"},
+    {"int", MODEL_COL_INTEGER, "integer"},
+    {"int4", MODEL_COL_INTEGER, "integer"},
+    {"bigint", MODEL_COL_BIGINT, "bigint"},
+    {"int8", MODEL_COL_BIGINT, "bigint"},
+    {"numeric", MODEL_COL_NUMERIC, "numeric"},
+    {"decimal", MODEL_COL_NUMERIC, "numeric"},
+    {"real", MODEL_COL_REAL, "real"},
+    {"float4", MODEL_COL_REAL, "real"},
+    {"double precision", MODEL_COL_DOUBLE, "double precision"},
+    {"float8", MODEL_COL_DOUBLE, "double precision"},
+    {"double", MODEL_COL_DOUBLE, "double precision"},
+    {"boolean", MODEL_COL_BOOLEAN, "boolean"},
+    {"bool", MODEL_COL_BOOLEAN, "boolean"},
+    {"timestamptz", MODEL_COL_TIMESTAMPTZ, "timestamp with time zone"},
+    {"timestamp with time zone", MODEL_COL_TIMESTAMPTZ, "timestamp with time zone"},
+    {"timestamp", MODEL_COL_TIMESTAMP, "timestamp without time zone"},
+    {"timestamp without time zone", MODEL_COL_TIMESTAMP, "timestamp without time zone"},
+    {"date", MODEL_COL_DATE, "date"},
+    {"uuid", MODEL_COL_UUID, "uuid"},
+    {"jsonb", MODEL_COL_JSONB, "jsonb"},
+    {"varchar", MODEL_COL_VARCHAR, "character varying"},
+    {"character varying", MODEL_COL_VARCHAR, "character varying"},
 };
 
 /* Lower case, runs of blanks collapsed to one space, no blanks around "(", "," and ")". */
@@ -103,7 +103,7 @@ static char *type_with_modifiers(ModelFile *f, const YamlNode *n, const TypeName
                                  long a, long b)
 {
     const char *text = model_text(f, n);
-    if (t->kind == COL_VARCHAR) {
+    if (t->kind == MODEL_COL_VARCHAR) {
         if (a < 1 || a > MODEL_VARCHAR_MAX) {
             model_error(f, n, "invalid type \"%s\": length must be 1..%ld", text,
                         MODEL_VARCHAR_MAX);
@@ -136,9 +136,9 @@ static void parse_type(ModelFile *f, const YamlNode *n, Column *c)
     const TypeName *t = type_lookup(norm, base_len);
     long a = 0, b = 0;
     int count = paren != NULL ? type_modifiers(paren, &a, &b) : 0;
-    bool takes_mods = t != NULL && (t->kind == COL_VARCHAR || t->kind == COL_NUMERIC);
+    bool takes_mods = t != NULL && (t->kind == MODEL_COL_VARCHAR || t->kind == MODEL_COL_NUMERIC);
     if (t == NULL || count < 0 || (count > 0 && !takes_mods) ||
-        (t->kind == COL_VARCHAR && count > 1)) {
+        (t->kind == MODEL_COL_VARCHAR && count > 1)) {
         model_error(f, n,
                     "unknown column type \"%s\": expected one of text, varchar(n), smallint, "
                     "integer, bigint, numeric(p,s), real, double precision, boolean, "
@@ -330,8 +330,8 @@ void model_parse_version(ModelFile *f, const YamlNode *n)
         return;
     }
     const Column *c = &m->columns[col];
-    bool integral = c->kind == COL_SMALLINT || c->kind == COL_INTEGER || c->kind == COL_BIGINT ||
-                    c->kind == COL_NUMERIC;
+    bool integral = c->kind == MODEL_COL_SMALLINT || c->kind == MODEL_COL_INTEGER || c->kind == MODEL_COL_BIGINT ||
+                    c->kind == MODEL_COL_NUMERIC;
     if (c->sql_type != NULL && !integral) {
         model_error(f, n,
                     "version column \"%s\" is %s: expected smallint, integer, bigint or numeric",

@@ -36,21 +36,21 @@
 
 #include "base/util.h"
 
-typedef enum { VAL_NULL = 0, VAL_BOOL, VAL_NUMBER, VAL_STRING, VAL_JSON } ValueKind;
+typedef enum { EXPR_VAL_NULL = 0, EXPR_VAL_BOOL, EXPR_VAL_NUMBER, EXPR_VAL_STRING, EXPR_VAL_JSON } ValueKind;
 
 /* A computed value. Owns text and json; release with value_done. */
 typedef struct Value {
     ValueKind kind;
-    bool boolean; /* VAL_BOOL */
-    double number; /* VAL_NUMBER: the numeric value */
-    char *text;    /* VAL_NUMBER: its spelling ("99.99"); VAL_STRING: the UTF-8 string */
-    json_t *json;  /* VAL_JSON: an array or object (one reference owned) */
+    bool boolean; /* EXPR_VAL_BOOL */
+    double number; /* EXPR_VAL_NUMBER: the numeric value */
+    char *text;    /* EXPR_VAL_NUMBER: its spelling ("99.99"); EXPR_VAL_STRING: the UTF-8 string */
+    json_t *json;  /* EXPR_VAL_JSON: an array or object (one reference owned) */
 } Value;
 
 void value_done(Value *v);
-/* Builds a Value from a JSON node (borrowed; NULL means absent -> VAL_NULL). */
+/* Builds a Value from a JSON node (borrowed; NULL means absent -> EXPR_VAL_NULL). */
 void value_from_json(const json_t *j, Value *ret);
-/* The text a SQL parameter carries: NULL for VAL_NULL, "true"/"false", the number's
+/* The text a SQL parameter carries: NULL for EXPR_VAL_NULL, "true"/"false", the number's
  * spelling, the string, or compact JSON for arrays and objects. Caller frees. */
 char *value_to_param(const Value *v);
 /* True when v is a number, or a string that spells one (then *ret holds it). */
@@ -58,20 +58,20 @@ bool value_as_number(const Value *v, double *ret);
 
 typedef enum { EXPR_LITERAL, EXPR_PATH, EXPR_CALL, EXPR_ARITH, EXPR_NEGATE } ExprKind;
 typedef enum {
-    FUNC_LENGTH,
-    FUNC_SUM,
-    FUNC_COALESCE,
-    FUNC_LOWER,
-    FUNC_UPPER,
-    FUNC_CONCAT,
-    FUNC_NOW
+    EXPR_FUNC_LENGTH,
+    EXPR_FUNC_SUM,
+    EXPR_FUNC_COALESCE,
+    EXPR_FUNC_LOWER,
+    EXPR_FUNC_UPPER,
+    EXPR_FUNC_CONCAT,
+    EXPR_FUNC_NOW
 } ExprFunc;
-typedef enum { PATH_KEY, PATH_INDEX, PATH_ALL } PathStepKind;
+typedef enum { EXPR_PATH_KEY, EXPR_PATH_INDEX, EXPR_PATH_ALL } PathStepKind;
 
 typedef struct PathStep {
     PathStepKind kind;
-    char *key;    /* PATH_KEY, owned */
-    size_t index; /* PATH_INDEX */
+    char *key;    /* EXPR_PATH_KEY, owned */
+    size_t index; /* EXPR_PATH_INDEX */
 } PathStep;
 
 typedef struct Expr Expr;
@@ -90,16 +90,16 @@ struct Expr {
     Expr *right;      /* EXPR_ARITH */
 };
 
-typedef enum { COND_CMP, COND_EXISTS, COND_AND, COND_OR, COND_NOT } CondKind;
-typedef enum { CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE } CmpOp;
+typedef enum { EXPR_COND_CMP, EXPR_COND_EXISTS, EXPR_COND_AND, EXPR_COND_OR, EXPR_COND_NOT } CondKind;
+typedef enum { EXPR_CMP_EQ, EXPR_CMP_NE, EXPR_CMP_LT, EXPR_CMP_LE, EXPR_CMP_GT, EXPR_CMP_GE } CmpOp;
 
 typedef struct Cond Cond;
 struct Cond {
     CondKind kind;
     int line, column;
-    CmpOp op;          /* COND_CMP */
-    Expr *left, *right; /* COND_CMP operands; COND_EXISTS uses left (a path) */
-    Cond *a, *b;       /* COND_AND / COND_OR use both, COND_NOT uses a */
+    CmpOp op;          /* EXPR_COND_CMP */
+    Expr *left, *right; /* EXPR_COND_CMP operands; EXPR_COND_EXISTS uses left (a path) */
+    Cond *a, *b;       /* EXPR_COND_AND / EXPR_COND_OR use both, EXPR_COND_NOT uses a */
 };
 
 /* True when a YAML scalar is to be read as an expression rather than a literal: it
@@ -112,7 +112,7 @@ bool expr_looks_like_expression(const char *text);
  * *reterr_line and *reterr_column (either may be NULL). *ret is owned by the caller. */
 int expr_parse(const char *text, int line, int column, Expr **ret, PjError *err,
                int *reterr_line, int *reterr_column) PJ_MUSTCHECK;
-/* A literal from YAML: a plain null scalar gives VAL_NULL, anything else VAL_STRING
+/* A literal from YAML: a plain null scalar gives EXPR_VAL_NULL, anything else EXPR_VAL_STRING
  * (numbers included: they become numbers where a number is needed). */
 Expr *expr_new_literal(const char *text, bool is_null, int line, int column);
 Expr *expr_free(Expr *e);

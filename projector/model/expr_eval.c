@@ -25,14 +25,14 @@ static json_t *json_array_new(void)
 static bool path_has_all(const Expr *path)
 {
     for (size_t i = 0; i < path->nsteps; i++)
-        if (path->steps[i].kind == PATH_ALL)
+        if (path->steps[i].kind == EXPR_PATH_ALL)
             return true;
     return false;
 }
 
 static json_t *path_step(const json_t *node, const PathStep *step)
 {
-    if (step->kind == PATH_KEY)
+    if (step->kind == EXPR_PATH_KEY)
         return json_is_object(node) ? json_object_get(node, step->key) : NULL;
     return json_is_array(node) ? json_array_get(node, step->index) : NULL;
 }
@@ -44,7 +44,7 @@ static void path_collect(const json_t *array, const PathStep *steps, size_t n, j
     for (size_t k = 0; k < json_array_size(array); k++) {
         json_t *node = json_array_get(array, k);
         size_t i = 0;
-        while (i < n && node != NULL && steps[i].kind != PATH_ALL)
+        while (i < n && node != NULL && steps[i].kind != EXPR_PATH_ALL)
             node = path_step(node, &steps[i++]);
         if (node == NULL)
             continue;
@@ -61,8 +61,8 @@ static void eval_path(const Expr *e, const json_t *event, Value *ret)
 {
     const json_t *node = event;
     size_t i = 0;
-    *ret = (Value){.kind = VAL_NULL};
-    while (i < e->nsteps && node != NULL && e->steps[i].kind != PATH_ALL)
+    *ret = (Value){.kind = EXPR_VAL_NULL};
+    while (i < e->nsteps && node != NULL && e->steps[i].kind != EXPR_PATH_ALL)
         node = path_step(node, &e->steps[i++]);
     if (i == e->nsteps) {
         value_from_json(node, ret);
@@ -72,7 +72,7 @@ static void eval_path(const Expr *e, const json_t *event, Value *ret)
         return;
     json_t *out = json_array_new();
     path_collect(node, e->steps + i + 1, e->nsteps - i - 1, out);
-    *ret = (Value){.kind = VAL_JSON, .json = out};
+    *ret = (Value){.kind = EXPR_VAL_JSON, .json = out};
 }
 
 /* ---------------------------------------------------------------- evaluation: functions */
@@ -82,13 +82,13 @@ static int eval_node(const Expr *e, const json_t *event, Value *ret, PjError *er
 static int fn_length(const Value *v, Value *ret, PjError *err)
 {
     char what[128];
-    if (v->kind == VAL_NULL)
+    if (v->kind == EXPR_VAL_NULL)
         return 0;
-    if (v->kind == VAL_STRING) {
+    if (v->kind == EXPR_VAL_STRING) {
         value_set_computed(ret, (double)utf8_length(v->text));
         return 0;
     }
-    if (v->kind == VAL_JSON) {
+    if (v->kind == EXPR_VAL_JSON) {
         size_t n = json_is_array(v->json) ? json_array_size(v->json) : json_object_size(v->json);
         value_set_computed(ret, (double)n);
         return 0;
@@ -105,8 +105,8 @@ static int sum_add(const json_t *j, double *total, PjError *err)
     double x;
     char what[128];
     value_from_json(j, &v);
-    bool ok = v.kind == VAL_NULL || value_as_number(&v, &x);
-    if (ok && v.kind != VAL_NULL)
+    bool ok = v.kind == EXPR_VAL_NULL || value_as_number(&v, &x);
+    if (ok && v.kind != EXPR_VAL_NULL)
         *total += x;
     if (!ok)
         value_describe(&v, what, sizeof what);
@@ -120,13 +120,13 @@ static int fn_sum(const Value *v, Value *ret, PjError *err)
 {
     double total = 0;
     char what[128];
-    if (v->kind == VAL_NULL)
+    if (v->kind == EXPR_VAL_NULL)
         return 0;
     if (value_as_number(v, &total)) {
         value_set_computed(ret, total);
         return 0;
     }
-    if (v->kind != VAL_JSON || !json_is_array(v->json)) {
+    if (v->kind != EXPR_VAL_JSON || !json_is_array(v->json)) {
         value_describe(v, what, sizeof what);
         return pj_error_set(err, PJ_EPERMANENT, "cannot sum %s: not an array of numbers", what);
     }
@@ -144,9 +144,9 @@ static int fn_sum(const Value *v, Value *ret, PjError *err)
 /* lower/upper: ASCII case mapping of a string, number or bool. */
 static int fn_case(const Value *v, bool upper, Value *ret, PjError *err)
 {
-    if (v->kind == VAL_NULL)
+    if (v->kind == EXPR_VAL_NULL)
         return 0;
-    if (v->kind == VAL_JSON)
+    if (v->kind == EXPR_VAL_JSON)
         return pj_error_set(err, PJ_EPERMANENT, "function \"%s\" expects a string, got %s",
                             upper ? "upper" : "lower",
                             json_is_array(v->json) ? "an array" : "an object");
@@ -166,7 +166,7 @@ static int fn_coalesce(const Expr *e, const json_t *event, Value *ret, PjError *
 {
     for (size_t i = 0; i < e->nargs; i++) {
         int r = eval_node(e->args[i], event, ret, err);
-        if (r < 0 || ret->kind != VAL_NULL)
+        if (r < 0 || ret->kind != EXPR_VAL_NULL)
             return r;
     }
     return 0;
@@ -198,29 +198,29 @@ static int eval_call(const Expr *e, const json_t *event, Value *ret, PjError *er
     Value arg;
     int r;
     switch (e->func) {
-    case FUNC_COALESCE:
+    case EXPR_FUNC_COALESCE:
         return fn_coalesce(e, event, ret, err);
-    case FUNC_CONCAT:
+    case EXPR_FUNC_CONCAT:
         return fn_concat(e, event, ret, err);
-    case FUNC_NOW:
+    case EXPR_FUNC_NOW:
         format_wall_ms(clock_wall_ms(), now, sizeof now);
         value_set_string(ret, xstrdup(now));
         return 0;
-    case FUNC_LENGTH:
-    case FUNC_SUM:
-    case FUNC_LOWER:
-    case FUNC_UPPER:
+    case EXPR_FUNC_LENGTH:
+    case EXPR_FUNC_SUM:
+    case EXPR_FUNC_LOWER:
+    case EXPR_FUNC_UPPER:
         break;
     }
     assert(e->nargs == 1);
     if ((r = eval_node(e->args[0], event, &arg, err)) < 0)
         return r;
-    if (e->func == FUNC_LENGTH)
+    if (e->func == EXPR_FUNC_LENGTH)
         r = fn_length(&arg, ret, err);
-    else if (e->func == FUNC_SUM)
+    else if (e->func == EXPR_FUNC_SUM)
         r = fn_sum(&arg, ret, err);
     else
-        r = fn_case(&arg, e->func == FUNC_UPPER, ret, err);
+        r = fn_case(&arg, e->func == EXPR_FUNC_UPPER, ret, err);
     value_done(&arg);
     return r;
 }
@@ -267,11 +267,11 @@ static int arith_apply(char op, const Value *a, const Value *b, Value *ret, PjEr
 /* Both operands are evaluated so that an error in either surfaces even next to a null. */
 static int eval_arith(const Expr *e, const json_t *event, Value *ret, PjError *err)
 {
-    Value a, b = {.kind = VAL_NULL};
+    Value a, b = {.kind = EXPR_VAL_NULL};
     int r = eval_node(e->left, event, &a, err);
     if (r == 0)
         r = eval_node(e->right, event, &b, err);
-    if (r == 0 && a.kind != VAL_NULL && b.kind != VAL_NULL)
+    if (r == 0 && a.kind != EXPR_VAL_NULL && b.kind != EXPR_VAL_NULL)
         r = arith_apply(e->op, &a, &b, ret, err);
     value_done(&a);
     value_done(&b);
@@ -283,7 +283,7 @@ static int eval_negate(const Expr *e, const json_t *event, Value *ret, PjError *
     Value v;
     double x;
     int r = eval_node(e->left, event, &v, err);
-    if (r == 0 && v.kind != VAL_NULL) {
+    if (r == 0 && v.kind != EXPR_VAL_NULL) {
         if (value_as_number(&v, &x))
             value_set_computed(ret, -x);
         else
@@ -296,7 +296,7 @@ static int eval_negate(const Expr *e, const json_t *event, Value *ret, PjError *
 /* Leaves *ret null on error, so callers always own a valid value. */
 static int eval_node(const Expr *e, const json_t *event, Value *ret, PjError *err)
 {
-    *ret = (Value){.kind = VAL_NULL};
+    *ret = (Value){.kind = EXPR_VAL_NULL};
     switch (e->kind) {
     case EXPR_LITERAL:
         value_copy(&e->literal, ret);
@@ -328,23 +328,23 @@ int expr_eval(const Expr *e, const json_t *event, Value *ret, PjError *err)
 /* ==, != and orderings between values that have no order: only equality means anything. */
 static bool cmp_unordered(CmpOp op, bool equal)
 {
-    return op == CMP_EQ ? equal : op == CMP_NE ? !equal : false;
+    return op == EXPR_CMP_EQ ? equal : op == EXPR_CMP_NE ? !equal : false;
 }
 
 static bool cmp_ordered(CmpOp op, int sign)
 {
     switch (op) {
-    case CMP_EQ:
+    case EXPR_CMP_EQ:
         return sign == 0;
-    case CMP_NE:
+    case EXPR_CMP_NE:
         return sign != 0;
-    case CMP_LT:
+    case EXPR_CMP_LT:
         return sign < 0;
-    case CMP_LE:
+    case EXPR_CMP_LE:
         return sign <= 0;
-    case CMP_GT:
+    case EXPR_CMP_GT:
         return sign > 0;
-    case CMP_GE:
+    case EXPR_CMP_GE:
         return sign >= 0;
     }
     return false;
@@ -353,23 +353,23 @@ static bool cmp_ordered(CmpOp op, int sign)
 static int cmp_values(CmpOp op, const Value *a, const Value *b, bool *ret, PjError *err)
 {
     double x, y;
-    if (a->kind == VAL_NULL || b->kind == VAL_NULL) {
+    if (a->kind == EXPR_VAL_NULL || b->kind == EXPR_VAL_NULL) {
         *ret = cmp_unordered(op, a->kind == b->kind);
-    } else if (a->kind == VAL_JSON || b->kind == VAL_JSON) {
-        const Value *j = a->kind == VAL_JSON ? a : b;
-        if (op != CMP_EQ && op != CMP_NE)
+    } else if (a->kind == EXPR_VAL_JSON || b->kind == EXPR_VAL_JSON) {
+        const Value *j = a->kind == EXPR_VAL_JSON ? a : b;
+        if (op != EXPR_CMP_EQ && op != EXPR_CMP_NE)
             return pj_error_set(err, PJ_EPERMANENT,
                                 "cannot order %s: arrays and objects compare only with == and !=",
                                 json_is_array(j->json) ? "an array" : "an object");
         *ret = cmp_unordered(op, a->kind == b->kind && json_equal(a->json, b->json));
     } else if (value_as_number(a, &x) && value_as_number(b, &y)) {
         *ret = cmp_ordered(op, (x > y) - (x < y));
-    } else if (a->kind == VAL_STRING && b->kind == VAL_STRING) {
+    } else if (a->kind == EXPR_VAL_STRING && b->kind == EXPR_VAL_STRING) {
         assert(a->text != NULL && b->text != NULL);
         int sign = strcmp(a->text, b->text);
         *ret = cmp_ordered(op, (sign > 0) - (sign < 0));
     } else {
-        *ret = cmp_unordered(op, a->kind == VAL_BOOL && b->kind == VAL_BOOL &&
+        *ret = cmp_unordered(op, a->kind == EXPR_VAL_BOOL && b->kind == EXPR_VAL_BOOL &&
                                      a->boolean == b->boolean);
     }
     return 0;
@@ -377,7 +377,7 @@ static int cmp_values(CmpOp op, const Value *a, const Value *b, bool *ret, PjErr
 
 static int cond_compare(const Cond *c, const json_t *event, bool *ret, PjError *err)
 {
-    Value a, b = {.kind = VAL_NULL};
+    Value a, b = {.kind = EXPR_VAL_NULL};
     int r = eval_node(c->left, event, &a, err);
     if (r == 0)
         r = eval_node(c->right, event, &b, err);
@@ -394,7 +394,7 @@ static bool path_exists(const Expr *path, const json_t *event)
     Value v;
     bool found;
     eval_path(path, event, &v);
-    found = v.kind != VAL_NULL;
+    found = v.kind != EXPR_VAL_NULL;
     if (found && path_has_all(path)) {
         found = false;
         for (size_t i = 0; i < json_array_size(v.json) && !found; i++)
@@ -409,20 +409,20 @@ static int cond_node_eval(const Cond *c, const json_t *event, bool *ret, PjError
     int r;
     *ret = false;
     switch (c->kind) {
-    case COND_CMP:
+    case EXPR_COND_CMP:
         return cond_compare(c, event, ret, err);
-    case COND_EXISTS:
+    case EXPR_COND_EXISTS:
         *ret = path_exists(c->left, event);
         return 0;
-    case COND_NOT:
+    case EXPR_COND_NOT:
         r = cond_node_eval(c->a, event, ret, err);
         *ret = r == 0 && !*ret;
         return r;
-    case COND_AND:
-    case COND_OR:
+    case EXPR_COND_AND:
+    case EXPR_COND_OR:
         /* short-circuit: the right side is not evaluated once the left decides */
         r = cond_node_eval(c->a, event, ret, err);
-        if (r < 0 || *ret == (c->kind == COND_OR))
+        if (r < 0 || *ret == (c->kind == EXPR_COND_OR))
             return r;
         return cond_node_eval(c->b, event, ret, err);
     }

@@ -29,13 +29,13 @@ typedef struct FuncInfo {
 } FuncInfo;
 
 static const FuncInfo expr_funcs[] = {
-    {"length", FUNC_LENGTH, 1, 1},
-    {"sum", FUNC_SUM, 1, 1},
-    {"coalesce", FUNC_COALESCE, 1, SIZE_MAX},
-    {"lower", FUNC_LOWER, 1, 1},
-    {"upper", FUNC_UPPER, 1, 1},
-    {"concat", FUNC_CONCAT, 1, SIZE_MAX},
-    {"now", FUNC_NOW, 0, 0},
+    {"length", EXPR_FUNC_LENGTH, 1, 1},
+    {"sum", EXPR_FUNC_SUM, 1, 1},
+    {"coalesce", EXPR_FUNC_COALESCE, 1, SIZE_MAX},
+    {"lower", EXPR_FUNC_LOWER, 1, 1},
+    {"upper", EXPR_FUNC_UPPER, 1, 1},
+    {"concat", EXPR_FUNC_CONCAT, 1, SIZE_MAX},
+    {"now", EXPR_FUNC_NOW, 0, 0},
 };
 
 static Expr *expr_node(ExprKind kind, const ExprParser *p, size_t start)
@@ -70,7 +70,7 @@ static bool is_event_field(const char *name)
 static int parse_path_index(ExprParser *p, PathStep *ret)
 {
     p->pos++;
-    *ret = (PathStep){.kind = PATH_ALL};
+    *ret = (PathStep){.kind = EXPR_PATH_ALL};
     if (expr_peek(p) == '*') {
         p->pos++;
     } else if (expr_peek(p) >= '0' && expr_peek(p) <= '9') {
@@ -83,7 +83,7 @@ static int parse_path_index(ExprParser *p, PathStep *ret)
             }
             index = index * 10 + d;
         }
-        *ret = (PathStep){.kind = PATH_INDEX, .index = index};
+        *ret = (PathStep){.kind = EXPR_PATH_INDEX, .index = index};
     } else {
         expr_parser_fail(p, p->pos, "expected an array index or '*' after '['");
         return -PJ_EINVAL;
@@ -120,7 +120,7 @@ static int parse_path_step(ExprParser *p, bool first, PathStep *ret)
         return -PJ_EINVAL;
     }
     p->pos += n;
-    *ret = (PathStep){.kind = PATH_KEY, .key = key};
+    *ret = (PathStep){.kind = EXPR_PATH_KEY, .key = key};
     return 0;
 }
 
@@ -165,7 +165,7 @@ static Expr *parse_number(ExprParser *p)
         return NULL;
     }
     Expr *e = expr_node(EXPR_LITERAL, p, start);
-    e->literal = (Value){.kind = VAL_NUMBER, .number = x, .text = spelling};
+    e->literal = (Value){.kind = EXPR_VAL_NUMBER, .number = x, .text = spelling};
     p->pos += n;
     return expr_finish(e, p, start);
 }
@@ -288,7 +288,7 @@ static Expr *parse_word(ExprParser *p)
     if (expr_at_keyword(p, "null") || expr_at_keyword(p, "true") || expr_at_keyword(p, "false")) {
         Expr *e = expr_node(EXPR_LITERAL, p, start);
         if (w[0] != 'n')
-            e->literal = (Value){.kind = VAL_BOOL, .boolean = w[0] == 't'};
+            e->literal = (Value){.kind = EXPR_VAL_BOOL, .boolean = w[0] == 't'};
         p->pos += n;
         return expr_finish(e, p, start);
     }
@@ -444,8 +444,8 @@ static size_t cmp_op_at(const ExprParser *p, CmpOp *ret)
     static const struct {
         const char *text;
         CmpOp op;
-    } ops[] = {{"==", CMP_EQ}, {"!=", CMP_NE}, {"<=", CMP_LE},
-               {">=", CMP_GE}, {"<", CMP_LT},  {">", CMP_GT}};
+    } ops[] = {{"==", EXPR_CMP_EQ}, {"!=", EXPR_CMP_NE}, {"<=", EXPR_CMP_LE},
+               {">=", EXPR_CMP_GE}, {"<", EXPR_CMP_LT},  {">", EXPR_CMP_GT}};
     for (size_t i = 0; i < ARRAY_SIZE(ops); i++) {
         size_t n = strlen(ops[i].text);
         if (strncmp(p->text + p->pos, ops[i].text, n) == 0) {
@@ -482,7 +482,7 @@ static Cond *parse_compare(ExprParser *p)
         expr_free(left);
         return NULL;
     }
-    Cond *c = cond_node(COND_CMP, p, start);
+    Cond *c = cond_node(EXPR_COND_CMP, p, start);
     c->op = op;
     c->left = left;
     c->right = right;
@@ -510,7 +510,7 @@ static Cond *parse_exists(ExprParser *p)
         return expr_parser_fail(p, p->pos, "expected ')' after the path of \"exists\"");
     }
     p->pos++;
-    Cond *c = cond_node(COND_EXISTS, p, start);
+    Cond *c = cond_node(EXPR_COND_EXISTS, p, start);
     c->left = path;
     return c;
 }
@@ -564,7 +564,7 @@ static Cond *parse_neg(ExprParser *p)
         p->depth--;
         if (inner == NULL)
             return NULL;
-        Cond *c = cond_node(COND_NOT, p, start);
+        Cond *c = cond_node(EXPR_COND_NOT, p, start);
         c->a = inner;
         return c;
     }
@@ -609,12 +609,12 @@ static Cond *parse_logic(ExprParser *p, const char *kw, CondKind kind,
 
 static Cond *parse_conj(ExprParser *p)
 {
-    return parse_logic(p, "and", COND_AND, parse_neg);
+    return parse_logic(p, "and", EXPR_COND_AND, parse_neg);
 }
 
 static Cond *parse_disj(ExprParser *p)
 {
-    return parse_logic(p, "or", COND_OR, parse_conj);
+    return parse_logic(p, "or", EXPR_COND_OR, parse_conj);
 }
 
 int cond_parse(const char *text, int line, int column, Cond **ret, PjError *err, int *reterr_line,

@@ -28,7 +28,7 @@ void value_done(Value *v)
 {
     free(v->text);
     json_decref(v->json);
-    *v = (Value){.kind = VAL_NULL};
+    *v = (Value){.kind = EXPR_VAL_NULL};
 }
 
 void value_copy(const Value *v, Value *ret)
@@ -54,30 +54,30 @@ void value_set_computed(Value *ret, double x)
 {
     char buf[40];
     snprintf(buf, sizeof buf, "%.15g", x == 0 ? 0.0 : x);
-    *ret = (Value){.kind = VAL_NUMBER, .number = strtod(buf, NULL), .text = xstrdup(buf)};
+    *ret = (Value){.kind = EXPR_VAL_NUMBER, .number = strtod(buf, NULL), .text = xstrdup(buf)};
 }
 
 void value_set_string(Value *ret, char *owned)
 {
-    *ret = (Value){.kind = VAL_STRING, .text = owned};
+    *ret = (Value){.kind = EXPR_VAL_STRING, .text = owned};
 }
 
 void value_from_json(const json_t *j, Value *ret)
 {
-    *ret = (Value){.kind = VAL_NULL};
+    *ret = (Value){.kind = EXPR_VAL_NULL};
     if (j == NULL)
         return;
     switch (json_typeof(j)) {
     case JSON_TRUE:
     case JSON_FALSE:
-        *ret = (Value){.kind = VAL_BOOL, .boolean = json_is_true(j)};
+        *ret = (Value){.kind = EXPR_VAL_BOOL, .boolean = json_is_true(j)};
         break;
     case JSON_INTEGER:
-        *ret = (Value){.kind = VAL_NUMBER, .number = (double)json_integer_value(j)};
+        *ret = (Value){.kind = EXPR_VAL_NUMBER, .number = (double)json_integer_value(j)};
         ret->text = xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(j));
         break;
     case JSON_REAL:
-        *ret = (Value){.kind = VAL_NUMBER, .number = json_real_value(j)};
+        *ret = (Value){.kind = EXPR_VAL_NUMBER, .number = json_real_value(j)};
         ret->text = number_spell_real(ret->number);
         break;
     case JSON_STRING:
@@ -85,7 +85,7 @@ void value_from_json(const json_t *j, Value *ret)
         break;
     case JSON_ARRAY:
     case JSON_OBJECT:
-        *ret = (Value){.kind = VAL_JSON, .json = json_ref_const(j)};
+        *ret = (Value){.kind = EXPR_VAL_JSON, .json = json_ref_const(j)};
         break;
     case JSON_NULL:
         break;
@@ -187,14 +187,14 @@ static void json_append_compact(StrBuf *sb, const json_t *j)
 char *value_to_param(const Value *v)
 {
     switch (v->kind) {
-    case VAL_NULL:
+    case EXPR_VAL_NULL:
         return NULL;
-    case VAL_BOOL:
+    case EXPR_VAL_BOOL:
         return xstrdup(v->boolean ? "true" : "false");
-    case VAL_NUMBER:
-    case VAL_STRING:
+    case EXPR_VAL_NUMBER:
+    case EXPR_VAL_STRING:
         return xstrdup(v->text);
-    case VAL_JSON: {
+    case EXPR_VAL_JSON: {
         StrBuf sb = {0};
         json_append_compact(&sb, v->json);
         return strbuf_take(&sb);
@@ -218,32 +218,32 @@ static bool text_spells_number(const char *s, double *ret)
 
 bool value_as_number(const Value *v, double *ret)
 {
-    assert(v->kind != VAL_STRING || v->text != NULL);
-    if (v->kind == VAL_NUMBER) {
+    assert(v->kind != EXPR_VAL_STRING || v->text != NULL);
+    if (v->kind == EXPR_VAL_NUMBER) {
         *ret = v->number;
         return true;
     }
-    return v->kind == VAL_STRING && text_spells_number(v->text, ret);
+    return v->kind == EXPR_VAL_STRING && text_spells_number(v->text, ret);
 }
 
 void value_describe(const Value *v, char *buf, size_t size)
 {
     const int shown = 60;
     switch (v->kind) {
-    case VAL_NULL:
+    case EXPR_VAL_NULL:
         snprintf(buf, size, "null");
         break;
-    case VAL_BOOL:
+    case EXPR_VAL_BOOL:
         snprintf(buf, size, "%s", v->boolean ? "true" : "false");
         break;
-    case VAL_NUMBER:
+    case EXPR_VAL_NUMBER:
         snprintf(buf, size, "%s", v->text);
         break;
-    case VAL_STRING:
+    case EXPR_VAL_STRING:
         snprintf(buf, size, "\"%.*s%s\"", shown, v->text,
                  strlen(v->text) > (size_t)shown ? "..." : "");
         break;
-    case VAL_JSON:
+    case EXPR_VAL_JSON:
         snprintf(buf, size, "%s", json_is_array(v->json) ? "an array" : "an object");
         break;
     }

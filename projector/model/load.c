@@ -110,9 +110,9 @@ static void parse_start(ModelFile *f, const YamlNode *n)
     if (text == NULL)
         return;
     if (strcmp(text, "beginning") == 0)
-        f->m->start = START_BEGINNING;
+        f->m->start = MODEL_START_BEGINNING;
     else if (strcmp(text, "end") == 0)
-        f->m->start = START_END;
+        f->m->start = MODEL_START_END;
     else
         model_error(f, n, "invalid value \"%s\" for \"start\": expected beginning or end", text);
 }
@@ -123,9 +123,9 @@ static void parse_on_error(ModelFile *f, const YamlNode *n)
     if (text == NULL)
         return;
     if (strcmp(text, "dead_letter") == 0)
-        f->m->on_error = ON_ERROR_DEAD_LETTER;
+        f->m->on_error = MODEL_ON_ERROR_DEAD_LETTER;
     else if (strcmp(text, "stop") == 0)
-        f->m->on_error = ON_ERROR_STOP;
+        f->m->on_error = MODEL_ON_ERROR_STOP;
     else
         model_error(f, n, "invalid value \"%s\" for \"on_error\": expected dead_letter or stop",
                     text);

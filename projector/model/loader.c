@@ -304,17 +304,17 @@ static bool spells_integer(const char *s)
 const char *model_literal_problem(ColumnKind kind, const char *text)
 {
     switch (kind) {
-    case COL_SMALLINT:
-    case COL_INTEGER:
-    case COL_BIGINT:
+    case MODEL_COL_SMALLINT:
+    case MODEL_COL_INTEGER:
+    case MODEL_COL_BIGINT:
         if (!spells_number(text))
             return "is not a number";
         return spells_integer(text) ? NULL : "is not an integer";
-    case COL_NUMERIC:
-    case COL_REAL:
-    case COL_DOUBLE:
+    case MODEL_COL_NUMERIC:
+    case MODEL_COL_REAL:
+    case MODEL_COL_DOUBLE:
         return spells_number(text) ? NULL : "is not a number";
-    case COL_BOOLEAN:
+    case MODEL_COL_BOOLEAN:
         if (strcasecmp(text, "true") == 0 || strcasecmp(text, "false") == 0)
             return NULL;
         return "is not a boolean: expected true or false";

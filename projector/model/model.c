@@ -13,8 +13,8 @@
 
 bool column_kind_is_numeric(ColumnKind kind)
 {
-    return kind == COL_SMALLINT || kind == COL_INTEGER || kind == COL_BIGINT ||
-           kind == COL_NUMERIC || kind == COL_REAL || kind == COL_DOUBLE;
+    return kind == MODEL_COL_SMALLINT || kind == MODEL_COL_INTEGER || kind == MODEL_COL_BIGINT ||
+           kind == MODEL_COL_NUMERIC || kind == MODEL_COL_REAL || kind == MODEL_COL_DOUBLE;
 }
 
 /* ---------------------------------------------------------------- freeing */

@@ -13,20 +13,20 @@
 #include "base/util.h"
 
 typedef enum {
-    COL_TEXT,
-    COL_SMALLINT,
-    COL_INTEGER,
-    COL_BIGINT,
-    COL_NUMERIC,
-    COL_REAL,
-    COL_DOUBLE,
-    COL_BOOLEAN,
-    COL_TIMESTAMPTZ,
-    COL_TIMESTAMP,
-    COL_DATE,
-    COL_UUID,
-    COL_JSONB,
-    COL_VARCHAR
+    MODEL_COL_TEXT,
+    MODEL_COL_SMALLINT,
+    MODEL_COL_INTEGER,
+    MODEL_COL_BIGINT,
+    MODEL_COL_NUMERIC,
+    MODEL_COL_REAL,
+    MODEL_COL_DOUBLE,
+    MODEL_COL_BOOLEAN,
+    MODEL_COL_TIMESTAMPTZ,
+    MODEL_COL_TIMESTAMP,
+    MODEL_COL_DATE,
+    MODEL_COL_UUID,
+    MODEL_COL_JSONB,
+    MODEL_COL_VARCHAR
 } ColumnKind;
 
 /* True for smallint, integer, bigint, numeric, real, double precision. */
@@ -62,7 +62,7 @@ struct Assign {
     int line, column_no;
 };
 
-typedef enum { ACTION_UPSERT, ACTION_UPDATE, ACTION_DELETE } ActionKind;
+typedef enum { MODEL_ACTION_UPSERT, MODEL_ACTION_UPDATE, MODEL_ACTION_DELETE } ActionKind;
 
 typedef struct Action {
     ActionKind kind;
@@ -85,12 +85,12 @@ typedef struct Handler {
     int line, column;
 } Handler;
 
-typedef enum { START_BEGINNING, START_END } StartPos;
+typedef enum { MODEL_START_BEGINNING, MODEL_START_END } StartPos;
 
 /* What a worker does with an event that cannot be applied. */
 typedef enum {
-    ON_ERROR_DEAD_LETTER, /* dead-letter it and go on (the default) */
-    ON_ERROR_STOP         /* stop the read model at it until an operator acts */
+    MODEL_ON_ERROR_DEAD_LETTER, /* dead-letter it and go on (the default) */
+    MODEL_ON_ERROR_STOP         /* stop the read model at it until an operator acts */
 } OnError;
 
 typedef struct Index {

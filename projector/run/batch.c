@@ -92,7 +92,7 @@ size_t batch_run_size(const BatchRun *b)
 
 void batch_item_dead(Item *it, const char *error, const char *sqlstate)
 {
-    it->kind = ITEM_DEAD;
+    it->kind = BATCH_ITEM_DEAD;
     free(it->error);
     it->error = xstrdup(error);
     snprintf(it->sqlstate, sizeof it->sqlstate, "%s", sqlstate != NULL ? sqlstate : "");
@@ -102,7 +102,7 @@ void batch_item_dead(Item *it, const char *error, const char *sqlstate)
  * them already. */
 static void item_apply(BatchRun *b, const BatchCtx *c, Item *it)
 {
-    it->kind = ITEM_APPLY;
+    it->kind = BATCH_ITEM_APPLY;
     it->nstmts = b->bound.count - it->first_stmt;
     if (c->recovery->nparts > 0) {
         StrBuf key = {0};
@@ -110,7 +110,7 @@ static void item_apply(BatchRun *b, const BatchCtx *c, Item *it)
                                 c->recovery->nparts, &key);
         strbuf_done(&key);
         if (partition_applied(c->recovery, it->entry->stream, part, it->entry->id))
-            it->kind = ITEM_DONE;
+            it->kind = BATCH_ITEM_DONE;
     }
 }
 
@@ -144,7 +144,7 @@ static void classify(BatchRun *b, const BatchCtx *c, Item *it)
     const Entry *e = it->entry;
     PjError err;
     if (stream_id_cmp(e->id, c->checkpoint[e->stream]) <= 0) {
-        it->kind = ITEM_ACK_ONLY; /* settled before a crash, not yet acknowledged */
+        it->kind = BATCH_ITEM_ACK_ONLY; /* settled before a crash, not yet acknowledged */
         return;
     }
     if (e->deleted) {
@@ -156,12 +156,12 @@ static void classify(BatchRun *b, const BatchCtx *c, Item *it)
     char peeked[BATCH_TYPE_MAX];
     if (event_peek_type(&e->fields, c->cfg->event_field, peeked, sizeof peeked) >= 0 &&
         model_find_handler(c->m, peeked) == NULL) {
-        it->kind = ITEM_SKIP;
+        it->kind = BATCH_ITEM_SKIP;
         return;
     }
     int rc = bind_entry(b, c, it, &err);
     if (rc == APPLIER_UNHANDLED)
-        it->kind = ITEM_SKIP;
+        it->kind = BATCH_ITEM_SKIP;
     else if (rc < 0)
         batch_item_dead(it, err.message, NULL);
     else
@@ -184,7 +184,7 @@ bool batch_run_top(const BatchRun *b, size_t s, StreamId *ret)
     bool any = false;
     for (size_t i = 0; i < b->nitems; i++) {
         const Item *it = &b->items[i];
-        if (it->entry->stream != s || it->kind == ITEM_ACK_ONLY || it->kind == ITEM_HOLD)
+        if (it->entry->stream != s || it->kind == BATCH_ITEM_ACK_ONLY || it->kind == BATCH_ITEM_HOLD)
             continue;
         if (!any || stream_id_cmp(it->entry->id, *ret) > 0)
             *ret = it->entry->id;
@@ -204,7 +204,7 @@ static uint64_t count_kind(const BatchRun *b, size_t s, ItemKind kind)
 
 uint64_t batch_run_count_applied(const BatchRun *b, size_t s)
 {
-    return count_kind(b, s, ITEM_APPLY) + count_kind(b, s, ITEM_DONE);
+    return count_kind(b, s, BATCH_ITEM_APPLY) + count_kind(b, s, BATCH_ITEM_DONE);
 }
 
 /* ---- gaps and held entries ---- */
@@ -284,17 +284,17 @@ void batch_run_hold_from(BatchRun *b, const BatchCtx *c, size_t bad)
             xasprintf("cannot apply entry %s of stream \"%s\": %s", it->entry->id_text,
                       c->m->streams[s], it->error != NULL ? it->error : "unknown error");
     for (size_t i = bad; i < b->nitems; i++)
-        if (b->items[i].entry->stream == s && b->items[i].kind != ITEM_ACK_ONLY)
-            b->items[i].kind = ITEM_HOLD;
+        if (b->items[i].entry->stream == s && b->items[i].kind != BATCH_ITEM_ACK_ONLY)
+            b->items[i].kind = BATCH_ITEM_HOLD;
 }
 
 void batch_run_prepare(BatchRun *b, const BatchCtx *c)
 {
     check_gaps(b, c);
-    if (c->m->on_error != ON_ERROR_STOP)
+    if (c->m->on_error != MODEL_ON_ERROR_STOP)
         return;
     for (size_t i = 0; i < b->nitems; i++)
-        if (b->items[i].kind == ITEM_DEAD)
+        if (b->items[i].kind == BATCH_ITEM_DEAD)
             batch_run_hold_from(b, c, i);
 }
 
@@ -304,13 +304,13 @@ int64_t batch_run_settled_position(const BatchRun *b, size_t s)
 {
     if (b->batch_position[s] < 0)
         return -1;
-    return b->batch_position[s] - (int64_t)count_kind(b, s, ITEM_HOLD);
+    return b->batch_position[s] - (int64_t)count_kind(b, s, BATCH_ITEM_HOLD);
 }
 
 bool batch_run_any_to_settle(const BatchRun *b)
 {
     for (size_t i = 0; i < b->nitems; i++)
-        if (b->items[i].kind != ITEM_ACK_ONLY && b->items[i].kind != ITEM_HOLD)
+        if (b->items[i].kind != BATCH_ITEM_ACK_ONLY && b->items[i].kind != BATCH_ITEM_HOLD)
             return true;
     return false;
 }
@@ -319,9 +319,9 @@ bool batch_run_any_to_settle(const BatchRun *b)
 
 static BoardOutcomeKind outcome_of(ItemKind kind)
 {
-    if (kind == ITEM_APPLY || kind == ITEM_DONE)
+    if (kind == BATCH_ITEM_APPLY || kind == BATCH_ITEM_DONE)
         return BOARD_OUTCOME_APPLIED;
-    return kind == ITEM_DEAD ? BOARD_OUTCOME_DEAD_LETTERED : BOARD_OUTCOME_SKIPPED;
+    return kind == BATCH_ITEM_DEAD ? BOARD_OUTCOME_DEAD_LETTERED : BOARD_OUTCOME_SKIPPED;
 }
 
 /* The outcomes of the entries of stream s that the batch settled, ascending, into out;
@@ -331,7 +331,7 @@ static size_t stream_outcomes(const BatchRun *b, size_t s, BoardOutcome *out)
     size_t n = 0;
     for (size_t i = 0; i < b->nitems; i++) {
         const Item *it = &b->items[i];
-        if (it->entry->stream != s || it->kind == ITEM_ACK_ONLY || it->kind == ITEM_HOLD)
+        if (it->entry->stream != s || it->kind == BATCH_ITEM_ACK_ONLY || it->kind == BATCH_ITEM_HOLD)
             continue;
         out[n++] = (BoardOutcome){
             .id = it->entry->id, .outcome = outcome_of(it->kind), .error = it->error};
@@ -352,8 +352,8 @@ void batch_run_publish(BatchRun *b, const BatchCtx *c)
         c->position[s] = batch_run_settled_position(b, s);
         board_committed(c->board, c->rm, s, top, out, n);
         c->stats->applied += batch_run_count_applied(b, s);
-        c->stats->skipped += count_kind(b, s, ITEM_SKIP);
-        c->stats->dead += count_kind(b, s, ITEM_DEAD);
+        c->stats->skipped += count_kind(b, s, BATCH_ITEM_SKIP);
+        c->stats->dead += count_kind(b, s, BATCH_ITEM_DEAD);
     }
     free(out);
 }
@@ -365,7 +365,7 @@ int batch_run_ack(const BatchRun *b, const BatchCtx *c, PjError *err)
     for (size_t s = 0; rc == 0 && s < c->m->nstreams; s++) {
         size_t n = 0;
         for (size_t i = 0; i < b->nitems; i++)
-            if (b->items[i].entry->stream == s && b->items[i].kind != ITEM_HOLD)
+            if (b->items[i].entry->stream == s && b->items[i].kind != BATCH_ITEM_HOLD)
                 ids[n++] = b->items[i].entry->id_text;
         rc = reader_ack(c->reader, c->m->streams[s], c->group, ids, n, err);
     }
@@ -379,7 +379,7 @@ bool batch_run_applies(const BatchRun *b, size_t i, size_t *ret_stream,
                        const BoundStatement **ret_stmts, size_t *ret_n)
 {
     const Item *it = &b->items[i];
-    if (it->kind != ITEM_APPLY)
+    if (it->kind != BATCH_ITEM_APPLY)
         return false;
     *ret_stream = it->entry->stream;
     *ret_stmts = &b->bound.items[it->first_stmt];
@@ -389,7 +389,7 @@ bool batch_run_applies(const BatchRun *b, size_t i, size_t *ret_stream,
 
 void batch_run_set_part(BatchRun *b, size_t i, int part)
 {
-    assert(b->items[i].kind == ITEM_APPLY);
+    assert(b->items[i].kind == BATCH_ITEM_APPLY);
     b->items[i].part = part;
 }
 
@@ -397,6 +397,6 @@ size_t batch_run_count_part(const BatchRun *b, int part)
 {
     size_t n = 0;
     for (size_t i = 0; i < b->nitems; i++)
-        n += b->items[i].kind == ITEM_APPLY && b->items[i].part == part;
+        n += b->items[i].kind == BATCH_ITEM_APPLY && b->items[i].part == part;
     return n;
 }

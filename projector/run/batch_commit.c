@@ -41,11 +41,11 @@ static void send_dead_letter(const BatchCtx *c, const Item *it)
 static void send_item(const BatchRun *b, const BatchCtx *c, long index)
 {
     const Item *it = &b->items[index];
-    if (it->kind == ITEM_DEAD) {
+    if (it->kind == BATCH_ITEM_DEAD) {
         send_dead_letter(c, it);
         return;
     }
-    if (it->kind != ITEM_APPLY)
+    if (it->kind != BATCH_ITEM_APPLY)
         return;
     for (size_t k = 0; k < it->nstmts; k++) {
         const BoundStatement *bs = &b->bound.items[it->first_stmt + k];
@@ -61,9 +61,9 @@ static size_t gather_statements(BatchRun *b, const BatchCtx *c, int part)
     size_t n = 0;
     for (size_t i = 0; i < b->nitems; i++) {
         const Item *it = &b->items[i];
-        if (it->kind == ITEM_DEAD && (part == BATCH_PART_ALL || part == 0))
+        if (it->kind == BATCH_ITEM_DEAD && (part == BATCH_PART_ALL || part == 0))
             send_dead_letter(c, it);
-        if (it->kind != ITEM_APPLY || (part != BATCH_PART_ALL && it->part != part))
+        if (it->kind != BATCH_ITEM_APPLY || (part != BATCH_PART_ALL && it->part != part))
             continue;
         size_t cap = b->stmts_cap;
         xgrow((void **)&b->stmts, &b->stmts_cap, n + it->nstmts + 1, sizeof *b->stmts);
@@ -170,7 +170,7 @@ static int refused(BatchRun *b, const BatchCtx *c, long failed, const PjError *e
         return 0;
     }
     batch_item_dead(it, err->message, err->sqlstate);
-    if (c->m->on_error == ON_ERROR_STOP) {
+    if (c->m->on_error == MODEL_ON_ERROR_STOP) {
         batch_run_hold_from(b, c, (size_t)failed);
     } else {
         log_warn(c->log_ctx, "could not apply entry %s of stream \"%s\": %s, dead-lettering it",

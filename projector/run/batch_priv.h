@@ -11,21 +11,21 @@
 #include "run/batch.h"
 
 typedef enum {
-    ITEM_ACK_ONLY, /* at or below the checkpoint: settled before, acknowledge only */
-    ITEM_APPLY,
-    ITEM_DONE, /* applied by a partition whose batch did not commit (partition.h) */
-    ITEM_SKIP, /* type not handled */
-    ITEM_DEAD, /* dead-lettered in this transaction */
-    ITEM_HOLD  /* on_error: stop - at or after a bad event: not settled, not acknowledged */
+    BATCH_ITEM_ACK_ONLY, /* at or below the checkpoint: settled before, acknowledge only */
+    BATCH_ITEM_APPLY,
+    BATCH_ITEM_DONE, /* applied by a partition whose batch did not commit (partition.h) */
+    BATCH_ITEM_SKIP, /* type not handled */
+    BATCH_ITEM_DEAD, /* dead-lettered in this transaction */
+    BATCH_ITEM_HOLD  /* on_error: stop - at or after a bad event: not settled, not acknowledged */
 } ItemKind;
 
 /* One entry of the batch and what this read model does with it. */
 typedef struct Item {
     const Entry *entry;
     ItemKind kind;
-    size_t first_stmt, nstmts; /* ITEM_APPLY: range in the batch's Bound */
+    size_t first_stmt, nstmts; /* BATCH_ITEM_APPLY: range in the batch's Bound */
     char *event_type;          /* may be NULL */
-    char *error;               /* ITEM_DEAD */
+    char *error;               /* BATCH_ITEM_DEAD */
     char sqlstate[6];
     int attempts; /* times PostgreSQL refused it in this batch */
     int part;     /* parallel apply: the partition of its statements, or BATCH_PART_SERIAL */
@@ -42,7 +42,7 @@ struct BatchRun {
     bool counts_valid;
     /* the set-based run, rebuilt at each send */
     MergePlan merge;
-    const BoundStatement **stmts; /* ITEM_APPLY statements in batch order */
+    const BoundStatement **stmts; /* BATCH_ITEM_APPLY statements in batch order */
     size_t *stmt_item;            /* the item of each */
     unsigned *stmt_cls;           /* the class of each (its item's) */
     unsigned next_cls;            /* the last class given out in this batch */

@@ -95,7 +95,7 @@ static bool assign_partitions(Parallel *par, BatchRun *b, const BatchCtx *c)
 {
     const Config *cfg = c->cfg;
     int n = cfg->parallel_apply;
-    if (n < 2 || !cfg->set_based || c->m->on_error == ON_ERROR_STOP ||
+    if (n < 2 || !cfg->set_based || c->m->on_error == MODEL_ON_ERROR_STOP ||
         batch_run_size(b) * 2 < (size_t)cfg->batch ||
         partition_recovery_pending(&par->recovery, c->checkpoint))
         return false;

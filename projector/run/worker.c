@@ -206,13 +206,13 @@ static int ensure_groups(Worker *w, PjError *err)
     const Model *m = w->m;
     for (size_t s = 0; s < m->nstreams; s++) {
         bool created;
-        int rc = reader_ensure_group(w->reader, m->streams[s], w->group, m->start == START_BEGINNING,
+        int rc = reader_ensure_group(w->reader, m->streams[s], w->group, m->start == MODEL_START_BEGINNING,
                                      &created, err);
         if (rc < 0)
             return rc;
         if (created)
             log_info(w->ctx, "created consumer group \"%s\" on stream \"%s\"", w->group, m->streams[s]);
-        if (created && m->start == START_END) {
+        if (created && m->start == MODEL_START_END) {
             StreamId last;
             StreamCounts c;
             rc = reader_last_id(w->reader, m->streams[s], &last, err);
@@ -352,7 +352,7 @@ static void read_ahead(void *arg)
     Worker *w = arg;
     /* A batch well short of the limit means the read model has caught up: then the next
      * read would find little or nothing, and would only delay this batch's answer. */
-    if (w->m->on_error == ON_ERROR_STOP || stopping(w) || batch_run_size(w->ahead) > 0 ||
+    if (w->m->on_error == MODEL_ON_ERROR_STOP || stopping(w) || batch_run_size(w->ahead) > 0 ||
         batch_run_size(w->cur) * 2 < (size_t)w->o.cfg->batch)
         return;
     for (size_t s = 0; s < w->m->nstreams; s++)

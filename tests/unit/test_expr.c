@@ -44,30 +44,30 @@ static json_t *load_json(const char *text)
 /* ---------------------------------------------------------------- rendering trees */
 
 static const char *const func_names[] = {
-    [FUNC_LENGTH] = "length", [FUNC_SUM] = "sum",     [FUNC_COALESCE] = "coalesce",
-    [FUNC_LOWER] = "lower",   [FUNC_UPPER] = "upper", [FUNC_CONCAT] = "concat",
-    [FUNC_NOW] = "now",
+    [EXPR_FUNC_LENGTH] = "length", [EXPR_FUNC_SUM] = "sum",     [EXPR_FUNC_COALESCE] = "coalesce",
+    [EXPR_FUNC_LOWER] = "lower",   [EXPR_FUNC_UPPER] = "upper", [EXPR_FUNC_CONCAT] = "concat",
+    [EXPR_FUNC_NOW] = "now",
 };
 
 static void render_literal(StrBuf *sb, const Value *v)
 {
     switch (v->kind) {
-    case VAL_NULL:
+    case EXPR_VAL_NULL:
         strbuf_append(sb, "null");
         break;
-    case VAL_BOOL:
+    case EXPR_VAL_BOOL:
         strbuf_append(sb, v->boolean ? "true" : "false");
         break;
-    case VAL_NUMBER:
+    case EXPR_VAL_NUMBER:
         strbuf_append(sb, v->text);
         break;
-    case VAL_STRING:
+    case EXPR_VAL_STRING:
         strbuf_append(sb, "'");
         for (const char *c = v->text; *c != '\0'; c++)
             strbuf_append(sb, *c == '\'' ? "''" : (char[]){*c, '\0'});
         strbuf_append(sb, "'");
         break;
-    case VAL_JSON:
+    case EXPR_VAL_JSON:
         strbuf_append(sb, "<json>");
         break;
     }
@@ -83,9 +83,9 @@ static void render_expr(StrBuf *sb, const Expr *e)
         strbuf_append(sb, "$");
         for (size_t i = 0; i < e->nsteps; i++) {
             const PathStep *s = &e->steps[i];
-            if (s->kind == PATH_KEY)
+            if (s->kind == EXPR_PATH_KEY)
                 strbuf_appendf(sb, ".%s", s->key);
-            else if (s->kind == PATH_INDEX)
+            else if (s->kind == EXPR_PATH_INDEX)
                 strbuf_appendf(sb, "[%zu]", s->index);
             else
                 strbuf_append(sb, "[*]");
@@ -116,26 +116,26 @@ static void render_expr(StrBuf *sb, const Expr *e)
 
 static void render_cond(StrBuf *sb, const Cond *c)
 {
-    static const char *const ops[] = {[CMP_EQ] = "==", [CMP_NE] = "!=", [CMP_LT] = "<",
-                                      [CMP_LE] = "<=", [CMP_GT] = ">",  [CMP_GE] = ">="};
+    static const char *const ops[] = {[EXPR_CMP_EQ] = "==", [EXPR_CMP_NE] = "!=", [EXPR_CMP_LT] = "<",
+                                      [EXPR_CMP_LE] = "<=", [EXPR_CMP_GT] = ">",  [EXPR_CMP_GE] = ">="};
     switch (c->kind) {
-    case COND_CMP:
+    case EXPR_COND_CMP:
         strbuf_appendf(sb, "(%s ", ops[c->op]);
         render_expr(sb, c->left);
         strbuf_append(sb, " ");
         render_expr(sb, c->right);
         break;
-    case COND_EXISTS:
+    case EXPR_COND_EXISTS:
         strbuf_append(sb, "(exists ");
         render_expr(sb, c->left);
         break;
-    case COND_NOT:
+    case EXPR_COND_NOT:
         strbuf_append(sb, "(not ");
         render_cond(sb, c->a);
         break;
-    case COND_AND:
-    case COND_OR:
-        strbuf_append(sb, c->kind == COND_AND ? "(and " : "(or ");
+    case EXPR_COND_AND:
+    case EXPR_COND_OR:
+        strbuf_append(sb, c->kind == EXPR_COND_AND ? "(and " : "(or ");
         render_cond(sb, c->a);
         strbuf_append(sb, " ");
         render_cond(sb, c->b);
@@ -231,7 +231,7 @@ Test(expr, string_literal_unescapes_quotes)
     Expr *e;
     cr_assert_eq(expr_parse("'it''s ''quoted'''", 1, 1, &e, &err, NULL, NULL), 0);
     cr_assert_eq(e->kind, EXPR_LITERAL);
-    cr_assert_eq(e->literal.kind, VAL_STRING);
+    cr_assert_eq(e->literal.kind, EXPR_VAL_STRING);
     cr_expect_str_eq(e->literal.text, "it's 'quoted'");
     expr_free(e);
 }
@@ -493,8 +493,8 @@ Test(cond, nodes_remember_position)
     PjError err;
     Cond *c;
     cr_assert_eq(cond_parse("$.version == 1 or exists($.type)", 2, 3, &c, &err, NULL, NULL), 0);
-    cr_expect_eq(c->kind, COND_OR);
-    cr_expect_eq(c->b->kind, COND_EXISTS);
+    cr_expect_eq(c->kind, EXPR_COND_OR);
+    cr_expect_eq(c->b->kind, EXPR_COND_EXISTS);
     cr_expect_eq(c->b->line, 2);
     cr_expect_eq(c->b->column, 3 + 18);
     cr_expect_eq(c->a->left->column, 3);
@@ -535,100 +535,100 @@ Test(expr, evaluates_against_an_event)
 {
     static const EvalCase cases[] = {
         /* paths */
-        {"$.type", "order.placed", VAL_STRING},
-        {"$.version", "3", VAL_NUMBER},
-        {"$.aggregate_type", NULL, VAL_NULL},
-        {"$.payload.missing", NULL, VAL_NULL},
-        {"$.payload.missing.deeper[2]", NULL, VAL_NULL},
-        {"$.payload.name.first", NULL, VAL_NULL},
-        {"$.payload.total[0]", NULL, VAL_NULL},
-        {"$.metadata.userId", "u-7", VAL_STRING},
-        {"$.metadata.correlationId", NULL, VAL_NULL},
-        {"$.payload.order-id", "h-1", VAL_STRING},
-        {"$.payload.items[0].sku", "A", VAL_STRING},
-        {"$.payload.items[2].sku", "C", VAL_STRING},
-        {"$.payload.items[3].sku", NULL, VAL_NULL},
-        {"$.payload.items[0]", "{\"sku\":\"A\",\"qty\":2,\"price\":\"19.99\"}", VAL_JSON},
-        {"$.payload.total", "{\"amount\":99.99,\"currency\":\"EUR\"}", VAL_JSON},
-        {"$.payload.total.amount", "99.99", VAL_NUMBER},
-        {"$.payload.big", "9007199254740993", VAL_NUMBER},
-        {"$.payload.flag", "true", VAL_BOOL},
-        {"$.payload.qtyText", "99.99", VAL_STRING},
+        {"$.type", "order.placed", EXPR_VAL_STRING},
+        {"$.version", "3", EXPR_VAL_NUMBER},
+        {"$.aggregate_type", NULL, EXPR_VAL_NULL},
+        {"$.payload.missing", NULL, EXPR_VAL_NULL},
+        {"$.payload.missing.deeper[2]", NULL, EXPR_VAL_NULL},
+        {"$.payload.name.first", NULL, EXPR_VAL_NULL},
+        {"$.payload.total[0]", NULL, EXPR_VAL_NULL},
+        {"$.metadata.userId", "u-7", EXPR_VAL_STRING},
+        {"$.metadata.correlationId", NULL, EXPR_VAL_NULL},
+        {"$.payload.order-id", "h-1", EXPR_VAL_STRING},
+        {"$.payload.items[0].sku", "A", EXPR_VAL_STRING},
+        {"$.payload.items[2].sku", "C", EXPR_VAL_STRING},
+        {"$.payload.items[3].sku", NULL, EXPR_VAL_NULL},
+        {"$.payload.items[0]", "{\"sku\":\"A\",\"qty\":2,\"price\":\"19.99\"}", EXPR_VAL_JSON},
+        {"$.payload.total", "{\"amount\":99.99,\"currency\":\"EUR\"}", EXPR_VAL_JSON},
+        {"$.payload.total.amount", "99.99", EXPR_VAL_NUMBER},
+        {"$.payload.big", "9007199254740993", EXPR_VAL_NUMBER},
+        {"$.payload.flag", "true", EXPR_VAL_BOOL},
+        {"$.payload.qtyText", "99.99", EXPR_VAL_STRING},
         /* [*] collects, leaving out elements where the path is absent */
-        {"$.payload.items[*].qty", "[2,3]", VAL_JSON},
-        {"$.payload.items[*].sku", "[\"A\",\"B\",\"C\"]", VAL_JSON},
-        {"$.payload.items[*].note", "[null]", VAL_JSON},
-        {"$.payload.items[*].missing", "[]", VAL_JSON},
-        {"$.payload.nested[*].tags[*]", "[\"x\",\"y\",\"z\"]", VAL_JSON},
-        {"$.payload.nested[*].tags[0]", "[\"x\",\"z\"]", VAL_JSON},
-        {"$.payload.empty[*]", "[]", VAL_JSON},
-        {"$.payload.missing[*].qty", NULL, VAL_NULL},
-        {"$.payload.total[*]", NULL, VAL_NULL},
+        {"$.payload.items[*].qty", "[2,3]", EXPR_VAL_JSON},
+        {"$.payload.items[*].sku", "[\"A\",\"B\",\"C\"]", EXPR_VAL_JSON},
+        {"$.payload.items[*].note", "[null]", EXPR_VAL_JSON},
+        {"$.payload.items[*].missing", "[]", EXPR_VAL_JSON},
+        {"$.payload.nested[*].tags[*]", "[\"x\",\"y\",\"z\"]", EXPR_VAL_JSON},
+        {"$.payload.nested[*].tags[0]", "[\"x\",\"z\"]", EXPR_VAL_JSON},
+        {"$.payload.empty[*]", "[]", EXPR_VAL_JSON},
+        {"$.payload.missing[*].qty", NULL, EXPR_VAL_NULL},
+        {"$.payload.total[*]", NULL, EXPR_VAL_NULL},
         /* functions */
-        {"sum($.payload.items[*].qty)", "5", VAL_NUMBER},
-        {"sum($.payload.nums)", "3.5", VAL_NUMBER},
-        {"sum($.payload.empty)", "0", VAL_NUMBER},
-        {"sum($.payload.missing)", NULL, VAL_NULL},
-        {"sum($.payload.items[*].missing)", "0", VAL_NUMBER},
-        {"sum($.payload.qtyText)", "99.99", VAL_NUMBER},
-        {"length($.payload.items)", "3", VAL_NUMBER},
-        {"length($.payload.empty)", "0", VAL_NUMBER},
-        {"length($.payload.total)", "2", VAL_NUMBER},
-        {"length($.payload.name)", "12", VAL_NUMBER},
-        {"length($.payload.greek)", "3", VAL_NUMBER},
-        {"length('')", "0", VAL_NUMBER},
-        {"length($.payload.missing)", NULL, VAL_NULL},
-        {"length($.aggregate_type)", NULL, VAL_NULL},
-        {"coalesce($.payload.missing, $.aggregate_type, 'none')", "none", VAL_STRING},
-        {"coalesce($.payload.orderId, 'x')", "o-1", VAL_STRING},
-        {"coalesce($.payload.missing, $.version)", "3", VAL_NUMBER},
-        {"coalesce(null, $.payload.missing)", NULL, VAL_NULL},
+        {"sum($.payload.items[*].qty)", "5", EXPR_VAL_NUMBER},
+        {"sum($.payload.nums)", "3.5", EXPR_VAL_NUMBER},
+        {"sum($.payload.empty)", "0", EXPR_VAL_NUMBER},
+        {"sum($.payload.missing)", NULL, EXPR_VAL_NULL},
+        {"sum($.payload.items[*].missing)", "0", EXPR_VAL_NUMBER},
+        {"sum($.payload.qtyText)", "99.99", EXPR_VAL_NUMBER},
+        {"length($.payload.items)", "3", EXPR_VAL_NUMBER},
+        {"length($.payload.empty)", "0", EXPR_VAL_NUMBER},
+        {"length($.payload.total)", "2", EXPR_VAL_NUMBER},
+        {"length($.payload.name)", "12", EXPR_VAL_NUMBER},
+        {"length($.payload.greek)", "3", EXPR_VAL_NUMBER},
+        {"length('')", "0", EXPR_VAL_NUMBER},
+        {"length($.payload.missing)", NULL, EXPR_VAL_NULL},
+        {"length($.aggregate_type)", NULL, EXPR_VAL_NULL},
+        {"coalesce($.payload.missing, $.aggregate_type, 'none')", "none", EXPR_VAL_STRING},
+        {"coalesce($.payload.orderId, 'x')", "o-1", EXPR_VAL_STRING},
+        {"coalesce($.payload.missing, $.version)", "3", EXPR_VAL_NUMBER},
+        {"coalesce(null, $.payload.missing)", NULL, EXPR_VAL_NULL},
         /* coalesce stops at the first non-null: the division is never evaluated */
-        {"coalesce($.type, 1 / 0)", "order.placed", VAL_STRING},
-        {"lower($.payload.status)", "pending", VAL_STRING},
-        {"upper($.payload.name)", "ADA LOVELACE", VAL_STRING},
+        {"coalesce($.type, 1 / 0)", "order.placed", EXPR_VAL_STRING},
+        {"lower($.payload.status)", "pending", EXPR_VAL_STRING},
+        {"upper($.payload.name)", "ADA LOVELACE", EXPR_VAL_STRING},
         {"upper('stra\xc3\x9f"
          "e')",
          "STRA\xc3\x9f"
          "E",
-         VAL_STRING},
-        {"lower($.payload.missing)", NULL, VAL_NULL},
-        {"lower($.payload.flag)", "true", VAL_STRING},
-        {"upper(1.5e3)", "1.5E3", VAL_STRING},
-        {"concat($.payload.customerId, '/', $.payload.missing, $.version)", "C-42/3", VAL_STRING},
-        {"concat($.payload.flag, ' ', $.payload.items[*].qty)", "true [2,3]", VAL_STRING},
-        {"concat(null)", "", VAL_STRING},
-        {"concat('a''', 'b')", "a'b", VAL_STRING},
+         EXPR_VAL_STRING},
+        {"lower($.payload.missing)", NULL, EXPR_VAL_NULL},
+        {"lower($.payload.flag)", "true", EXPR_VAL_STRING},
+        {"upper(1.5e3)", "1.5E3", EXPR_VAL_STRING},
+        {"concat($.payload.customerId, '/', $.payload.missing, $.version)", "C-42/3", EXPR_VAL_STRING},
+        {"concat($.payload.flag, ' ', $.payload.items[*].qty)", "true [2,3]", EXPR_VAL_STRING},
+        {"concat(null)", "", EXPR_VAL_STRING},
+        {"concat('a''', 'b')", "a'b", EXPR_VAL_STRING},
         /* literals */
-        {"'it''s'", "it's", VAL_STRING},
-        {"true", "true", VAL_BOOL},
-        {"false", "false", VAL_BOOL},
-        {"null", NULL, VAL_NULL},
-        {"1.50", "1.50", VAL_NUMBER},
+        {"'it''s'", "it's", EXPR_VAL_STRING},
+        {"true", "true", EXPR_VAL_BOOL},
+        {"false", "false", EXPR_VAL_BOOL},
+        {"null", NULL, EXPR_VAL_NULL},
+        {"1.50", "1.50", EXPR_VAL_NUMBER},
         /* arithmetic */
-        {"1 + 2 * 3", "7", VAL_NUMBER},
-        {"(1 + 2) * 3", "9", VAL_NUMBER},
-        {"10 - 4 - 3", "3", VAL_NUMBER},
-        {"2 * -3", "-6", VAL_NUMBER},
-        {"-(1 + 2)", "-3", VAL_NUMBER},
-        {"- -2", "2", VAL_NUMBER},
-        {"7 / 2", "3.5", VAL_NUMBER},
-        {"6 / 3", "2", VAL_NUMBER},
-        {"0 * -1", "0", VAL_NUMBER},
-        {"0.1 + 0.2", "0.3", VAL_NUMBER},
-        {"3 * 19.99", "59.97", VAL_NUMBER},
-        {"1.50 * 1", "1.5", VAL_NUMBER},
-        {"$.payload.qtyText * 2", "199.98", VAL_NUMBER},
-        {"$.payload.items[0].price * $.payload.items[0].qty", "39.98", VAL_NUMBER},
-        {"$.payload.total.amount - 0.99", "99", VAL_NUMBER},
-        {"$.version * 2 + length($.payload.items)", "9", VAL_NUMBER},
-        {"1e15 + 1", "1e+15", VAL_NUMBER},
+        {"1 + 2 * 3", "7", EXPR_VAL_NUMBER},
+        {"(1 + 2) * 3", "9", EXPR_VAL_NUMBER},
+        {"10 - 4 - 3", "3", EXPR_VAL_NUMBER},
+        {"2 * -3", "-6", EXPR_VAL_NUMBER},
+        {"-(1 + 2)", "-3", EXPR_VAL_NUMBER},
+        {"- -2", "2", EXPR_VAL_NUMBER},
+        {"7 / 2", "3.5", EXPR_VAL_NUMBER},
+        {"6 / 3", "2", EXPR_VAL_NUMBER},
+        {"0 * -1", "0", EXPR_VAL_NUMBER},
+        {"0.1 + 0.2", "0.3", EXPR_VAL_NUMBER},
+        {"3 * 19.99", "59.97", EXPR_VAL_NUMBER},
+        {"1.50 * 1", "1.5", EXPR_VAL_NUMBER},
+        {"$.payload.qtyText * 2", "199.98", EXPR_VAL_NUMBER},
+        {"$.payload.items[0].price * $.payload.items[0].qty", "39.98", EXPR_VAL_NUMBER},
+        {"$.payload.total.amount - 0.99", "99", EXPR_VAL_NUMBER},
+        {"$.version * 2 + length($.payload.items)", "9", EXPR_VAL_NUMBER},
+        {"1e15 + 1", "1e+15", EXPR_VAL_NUMBER},
         /* arithmetic with null is null */
-        {"$.payload.missing + 1", NULL, VAL_NULL},
-        {"2 * $.aggregate_type", NULL, VAL_NULL},
-        {"-$.payload.missing", NULL, VAL_NULL},
-        {"null / 0", NULL, VAL_NULL},
-        {"($.payload.missing + 1) * 3", NULL, VAL_NULL},
+        {"$.payload.missing + 1", NULL, EXPR_VAL_NULL},
+        {"2 * $.aggregate_type", NULL, EXPR_VAL_NULL},
+        {"-$.payload.missing", NULL, EXPR_VAL_NULL},
+        {"null / 0", NULL, EXPR_VAL_NULL},
+        {"($.payload.missing + 1) * 3", NULL, EXPR_VAL_NULL},
     };
     json_t *event = load_json(sample_event_json);
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
@@ -641,15 +641,15 @@ Test(expr, absent_and_null_event_parts_give_null)
     static const char *const events[] = {"{}", "{\"payload\": null, \"metadata\": null}",
                                          "{\"payload\": [], \"metadata\": \"x\"}"};
     static const EvalCase cases[] = {
-        {"$.payload.x", NULL, VAL_NULL},
-        {"$.metadata.userId", NULL, VAL_NULL},
-        {"$.payload.items[0].qty", NULL, VAL_NULL},
-        {"$.payload.items[*].qty", NULL, VAL_NULL},
-        {"sum($.payload.items[*].qty)", NULL, VAL_NULL},
-        {"length($.payload.items)", NULL, VAL_NULL},
-        {"$.version + 1", NULL, VAL_NULL},
-        {"coalesce($.type, 'unknown')", "unknown", VAL_STRING},
-        {"concat($.type, $.stream)", "", VAL_STRING},
+        {"$.payload.x", NULL, EXPR_VAL_NULL},
+        {"$.metadata.userId", NULL, EXPR_VAL_NULL},
+        {"$.payload.items[0].qty", NULL, EXPR_VAL_NULL},
+        {"$.payload.items[*].qty", NULL, EXPR_VAL_NULL},
+        {"sum($.payload.items[*].qty)", NULL, EXPR_VAL_NULL},
+        {"length($.payload.items)", NULL, EXPR_VAL_NULL},
+        {"$.version + 1", NULL, EXPR_VAL_NULL},
+        {"coalesce($.type, 'unknown')", "unknown", EXPR_VAL_STRING},
+        {"concat($.type, $.stream)", "", EXPR_VAL_STRING},
     };
     for (size_t k = 0; k < ARRAY_SIZE(events); k++) {
         json_t *event = load_json(events[k]);
@@ -667,7 +667,7 @@ Test(expr, whole_event_path)
     Value v;
     cr_assert_eq(expr_parse("$", 1, 1, &e, &err, NULL, NULL), 0);
     cr_assert_eq(expr_eval(e, event, &v, &err), 0);
-    cr_expect_eq(v.kind, VAL_JSON);
+    cr_expect_eq(v.kind, EXPR_VAL_JSON);
     cr_expect(json_equal(v.json, event));
     value_done(&v);
     expr_free(e);
@@ -721,7 +721,7 @@ Test(expr, reports_data_errors)
         cr_expect_eq(err.code, PJ_EPERMANENT);
         cr_expect_str_eq(err.message, cases[i].message, "\"%s\": got %s", cases[i].text,
                          err.message);
-        cr_expect_eq(v.kind, VAL_NULL, "\"%s\": a failed evaluation leaves null", cases[i].text);
+        cr_expect_eq(v.kind, EXPR_VAL_NULL, "\"%s\": a failed evaluation leaves null", cases[i].text);
         value_done(&v);
         expr_free(e);
     }
@@ -763,7 +763,7 @@ Test(expr, now_reads_the_installed_clock_as_utc_iso8601)
     clock_install(fixed_clock_ms);
     cr_assert_eq(expr_eval(e, NULL, &v, &err), 0);
     clock_install(NULL);
-    cr_assert_eq(v.kind, VAL_STRING);
+    cr_assert_eq(v.kind, EXPR_VAL_STRING);
     cr_expect_str_eq(v.text, "2026-01-15T10:30:00.123Z");
     value_done(&v);
     cr_assert_eq(expr_eval(e, NULL, &v, &err), 0);
@@ -909,23 +909,23 @@ typedef struct {
 Test(value, from_json_keeps_spelling)
 {
     static const FromJsonCase cases[] = {
-        {"42", VAL_NUMBER, "42"},
-        {"-7", VAL_NUMBER, "-7"},
-        {"0", VAL_NUMBER, "0"},
-        {"9223372036854775807", VAL_NUMBER, "9223372036854775807"},
-        {"99.99", VAL_NUMBER, "99.99"},
-        {"0.1", VAL_NUMBER, "0.1"},
-        {"100.0", VAL_NUMBER, "100"},
-        {"1e300", VAL_NUMBER, "1e+300"},
-        {"0.3333333333333333", VAL_NUMBER, "0.3333333333333333"},
-        {"0.30000000000000004", VAL_NUMBER, "0.30000000000000004"},
-        {"\"x y\"", VAL_STRING, "x y"},
-        {"\"\"", VAL_STRING, ""},
-        {"true", VAL_BOOL, "true"},
-        {"false", VAL_BOOL, "false"},
-        {"null", VAL_NULL, NULL},
-        {"[1, 2]", VAL_JSON, "[1,2]"},
-        {"{\"a\": [1, \"b\"]}", VAL_JSON, "{\"a\":[1,\"b\"]}"},
+        {"42", EXPR_VAL_NUMBER, "42"},
+        {"-7", EXPR_VAL_NUMBER, "-7"},
+        {"0", EXPR_VAL_NUMBER, "0"},
+        {"9223372036854775807", EXPR_VAL_NUMBER, "9223372036854775807"},
+        {"99.99", EXPR_VAL_NUMBER, "99.99"},
+        {"0.1", EXPR_VAL_NUMBER, "0.1"},
+        {"100.0", EXPR_VAL_NUMBER, "100"},
+        {"1e300", EXPR_VAL_NUMBER, "1e+300"},
+        {"0.3333333333333333", EXPR_VAL_NUMBER, "0.3333333333333333"},
+        {"0.30000000000000004", EXPR_VAL_NUMBER, "0.30000000000000004"},
+        {"\"x y\"", EXPR_VAL_STRING, "x y"},
+        {"\"\"", EXPR_VAL_STRING, ""},
+        {"true", EXPR_VAL_BOOL, "true"},
+        {"false", EXPR_VAL_BOOL, "false"},
+        {"null", EXPR_VAL_NULL, NULL},
+        {"[1, 2]", EXPR_VAL_JSON, "[1,2]"},
+        {"{\"a\": [1, \"b\"]}", EXPR_VAL_JSON, "{\"a\":[1,\"b\"]}"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         json_t *j = load_json(cases[i].json);
@@ -989,9 +989,9 @@ Test(value, json_params_are_compact_json)
 
 Test(value, from_absent_json_is_null)
 {
-    Value v = {.kind = VAL_STRING};
+    Value v = {.kind = EXPR_VAL_STRING};
     value_from_json(NULL, &v);
-    cr_expect_eq(v.kind, VAL_NULL);
+    cr_expect_eq(v.kind, EXPR_VAL_NULL);
     cr_expect_null(value_to_param(&v));
     value_done(&v);
 }
@@ -1012,14 +1012,14 @@ Test(value, strings_that_spell_numbers)
         {"-", false, 0},        {"1e", false, 0},       {"abc", false, 0}, {"1-2", false, 0},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-        Value v = {.kind = VAL_STRING, .text = (char *)(uintptr_t)cases[i].text};
+        Value v = {.kind = EXPR_VAL_STRING, .text = (char *)(uintptr_t)cases[i].text};
         double x = -12345;
         bool got = value_as_number(&v, &x);
         cr_expect_eq(got, cases[i].is_number, "\"%s\"", cases[i].text);
         if (got)
             cr_expect_eq(x, cases[i].number, "\"%s\" gave %g", cases[i].text, x);
     }
-    Value b = {.kind = VAL_BOOL, .boolean = true};
+    Value b = {.kind = EXPR_VAL_BOOL, .boolean = true};
     double x;
     cr_expect_not(value_as_number(&b, &x));
 }
@@ -1027,8 +1027,8 @@ Test(value, strings_that_spell_numbers)
 Test(value, copy_is_independent)
 {
     json_t *arr = load_json("[1, 2]");
-    Value s = {.kind = VAL_STRING, .text = xstrdup("abc")};
-    Value j = {.kind = VAL_JSON, .json = arr};
+    Value s = {.kind = EXPR_VAL_STRING, .text = xstrdup("abc")};
+    Value j = {.kind = EXPR_VAL_JSON, .json = arr};
     Value s2, j2;
     value_copy(&s, &s2);
     value_copy(&j, &j2);
@@ -1042,7 +1042,7 @@ Test(value, copy_is_independent)
     cr_expect_eq(json_array_size(j2.json), 2);
     value_done(&s2);
     value_done(&j2);
-    cr_expect_eq(s2.kind, VAL_NULL);
+    cr_expect_eq(s2.kind, EXPR_VAL_NULL);
 }
 
 /* ---------------------------------------------------------------- analysis */
@@ -1074,7 +1074,7 @@ Test(expr, literal_from_yaml)
     Value v;
     double x;
     cr_expect_eq(e->kind, EXPR_LITERAL);
-    cr_expect_eq(e->literal.kind, VAL_STRING);
+    cr_expect_eq(e->literal.kind, EXPR_VAL_STRING);
     cr_expect(value_as_number(&e->literal, &x) && x == 5);
     cr_expect_eq(e->line, 3);
     cr_expect_eq(e->column, 9);
@@ -1082,9 +1082,9 @@ Test(expr, literal_from_yaml)
     cr_expect_eq(expr_eval(e, NULL, &v, NULL), 0);
     cr_expect_str_eq(v.text, "5");
     value_done(&v);
-    cr_expect_eq(n->literal.kind, VAL_NULL);
+    cr_expect_eq(n->literal.kind, EXPR_VAL_NULL);
     cr_expect_eq(expr_eval(n, NULL, &v, NULL), 0);
-    cr_expect_eq(v.kind, VAL_NULL);
+    cr_expect_eq(v.kind, EXPR_VAL_NULL);
     cr_expect_null(expr_free(e));
     cr_expect_null(expr_free(n));
     cr_expect_null(expr_free(NULL));

@@ -159,13 +159,13 @@ typedef struct ColumnCase {
 Test(model, orders_columns_key_version_and_indexes)
 {
     static const ColumnCase cases[] = {
-        {"id", "text", COL_TEXT, false, NULL},
-        {"customer_id", "text", COL_TEXT, false, NULL},
-        {"item_count", "integer", COL_INTEGER, false, "0"},
-        {"total", "numeric(12,2)", COL_NUMERIC, false, NULL},
-        {"created_at", "timestamp with time zone", COL_TIMESTAMPTZ, false, NULL},
-        {"confirmed_at", "timestamp with time zone", COL_TIMESTAMPTZ, true, NULL},
-        {"version", "bigint", COL_BIGINT, false, NULL},
+        {"id", "text", MODEL_COL_TEXT, false, NULL},
+        {"customer_id", "text", MODEL_COL_TEXT, false, NULL},
+        {"item_count", "integer", MODEL_COL_INTEGER, false, "0"},
+        {"total", "numeric(12,2)", MODEL_COL_NUMERIC, false, NULL},
+        {"created_at", "timestamp with time zone", MODEL_COL_TIMESTAMPTZ, false, NULL},
+        {"confirmed_at", "timestamp with time zone", MODEL_COL_TIMESTAMPTZ, true, NULL},
+        {"version", "bigint", MODEL_COL_BIGINT, false, NULL},
     };
     ModelSet *set = load_good();
     const Model *m = good_model(set, "orders");
@@ -186,7 +186,7 @@ Test(model, orders_columns_key_version_and_indexes)
     cr_assert_eq(m->nstreams, 2);
     cr_expect_str_eq(m->streams[0], "orders");
     cr_expect_str_eq(m->streams[1], "customers");
-    cr_expect_eq(m->start, START_BEGINNING);
+    cr_expect_eq(m->start, MODEL_START_BEGINNING);
     cr_assert_eq(m->nkey, 1);
     cr_expect_eq(m->key[0], (size_t)model_find_column(m, "id"));
     cr_expect_eq(m->version_column, model_find_column(m, "version"));
@@ -204,7 +204,7 @@ Test(model, orders_upsert_with_lookup_and_version)
     const Model *customers = good_model(set, "customers");
     cr_expect_eq(m->nhandlers, 7);
     const Action *a = action_of(m, "order.placed", 0);
-    cr_expect_eq(a->kind, ACTION_UPSERT);
+    cr_expect_eq(a->kind, MODEL_ACTION_UPSERT);
     cr_expect_eq(a->nset, 9);
     cr_expect_eq(a->nadd, 0);
     cr_expect(a->sets_version);
@@ -217,7 +217,7 @@ Test(model, orders_upsert_with_lookup_and_version)
     const Assign *count = assign_of(m, a->set, a->nset, "item_count");
     cr_assert_not_null(count->expr);
     cr_expect_eq(count->expr->kind, EXPR_CALL);
-    cr_expect_eq(count->expr->func, FUNC_LENGTH);
+    cr_expect_eq(count->expr->func, EXPR_FUNC_LENGTH);
 
     const Assign *name = assign_of(m, a->set, a->nset, "customer_name");
     cr_assert_null(name->expr);
@@ -240,7 +240,7 @@ Test(model, orders_updates_deletes_and_guarded_actions)
     ModelSet *set = load_good();
     const Model *m = good_model(set, "orders");
     const Action *added = action_of(m, "order.item_added", 0);
-    cr_expect_eq(added->kind, ACTION_UPDATE);
+    cr_expect_eq(added->kind, MODEL_ACTION_UPDATE);
     cr_assert_eq(added->nwhere, 1);
     cr_expect_eq(added->where[0].column, (size_t)model_find_column(m, "id"));
     cr_assert_eq(added->nadd, 1);
@@ -257,15 +257,15 @@ Test(model, orders_updates_deletes_and_guarded_actions)
     cr_expect_eq(line->add[0].expr->kind, EXPR_ARITH);
     cr_expect_eq(line->add[0].expr->op, '*');
 
-    cr_expect_eq(action_of(m, "order.cancelled", 0)->kind, ACTION_DELETE);
+    cr_expect_eq(action_of(m, "order.cancelled", 0)->kind, MODEL_ACTION_DELETE);
     const Handler *refunded = model_find_handler(m, "order.refunded");
     cr_assert_not_null(refunded);
     cr_assert_eq(refunded->nactions, 2);
-    cr_expect_eq(refunded->actions[0].kind, ACTION_UPDATE);
+    cr_expect_eq(refunded->actions[0].kind, MODEL_ACTION_UPDATE);
     cr_expect_null(refunded->actions[0].when);
-    cr_expect_eq(refunded->actions[1].kind, ACTION_DELETE);
+    cr_expect_eq(refunded->actions[1].kind, MODEL_ACTION_DELETE);
     cr_assert_not_null(refunded->actions[1].when);
-    cr_expect_eq(refunded->actions[1].when->kind, COND_AND);
+    cr_expect_eq(refunded->actions[1].when->kind, EXPR_COND_AND);
     model_set_free(set);
 }
 
@@ -278,7 +278,7 @@ Test(model, counter_model_adds_inside_upsert)
     cr_expect_str_eq(column_of(m, "total_spent")->sql_type, "numeric(14,2)");
     cr_expect_str_eq(column_of(m, "total_spent")->default_text, "0");
     const Action *placed = action_of(m, "order.placed", 0);
-    cr_expect_eq(placed->kind, ACTION_UPSERT);
+    cr_expect_eq(placed->kind, MODEL_ACTION_UPSERT);
     cr_expect_eq(placed->nset, 2);
     cr_expect_eq(placed->nadd, 2);
     cr_expect_not(placed->sets_version);
@@ -298,7 +298,7 @@ Test(model, composite_key_schema_table_and_indexes)
     cr_expect_str_eq(m->table, "app.order_lines");
     cr_expect_str_eq(m->table_schema, "app");
     cr_expect_str_eq(m->table_name, "order_lines");
-    cr_expect_eq(m->start, START_END);
+    cr_expect_eq(m->start, MODEL_START_END);
     cr_assert_eq(m->nstreams, 1);
     cr_expect_str_eq(m->streams[0], "orders");
     cr_assert_eq(m->nkey, 2);
@@ -313,10 +313,10 @@ Test(model, composite_key_schema_table_and_indexes)
     cr_expect_str_eq(column_of(m, "unit_price")->sql_type, "numeric(12,2)");
     cr_expect_str_eq(column_of(m, "gift")->sql_type, "boolean");
     cr_expect_str_eq(column_of(m, "gift")->default_text, "false");
-    cr_expect_eq(column_of(m, "options")->kind, COL_JSONB);
+    cr_expect_eq(column_of(m, "options")->kind, MODEL_COL_JSONB);
     const Action *added = action_of(m, "order.line_added", 0);
     cr_assert_not_null(added->when);
-    cr_expect_eq(added->when->kind, COND_EXISTS);
+    cr_expect_eq(added->when->kind, EXPR_COND_EXISTS);
     model_set_free(set);
 }
 
@@ -330,9 +330,9 @@ Test(model, function_call_with_commas_in_flow_mapping)
     cr_expect_eq(update->nset, 2);
     const Assign *upper = assign_of(m, update->set, update->nset, "sku_upper");
     cr_assert_not_null(upper->expr);
-    cr_expect_eq(upper->expr->func, FUNC_UPPER);
+    cr_expect_eq(upper->expr->func, EXPR_FUNC_UPPER);
     cr_assert_eq(upper->expr->nargs, 1);
-    cr_expect_eq(upper->expr->args[0]->func, FUNC_COALESCE);
+    cr_expect_eq(upper->expr->args[0]->func, EXPR_FUNC_COALESCE);
     cr_expect_eq(upper->expr->args[0]->nargs, 2);
     assign_of(m, update->set, update->nset, "updated_at");
     cr_assert_eq(update->nadd, 1);
@@ -383,10 +383,10 @@ Test(model, numeric_kinds)
         ColumnKind kind;
         bool numeric;
     } cases[] = {
-        {COL_TEXT, false},        {COL_SMALLINT, true},   {COL_INTEGER, true}, {COL_BIGINT, true},
-        {COL_NUMERIC, true},      {COL_REAL, true},       {COL_DOUBLE, true},  {COL_BOOLEAN, false},
-        {COL_TIMESTAMPTZ, false}, {COL_TIMESTAMP, false}, {COL_DATE, false},   {COL_UUID, false},
-        {COL_JSONB, false},       {COL_VARCHAR, false},
+        {MODEL_COL_TEXT, false},        {MODEL_COL_SMALLINT, true},   {MODEL_COL_INTEGER, true}, {MODEL_COL_BIGINT, true},
+        {MODEL_COL_NUMERIC, true},      {MODEL_COL_REAL, true},       {MODEL_COL_DOUBLE, true},  {MODEL_COL_BOOLEAN, false},
+        {MODEL_COL_TIMESTAMPTZ, false}, {MODEL_COL_TIMESTAMP, false}, {MODEL_COL_DATE, false},   {MODEL_COL_UUID, false},
+        {MODEL_COL_JSONB, false},       {MODEL_COL_VARCHAR, false},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
         cr_expect_eq(column_kind_is_numeric(cases[i].kind), cases[i].numeric, "kind %d",
@@ -405,35 +405,35 @@ typedef struct TypeCase {
 ParameterizedTestParameters(model, canonical_type_spelling)
 {
     static TypeCase cases[] = {
-        {"text", "text", COL_TEXT},
-        {"TEXT", "text", COL_TEXT},
-        {"varchar(20)", "character varying(20)", COL_VARCHAR},
-        {"character varying(5)", "character varying(5)", COL_VARCHAR},
-        {"smallint", "smallint", COL_SMALLINT},
-        {"int2", "smallint", COL_SMALLINT},
-        {"integer", "integer", COL_INTEGER},
-        {"int", "integer", COL_INTEGER},
-        {"INT4", "integer", COL_INTEGER},
-        {"bigint", "bigint", COL_BIGINT},
-        {"int8", "bigint", COL_BIGINT},
-        {"numeric", "numeric", COL_NUMERIC},
-        {"numeric(10)", "numeric(10,0)", COL_NUMERIC},
-        {"decimal(12, 2)", "numeric(12,2)", COL_NUMERIC},
-        {"Numeric (1000,1000)", "numeric(1000,1000)", COL_NUMERIC},
-        {"real", "real", COL_REAL},
-        {"float4", "real", COL_REAL},
-        {"double precision", "double precision", COL_DOUBLE},
-        {"Double   Precision", "double precision", COL_DOUBLE},
-        {"float8", "double precision", COL_DOUBLE},
-        {"double", "double precision", COL_DOUBLE},
-        {"boolean", "boolean", COL_BOOLEAN},
-        {"bool", "boolean", COL_BOOLEAN},
-        {"timestamptz", "timestamp with time zone", COL_TIMESTAMPTZ},
-        {"timestamp with time zone", "timestamp with time zone", COL_TIMESTAMPTZ},
-        {"timestamp", "timestamp without time zone", COL_TIMESTAMP},
-        {"date", "date", COL_DATE},
-        {"uuid", "uuid", COL_UUID},
-        {"jsonb", "jsonb", COL_JSONB},
+        {"text", "text", MODEL_COL_TEXT},
+        {"TEXT", "text", MODEL_COL_TEXT},
+        {"varchar(20)", "character varying(20)", MODEL_COL_VARCHAR},
+        {"character varying(5)", "character varying(5)", MODEL_COL_VARCHAR},
+        {"smallint", "smallint", MODEL_COL_SMALLINT},
+        {"int2", "smallint", MODEL_COL_SMALLINT},
+        {"integer", "integer", MODEL_COL_INTEGER},
+        {"int", "integer", MODEL_COL_INTEGER},
+        {"INT4", "integer", MODEL_COL_INTEGER},
+        {"bigint", "bigint", MODEL_COL_BIGINT},
+        {"int8", "bigint", MODEL_COL_BIGINT},
+        {"numeric", "numeric", MODEL_COL_NUMERIC},
+        {"numeric(10)", "numeric(10,0)", MODEL_COL_NUMERIC},
+        {"decimal(12, 2)", "numeric(12,2)", MODEL_COL_NUMERIC},
+        {"Numeric (1000,1000)", "numeric(1000,1000)", MODEL_COL_NUMERIC},
+        {"real", "real", MODEL_COL_REAL},
+        {"float4", "real", MODEL_COL_REAL},
+        {"double precision", "double precision", MODEL_COL_DOUBLE},
+        {"Double   Precision", "double precision", MODEL_COL_DOUBLE},
+        {"float8", "double precision", MODEL_COL_DOUBLE},
+        {"double", "double precision", MODEL_COL_DOUBLE},
+        {"boolean", "boolean", MODEL_COL_BOOLEAN},
+        {"bool", "boolean", MODEL_COL_BOOLEAN},
+        {"timestamptz", "timestamp with time zone", MODEL_COL_TIMESTAMPTZ},
+        {"timestamp with time zone", "timestamp with time zone", MODEL_COL_TIMESTAMPTZ},
+        {"timestamp", "timestamp without time zone", MODEL_COL_TIMESTAMP},
+        {"date", "date", MODEL_COL_DATE},
+        {"uuid", "uuid", MODEL_COL_UUID},
+        {"jsonb", "jsonb", MODEL_COL_JSONB},
     };
     return cr_make_param_array(TypeCase, cases, ARRAY_SIZE(cases));
 }
@@ -767,7 +767,7 @@ Test(model, version_guard_on_update_set)
     cr_expect(a->sets_version);
     const Assign *note = assign_of(m, a->set, a->nset, "note");
     cr_expect_eq(note->expr->kind, EXPR_LITERAL);
-    cr_expect_eq(note->expr->literal.kind, VAL_NULL);
+    cr_expect_eq(note->expr->literal.kind, EXPR_VAL_NULL);
     cr_expect_not(action_of(m, "b", 0)->sets_version);
     model_set_free(set);
     free(errs);
