@@ -524,7 +524,7 @@ int http_start(const HttpOptions *opts, Board *board, Http **ret, PjError *err)
 static void drain_waits(Http *h)
 {
     int64_t deadline = now_monotonic_ms() + HTTP_STOP_DRAIN_MS;
-    struct timespec ts = {.tv_sec = deadline / 1000, .tv_nsec = (deadline % 1000) * 1000000};
+    struct timespec ts = thread_monotonic_timespec(deadline);
 
     pthread_mutex_lock(&h->mu);
     while (h->active_waits > 0) {

@@ -31,6 +31,8 @@
 #define SAMPLE_EVERY_MS 250
 #define LOOKUP_WAIT_SLICE_MS 1000
 #define IDLE_PG_CHECK_MS 3000
+#define PAUSE_SLICE_MS 50    /* how often a pause between retries looks for a stop */
+#define STOPPED_POLL_MS 1000 /* a stopped read model still says it is alive this often */
 
 struct Worker {
     WorkerOpts o;
@@ -73,7 +75,7 @@ static void pause_ms(const Worker *w, int ms)
         int64_t left = until - now_monotonic_ms();
         if (left <= 0)
             return;
-        int slice = left > 50 ? 50 : (int)left;
+        int slice = left > PAUSE_SLICE_MS ? PAUSE_SLICE_MS : (int)left;
         struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)slice * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -511,7 +513,7 @@ static void stay_stopped(Worker *w)
     close_session(w);
     while (!stopping(w)) {
         board_polled(w->o.board, w->o.rm);
-        pause_ms(w, 1000);
+        pause_ms(w, STOPPED_POLL_MS);
     }
 }
 

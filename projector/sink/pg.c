@@ -9,6 +9,7 @@
 
 #include "base/log.h"
 
+#include <assert.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +141,10 @@ int pg_exec(Pg *pg, const char *sql, PjError *err)
 int pg_query(Pg *pg, const char *sql, int nparams, const char *const *params, PGresult **ret,
              PjError *err)
 {
+    assert(pg != NULL && pg->conn != NULL && sql != NULL);
+    assert(nparams >= 0 && (nparams == 0 || params != NULL));
+    /* Not inside a pipeline: its results would be read here as this query's. */
+    assert(PQpipelineStatus(pg->conn) == PQ_PIPELINE_OFF);
     PGresult *res = PQexecParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0);
     if (!result_ok(res)) {
         int rc = pg_result_error(pg, res, "could not run query", err);
@@ -155,6 +160,7 @@ int pg_query(Pg *pg, const char *sql, int nparams, const char *const *params, PG
 
 int pg_prepare(Pg *pg, const char *name, const char *sql, int nparams, PjError *err)
 {
+    assert(pg != NULL && name != NULL && name[0] != '\0' && sql != NULL && nparams >= 0);
     for (size_t i = 0; i < pg->nprepared; i++)
         if (strcmp(pg->prepared[i], name) == 0)
             return 0;
@@ -170,6 +176,7 @@ int pg_prepare(Pg *pg, const char *name, const char *sql, int nparams, PjError *
 
 int pg_pipeline_begin(Pg *pg, PjError *err)
 {
+    assert(PQpipelineStatus(pg->conn) == PQ_PIPELINE_OFF);
     pg->ntags = 0;
     pg->send_failed = false;
     if (PQenterPipelineMode(pg->conn) != 1 || PQsetnonblocking(pg->conn, 1) != 0)
@@ -179,6 +186,8 @@ int pg_pipeline_begin(Pg *pg, PjError *err)
 
 void pg_pipeline_send(Pg *pg, const char *name, int nparams, const char *const *params, long tag)
 {
+    assert(PQpipelineStatus(pg->conn) != PQ_PIPELINE_OFF);
+    assert(nparams >= 0 && (nparams == 0 || params != NULL));
     if (pg->send_failed)
         return;
     if (PQsendQueryPrepared(pg->conn, name, nparams, params, NULL, NULL, 0) != 1) {

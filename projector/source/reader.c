@@ -299,14 +299,18 @@ int reader_stream_counts(Reader *r, const char *stream, const char *group, Strea
     return read_counts(r, stream, group, ret, err);
 }
 
+#define CLAIM_COUNT "1000"      /* entries one XAUTOCLAIM takes over */
+#define CLAIM_ROUNDS_MAX 100000 /* bounds the loop: 10^8 pending entries */
+
 int reader_claim_all(Reader *r, const char *stream, const char *group, const char *consumer,
                      PjError *err)
 {
     char cursor[STREAM_ID_BUFSZ] = "0-0";
-    for (int rounds = 0; rounds < 100000; rounds++) {
-        const char *argv[] = {"XAUTOCLAIM", stream, group, consumer, "0", cursor, "COUNT", "1000",
-                              "JUSTID"};
-        redisReply *reply = command(r, err, "claim pending entries", 9, argv, NULL);
+    for (int rounds = 0; rounds < CLAIM_ROUNDS_MAX; rounds++) {
+        const char *argv[] = {"XAUTOCLAIM", stream, group,   consumer,          "0",
+                              cursor,       "COUNT", CLAIM_COUNT, "JUSTID"};
+        redisReply *reply =
+            command(r, err, "claim pending entries", (int)ARRAY_SIZE(argv), argv, NULL);
         if (reply == NULL)
             return -PJ_ETRANSIENT;
         int rc = 0;
@@ -450,7 +454,10 @@ static int fill_batch(Batch *b, const char *const *streams, size_t nstreams, PjE
     return 0;
 }
 
-/* Builds the XREADGROUP arguments; returns argc. argv must hold 9 + 2 * nstreams. */
+/* XREADGROUP GROUP g c COUNT n BLOCK ms STREAMS: the arguments besides the streams and IDs. */
+#define READ_ARGS_FIXED 9
+
+/* Builds the XREADGROUP arguments; returns argc. argv must hold READ_ARGS_FIXED + 2 * nstreams. */
 static int read_args(const char **argv, const char *group, const char *consumer,
                      const char *const *streams, const char *const *ids, size_t nstreams,
                      const char *count_s, const char *block_s)
@@ -474,6 +481,7 @@ static int read_args(const char **argv, const char *group, const char *consumer,
         argv[argc++] = streams[i];
     for (size_t i = 0; i < nstreams; i++)
         argv[argc++] = ids[i] != NULL ? ids[i] : ">";
+    assert((size_t)argc <= READ_ARGS_FIXED + 2 * nstreams);
     return argc;
 }
 
@@ -481,7 +489,9 @@ int reader_read(Reader *r, const char *group, const char *consumer, const char *
                 const char *const *ids, size_t nstreams, int count, int block_ms, Batch *ret,
                 StreamCounts *counts, PjError *err)
 {
-    const char **argv = xmalloc((9 + 2 * nstreams) * sizeof *argv);
+    assert(r != NULL && r->ctx != NULL && group != NULL && consumer != NULL);
+    assert(nstreams > 0 && streams != NULL && ids != NULL && count > 0);
+    const char **argv = xmalloc((READ_ARGS_FIXED + 2 * nstreams) * sizeof *argv);
     char count_s[16], block_s[16];
     snprintf(count_s, sizeof count_s, "%d", count);
     snprintf(block_s, sizeof block_s, "%d", block_ms);
@@ -513,6 +523,7 @@ int reader_read(Reader *r, const char *group, const char *consumer, const char *
 int reader_parse_batch(redisReply *reply, const char *const *streams, size_t nstreams, Batch *ret,
                        PjError *err)
 {
+    assert(reply != NULL && (nstreams == 0 || streams != NULL));
     batch_reset(ret);
     ret->reply = reply;
     if (reply->type == REDIS_REPLY_NIL)
@@ -527,6 +538,7 @@ int reader_parse_batch(redisReply *reply, const char *const *streams, size_t nst
 int reader_ack(Reader *r, const char *stream, const char *group, const char *const *ids, size_t n,
                PjError *err)
 {
+    assert(r != NULL && stream != NULL && group != NULL && (n == 0 || ids != NULL));
     if (n == 0)
         return 0;
     const char **argv = xmalloc((n + 3) * sizeof *argv);
