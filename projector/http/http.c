@@ -12,6 +12,7 @@
  * /wait refuses to suspend more than max_waiters connections. The token is compared in
  * constant time, wiped when the server stops, and never logged.
  */
+#include <assert.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -503,6 +504,7 @@ int http_start(const HttpOptions *opts, Board *board, Http **ret, PjError *err)
     int fd = -1, rc;
     unsigned port = 0;
 
+    assert(opts != NULL && board != NULL && ret != NULL);
     if (opts->has_listener) {
         fd = opts->listener_fd;
     } else if ((rc = http_listen_open(opts->listen, &fd, &port, err)) < 0) {

@@ -6,6 +6,7 @@
  * Every problem becomes one "file:line:column: message" diagnostic and loading carries on,
  * so one run reports every error of every file; a ModelSet is returned only when none.
  */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -381,11 +382,23 @@ static void load_done(ModelLoad *l, bool keep_models)
     free(l->pending);
 }
 
+/* What every model that leaves the loader holds: a load without diagnostics is complete. */
+static void assert_complete(const Model *m)
+{
+    assert(m->name != NULL && m->table_name != NULL && m->file != NULL);
+    assert(m->nstreams >= 1 && m->nkey >= 1 && m->ncolumns >= m->nkey);
+    for (size_t k = 0; k < m->nkey; k++)
+        assert(m->key[k] < m->ncolumns && m->columns[m->key[k]].sql_type != NULL);
+    (void)m; /* NDEBUG */
+}
+
 int model_load_files(const char *const *paths, size_t npaths, ModelSet **ret, Diagnostics *diag)
 {
     ModelLoad l = {.diag = diag};
     size_t first_diag = diag->count;
     bool io_failed = false;
+
+    assert(ret != NULL && diag != NULL && (npaths == 0 || paths != NULL));
     if (npaths == 0) {
         diag_add(diag, NULL, 0, 0, "no read-model files to load");
         return -PJ_EINVAL;
@@ -404,6 +417,8 @@ int model_load_files(const char *const *paths, size_t npaths, ModelSet **ret, Di
     ModelSet *set = xcalloc(1, sizeof *set);
     set->models = l.models;
     set->count = l.nmodels;
+    for (size_t i = 0; i < set->count; i++)
+        assert_complete(&set->models[i]);
     load_done(&l, true);
     *ret = set;
     return 0;
