@@ -2,11 +2,12 @@
 # tests/run.sh - the test command (CI runs it through .ci/run): installs what is missing,
 # builds gcc, clang and ASan+UBSan trees under build/, starts throwaway Redis and
 # PostgreSQL servers in a temp folder (stopped and removed at exit, whatever happens),
-# runs every Criterion suite, the daemon under Valgrind (tests/valgrind.sh) and each
-# libFuzzer target for PJ_FUZZ_SECONDS (default 60, tests/fuzz/run.sh), and ends with the
-# line "N passed, N failed".
+# runs every Criterion suite, the daemon under Valgrind (tests/valgrind.sh), each
+# libFuzzer target for PJ_FUZZ_SECONDS (default 60, tests/fuzz/run.sh) and the source
+# checks (tests/lint.sh: layers, clang-format, cppcheck; clang-tidy runs in the clang
+# build), and ends with the line "N passed, N failed".
 #   bash tests/run.sh           everything
-#   bash tests/run.sh --quick   gcc build, unit and integration suites only
+#   bash tests/run.sh --quick   gcc build, unit and integration suites and source checks
 set -u -o pipefail
 
 PJ_PROG=run.sh
@@ -21,7 +22,7 @@ QUICK=0
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
-        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) pj_die "unknown argument \"$arg\" (expected --quick or --help)" ;;
     esac
 done
@@ -158,13 +159,6 @@ run_script() {
     fi
 }
 
-check_whitespace() {
-    git rev-parse --is-inside-work-tree >/dev/null 2>&1 || return 0
-    if ! git diff --check HEAD; then
-        FAILED_STEPS+=("git diff --check")
-    fi
-}
-
 # ---- main ----
 
 pj_install_packages
@@ -174,7 +168,7 @@ SAN_ENV=(ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_er
 gcc_ok=0 clang_ok=0 asan_ok=0
 build gcc -DCMAKE_C_COMPILER=gcc -DPROJECTOR_WERROR=ON && gcc_ok=1
 if [ "$QUICK" -eq 0 ]; then
-    build clang -DCMAKE_C_COMPILER=clang -DPROJECTOR_WERROR=ON && clang_ok=1
+    build clang -DCMAKE_C_COMPILER=clang -DPROJECTOR_WERROR=ON -DPROJECTOR_TIDY=ON && clang_ok=1
     build asan -DCMAKE_C_COMPILER=gcc -DPROJECTOR_SANITIZE=ON && asan_ok=1
 fi
 
@@ -192,7 +186,8 @@ else
         run_script fuzz env PJ_FUZZ_BUILD=build/fuzz bash tests/fuzz/run.sh "$FUZZ_SECONDS"
     fi
 fi
-check_whitespace
+[ -n "$TMP" ] || TMP=$(mktemp -d "${TMPDIR:-/tmp}/projector-tests.XXXXXX")
+run_script lint bash tests/lint.sh
 
 echo
 echo "==== summary ===="

@@ -75,7 +75,7 @@ static int parse_json_field(const EntryFields *f, size_t i, json_t **ret, PjErro
 
 static int decode_envelope(const EntryFields *f, size_t field, json_t *event, PjError *err)
 {
-    json_t *env;
+    json_t *env = NULL;
     int r = parse_json_field(f, field, &env, err);
     if (r < 0)
         return r;

@@ -29,7 +29,7 @@
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-#define JSONARENA_CHUNK (256 * 1024)
+#define JSONARENA_CHUNK ((size_t)256 * 1024)
 #define JSONARENA_ALIGN 16
 
 typedef struct Chunk {

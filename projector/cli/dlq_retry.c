@@ -365,7 +365,7 @@ int dlq_retry(Pg *pg, const Config *cfg, const ModelSet *set, const DlqArgs *a, 
     RetryOutcome outcome = RETRY_FAILED;
     if (a->all && (rc = retry_ids(&r, a, &ids, &n, err)) < 0)
         return rc;
-    r.plans = xcalloc(set->count, sizeof *r.plans);
+    r.plans = xcalloc(set->count, sizeof(ApplierPlan *));
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = retry_one(&r, ids[i], &outcome, err);
     if (rc == 0 && a->all && n == 0)

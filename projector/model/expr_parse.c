@@ -236,7 +236,7 @@ static Expr *parse_call(ExprParser *p, const FuncInfo *f, size_t start)
             Expr *arg = parse_expr(p);
             if (arg == NULL)
                 return expr_free(e);
-            xgrow((void **)&e->args, &cap, e->nargs + 1, sizeof *e->args);
+            xgrow((void **)&e->args, &cap, e->nargs + 1, sizeof(Expr *));
             e->args[e->nargs++] = arg;
             expr_skip_space(p);
             char c = expr_peek(p);

@@ -7,7 +7,7 @@
  * has committed (worker.c), so an entry is never acknowledged before it is settled.
  */
 #include "run/batch.h"
-#include "run/batch_priv.h"
+#include "run/batch_internal.h"
 
 #include <assert.h>
 #include <inttypes.h>

@@ -6,7 +6,7 @@
  * Invariant: each attempt is one transaction, so the good events are applied exactly once.
  */
 #include "run/batch.h"
-#include "run/batch_priv.h"
+#include "run/batch_internal.h"
 
 #include <stdlib.h>
 
@@ -66,7 +66,7 @@ static size_t gather_statements(BatchRun *b, const BatchCtx *c, int part)
         if (it->kind != BATCH_ITEM_APPLY || (part != BATCH_PART_ALL && it->part != part))
             continue;
         size_t cap = b->stmts_cap;
-        xgrow((void **)&b->stmts, &b->stmts_cap, n + it->nstmts + 1, sizeof *b->stmts);
+        xgrow((void **)&b->stmts, &b->stmts_cap, n + it->nstmts + 1, sizeof(BoundStatement *));
         if (b->stmts_cap != cap || b->stmt_item == NULL) {
             b->stmt_item = xrealloc(b->stmt_item, b->stmts_cap * sizeof *b->stmt_item);
             b->stmt_cls = xrealloc(b->stmt_cls, b->stmts_cap * sizeof *b->stmt_cls);
@@ -192,7 +192,7 @@ int batch_run_commit(BatchRun *b, const BatchCtx *c, PjError *err)
     size_t tries = (b->nitems + 1) * (size_t)(c->cfg->retry_attempts + 2) + 1;
     b->next_cls = 0;
     for (size_t attempt = 0; attempt <= tries; attempt++) {
-        long failed;
+        long failed = 0; /* the failing statement's tag, set when the pipeline ran */
         int rc;
         if (attempt == 0) {
             /* While the server runs the batch, the next one is read and classified. */

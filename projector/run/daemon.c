@@ -132,7 +132,7 @@ static int start_serving(Daemon *d)
                   err.message);
         return PJ_EXIT_RUNTIME;
     }
-    d->workers = xcalloc(d->set->count, sizeof *d->workers);
+    d->workers = xcalloc(d->set->count, sizeof(Worker *));
     for (size_t i = 0; i < d->set->count; i++) {
         WorkerOpts wo = {.cfg = d->cfg, .set = d->set, .rm = i, .board = d->board, .stop = &d->stop};
         if (worker_start(&wo, &d->workers[i], &err) < 0) {

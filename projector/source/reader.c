@@ -67,7 +67,7 @@ static int reply_error(const redisReply *reply, PjError *err, const char *what)
 
 static struct timeval tv_ms(int ms)
 {
-    return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (suseconds_t)(ms % 1000) * 1000};
 }
 
 static int simple(Reader *r, PjError *err, const char *what, int argc, const char **argv)
@@ -274,10 +274,9 @@ static int read_counts(Reader *r, const char *stream, const char *group, StreamC
     if (info->type == REDIS_REPLY_ERROR)
         rc = reply_error(info, err, "read the stream info");
     else if (info->type != REDIS_REPLY_ARRAY || !reply_uint(field_of(info, "entries-added"), &c.added) ||
-             !reply_uint(field_of(info, "length"), &c.length))
-        rc = pj_error_set(err, PJ_ETRANSIENT, "unexpected XINFO STREAM reply for \"%s\"", stream);
-    else if (field_of(info, "max-deleted-entry-id") != NULL &&
-             reply_stream_id(field_of(info, "max-deleted-entry-id"), &c.max_deleted) < 0)
+             !reply_uint(field_of(info, "length"), &c.length) ||
+             (field_of(info, "max-deleted-entry-id") != NULL &&
+              reply_stream_id(field_of(info, "max-deleted-entry-id"), &c.max_deleted) < 0))
         rc = pj_error_set(err, PJ_ETRANSIENT, "unexpected XINFO STREAM reply for \"%s\"", stream);
     else
         group_entries_read(groups, group, &c);
@@ -314,7 +313,7 @@ int reader_claim_all(Reader *r, const char *stream, const char *group, const cha
         if (reply == NULL)
             return -PJ_ETRANSIENT;
         int rc = 0;
-        StreamId next;
+        StreamId next = STREAM_ID_ZERO;
         if (reply->type == REDIS_REPLY_ERROR)
             rc = reply_error(reply, err, "claim pending entries");
         else if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||

@@ -1,11 +1,11 @@
-/* batch_priv.h - the inside of a BatchRun, shared by batch.c (reading, classifying,
+/* batch_internal.h - the inside of a BatchRun, shared by batch.c (reading, classifying,
  * publishing, acknowledging) and batch_commit.c (the transaction and the isolation of a
  * bad event). Not an interface: only those two files include it.
  *
  * Invariant: once classified, items[i] is batch.entries[i] for every i < nitems.
  */
-#ifndef PROJECTOR_BATCH_PRIV_H
-#define PROJECTOR_BATCH_PRIV_H
+#ifndef PROJECTOR_BATCH_INTERNAL_H
+#define PROJECTOR_BATCH_INTERNAL_H
 
 #include "apply/merge.h"
 #include "run/batch.h"
