@@ -23,21 +23,22 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "model/model.h"
 #include "base/util.h"
+#include "model/model.h"
 
 /* How the rows of one key fold, per parameter of a folding statement (see merge_fold). */
 typedef enum {
     APPLIER_FOLD_KEY,     /* a key column: the same in every row of the key */
     APPLIER_FOLD_LAST,    /* the last row's value */
     APPLIER_FOLD_INT,     /* an add: amount into an integer column: summed, each in lo..hi */
-    APPLIER_FOLD_DECIMAL, /* into numeric(precision, scale): each rounded to scale first, then summed */
+    APPLIER_FOLD_DECIMAL, /* into numeric(precision, scale): each rounded to scale first, then
+                             summed */
     APPLIER_FOLD_SQL      /* only PostgreSQL sums it exactly (numeric without a typmod) */
 } FoldKind;
 
 typedef struct FoldParam {
     FoldKind kind;
-    int64_t lo, hi;     /* APPLIER_FOLD_INT: the column type's range */
+    int64_t lo, hi;       /* APPLIER_FOLD_INT: the column type's range */
     int precision, scale; /* APPLIER_FOLD_DECIMAL */
 } FoldParam;
 

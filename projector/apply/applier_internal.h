@@ -11,10 +11,10 @@
 
 /* What a parameter is for: decides whether a null value fails the event. */
 typedef enum {
-    APPLIER_PARAM_VALUE,       /* a column value that may be null (the table's constraints decide) */
-    APPLIER_PARAM_KEY,         /* a key column of an upsert */
-    APPLIER_PARAM_WHERE,       /* a where column of an update or delete */
-    APPLIER_PARAM_ADD,         /* the amount of an add: column */
+    APPLIER_PARAM_VALUE, /* a column value that may be null (the table's constraints decide) */
+    APPLIER_PARAM_KEY,   /* a key column of an upsert */
+    APPLIER_PARAM_WHERE, /* a where column of an update or delete */
+    APPLIER_PARAM_ADD,   /* the amount of an add: column */
     APPLIER_PARAM_LOOKUP_WHERE /* a where column of a lookup */
 } ParamRole;
 

@@ -61,7 +61,8 @@ static bool plan_can_merge(const Model *m, const Action *a)
 {
     for (size_t i = 0; a->kind == MODEL_ACTION_UPSERT && i < a->nadd; i++) {
         const Column *col = &m->columns[a->add[i].column];
-        if (col->default_text != NULL && (col->kind == MODEL_COL_REAL || col->kind == MODEL_COL_DOUBLE))
+        if (col->default_text != NULL &&
+            (col->kind == MODEL_COL_REAL || col->kind == MODEL_COL_DOUBLE))
             return false;
     }
     return true;
@@ -78,7 +79,8 @@ static bool plan_can_fold(const Model *m, const Action *a)
         return false;
     for (size_t i = 0; i < a->nadd; i++) {
         ColumnKind k = m->columns[a->add[i].column].kind;
-        if (k != MODEL_COL_SMALLINT && k != MODEL_COL_INTEGER && k != MODEL_COL_BIGINT && k != MODEL_COL_NUMERIC)
+        if (k != MODEL_COL_SMALLINT && k != MODEL_COL_INTEGER && k != MODEL_COL_BIGINT &&
+            k != MODEL_COL_NUMERIC)
             return false;
     }
     return true;
@@ -110,7 +112,8 @@ static FoldParam plan_fold_param(const Compiler *c, size_t k)
     /* numeric(p,s) with p <= 18: every value, scaled by 10^s, fits in 64 bits */
     if (sscanf(col->sql_type, "numeric(%d,%d)", &f.precision, &f.scale) == 2 && f.precision <= 18 &&
         f.scale >= 0 && f.scale <= f.precision)
-        return (FoldParam){.kind = APPLIER_FOLD_DECIMAL, .precision = f.precision, .scale = f.scale};
+        return (FoldParam){
+            .kind = APPLIER_FOLD_DECIMAL, .precision = f.precision, .scale = f.scale};
     return (FoldParam){.kind = APPLIER_FOLD_SQL};
 }
 

@@ -4,8 +4,8 @@
 #ifndef PROJECTOR_DDL_H
 #define PROJECTOR_DDL_H
 
-#include "model/model.h"
 #include "base/util.h"
+#include "model/model.h"
 
 /* "CREATE TABLE IF NOT EXISTS ...;\nCREATE INDEX IF NOT EXISTS ...;\n" for one model:
  * columns with their types, NOT NULL unless nullable, DEFAULT from `default:` (as a quoted

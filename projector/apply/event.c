@@ -12,8 +12,9 @@
 
 /* envelope key -> normalized key */
 static const char *const envelope_map[][2] = {
-    {"eventId", "event_id"},         {"eventType", "type"},  {"aggregateId", "aggregate_id"},
-    {"aggregateType", "aggregate_type"}, {"timestamp", "occurred_at"}, {"version", "version"},
+    {"eventId", "event_id"},         {"eventType", "type"},
+    {"aggregateId", "aggregate_id"}, {"aggregateType", "aggregate_type"},
+    {"timestamp", "occurred_at"},    {"version", "version"},
     {"metadata", "metadata"},        {"payload", "payload"},
 };
 
@@ -64,10 +65,11 @@ static json_t *version_value(json_t *value)
 static int parse_json_field(const EntryFields *f, size_t i, json_t **ret, PjError *err)
 {
     json_error_t jerr;
-    json_t *j = json_loadb(f->values[i], f->value_lens[i], JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
-                           &jerr);
+    json_t *j =
+        json_loadb(f->values[i], f->value_lens[i], JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
     if (j == NULL)
-        return pj_error_set(err, PJ_EPERMANENT, "invalid JSON in field \"%.*s\" at line %d column %d: %s",
+        return pj_error_set(err, PJ_EPERMANENT,
+                            "invalid JSON in field \"%.*s\" at line %d column %d: %s",
                             (int)f->name_lens[i], f->names[i], jerr.line, jerr.column, jerr.text);
     *ret = j;
     return 0;
@@ -81,7 +83,8 @@ static int decode_envelope(const EntryFields *f, size_t field, json_t *event, Pj
         return r;
     if (!json_is_object(env)) {
         json_decref(env);
-        return pj_error_set(err, PJ_EPERMANENT, "the envelope in field \"%.*s\" is not a JSON object",
+        return pj_error_set(err, PJ_EPERMANENT,
+                            "the envelope in field \"%.*s\" is not a JSON object",
                             (int)f->name_lens[field], f->names[field]);
     }
     for (size_t i = 0; i < ARRAY_SIZE(envelope_map); i++) {
@@ -102,7 +105,8 @@ static int decode_flat(const EntryFields *f, json_t *event, PjError *err)
     for (size_t i = 0; i < f->count; i++) {
         for (size_t k = 0; k < ARRAY_SIZE(flat_strings); k++)
             if (name_is(f, i, flat_strings[k]))
-                json_object_set_new(event, flat_strings[k], json_stringn(f->values[i], f->value_lens[i]));
+                json_object_set_new(event, flat_strings[k],
+                                    json_stringn(f->values[i], f->value_lens[i]));
         if (name_is(f, i, "version"))
             json_object_set_new(event, "version",
                                 version_value(json_stringn(f->values[i], f->value_lens[i])));
@@ -125,7 +129,8 @@ static int check_utf8(const EntryFields *f, PjError *err)
         if (!utf8_valid(f->names[i], f->name_lens[i]))
             return pj_error_set(err, PJ_EPERMANENT, "field name %zu is not valid UTF-8", i + 1);
         if (!utf8_valid(f->values[i], f->value_lens[i]))
-            return pj_error_set(err, PJ_EPERMANENT, "the value of field \"%.*s\" is not valid UTF-8",
+            return pj_error_set(err, PJ_EPERMANENT,
+                                "the value of field \"%.*s\" is not valid UTF-8",
                                 (int)f->name_lens[i], f->names[i]);
     }
     return 0;

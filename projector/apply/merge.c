@@ -169,8 +169,8 @@ static void append_element(StrBuf *sb, const char *v)
 /* The parameters of group g's set-based statement: parameter k is the text[] literal of
  * the k-th parameter of every member, in member order (NULL stays NULL). Owned by the
  * caller: merge_params_free. */
-static char **merge_params(const MergePlan *mp, const MergeGroup *g, const BoundStatement *const *stmts,
-                    int nparams)
+static char **merge_params(const MergePlan *mp, const MergeGroup *g,
+                           const BoundStatement *const *stmts, int nparams)
 {
     char **params = xcalloc((size_t)nparams + 1, sizeof *params);
     StrBuf sb = {0};
@@ -310,8 +310,8 @@ static bool fold_member(const PlanStatement *st, const BoundStatement *b, bool f
  * amount is not one whose sum C gets exactly as PostgreSQL (a spelling it would have to
  * read, a value out of the column's range, a numeric without precision): then the
  * folding form must run. */
-static char **merge_fold(const MergePlan *mp, const MergeGroup *g, const BoundStatement *const *stmts,
-                  const PlanStatement *st)
+static char **merge_fold(const MergePlan *mp, const MergeGroup *g,
+                         const BoundStatement *const *stmts, const PlanStatement *st)
 {
     size_t np = (size_t)st->nparams, nrows = 0;
     const char **vals = xcalloc(g->count * np + 1, sizeof *vals);
@@ -349,7 +349,8 @@ static char **merge_fold(const MergePlan *mp, const MergeGroup *g, const BoundSt
                 if (f->kind == APPLIER_FOLD_KEY || f->kind == APPLIER_FOLD_LAST)
                     append_element(&key, vals[r * np + k]);
                 else
-                    append_decimal(&key, sums[r * np + k], f->kind == APPLIER_FOLD_INT ? 0 : f->scale);
+                    append_decimal(&key, sums[r * np + k],
+                                   f->kind == APPLIER_FOLD_INT ? 0 : f->scale);
             }
             strbuf_append(&key, "}");
             params[k] = xstrdup(key.buf);

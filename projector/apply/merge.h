@@ -13,8 +13,8 @@ typedef struct MergeGroup {
     size_t statement; /* index into the plan */
     size_t first;     /* members[first .. first + count) */
     size_t count;
-    bool repeats;     /* a folding group with several members on one row */
-    unsigned cls;     /* the class of its members (merge_build) */
+    bool repeats; /* a folding group with several members on one row */
+    unsigned cls; /* the class of its members (merge_build) */
 } MergeGroup;
 
 /* The groups of one batch, in the order they must run. Reused from batch to batch. */

@@ -13,7 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-
 #include "base/yamlsrc.h"
 
 typedef enum { KEY_STRING, KEY_INT, KEY_BOOL, KEY_LOGLEVEL } KeyType;
@@ -27,9 +26,14 @@ typedef struct ConfigKey {
     long min, max;
 } ConfigKey;
 
-#define STR_KEY(sec, name, field, def) {sec, name, KEY_STRING, offsetof(Config, field), def, 0, 0}
+#define STR_KEY(sec, name, field, def)                                                             \
+    {                                                                                              \
+        sec, name, KEY_STRING, offsetof(Config, field), def, 0, 0                                  \
+    }
 #define INT_KEY(sec, name, field, def, lo, hi)                                                     \
-    {sec, name, KEY_INT, offsetof(Config, field), def, lo, hi}
+    {                                                                                              \
+        sec, name, KEY_INT, offsetof(Config, field), def, lo, hi                                   \
+    }
 
 static const ConfigKey config_keys[] = {
     STR_KEY("redis", "url", redis_url, "redis://127.0.0.1:6379/0"),
@@ -128,7 +132,8 @@ int redis_addr_parse(const char *url, RedisAddr *ret, PjError *err)
     static const char scheme[] = "redis://";
     RedisAddr a = {.port = 6379, .db = 0};
     if (strncmp(url, scheme, sizeof scheme - 1) != 0)
-        return pj_error_set(err, PJ_EINVAL, "invalid Redis URL: expected redis://[user:password@]host[:port][/db]");
+        return pj_error_set(err, PJ_EINVAL,
+                            "invalid Redis URL: expected redis://[user:password@]host[:port][/db]");
     const char *rest = url + sizeof scheme - 1;
     const char *at = strrchr(rest, '@');
     if (at != NULL) {
@@ -150,7 +155,8 @@ int redis_addr_parse(const char *url, RedisAddr *ret, PjError *err)
     free(hostport);
     if (r < 0 || a.host[0] == '\0') {
         redis_addr_done(&a);
-        return pj_error_set(err, PJ_EINVAL, "invalid Redis URL: expected redis://[user:password@]host[:port][/db]");
+        return pj_error_set(err, PJ_EINVAL,
+                            "invalid Redis URL: expected redis://[user:password@]host[:port][/db]");
     }
     *ret = a;
     return 0;
@@ -160,8 +166,9 @@ static const ConfigKey *find_key(const char *section, const char *name)
 {
     for (size_t i = 0; i < ARRAY_SIZE(config_keys); i++) {
         const ConfigKey *k = &config_keys[i];
-        bool same_section = (section == NULL && k->section == NULL) ||
-                            (section != NULL && k->section != NULL && strcmp(section, k->section) == 0);
+        bool same_section =
+            (section == NULL && k->section == NULL) ||
+            (section != NULL && k->section != NULL && strcmp(section, k->section) == 0);
         if (same_section && strcmp(name, k->name) == 0)
             return k;
     }
@@ -205,8 +212,8 @@ static void store_value(Config *cfg, const ConfigKey *k, const char *text, const
         if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0)
             *(bool *)field = strcmp(text, "true") == 0;
         else
-            diag_add(diag, file, line, col, "invalid value \"%s\" for \"%s\": expected true or false",
-                     text, k->name);
+            diag_add(diag, file, line, col,
+                     "invalid value \"%s\" for \"%s\": expected true or false", text, k->name);
     } else if (k->type == KEY_LOGLEVEL) {
         if (log_level_parse(text, (LogLevel *)field) < 0)
             diag_add(diag, file, line, col,
@@ -326,11 +333,14 @@ static void finish(Config *cfg, ConfigConninfoCheck conninfo_parses, const YamlS
         diag_add(diag, file, u ? yamlsrc_line(u) : 0, u ? yamlsrc_column(u) : 0, "%s", err.message);
     }
     if (!sql_ident_is_safe(cfg->pg_schema))
-        diag_add(diag, file, 0, 0, "invalid value \"%s\" for \"schema\": expected a lower-case SQL name", cfg->pg_schema);
+        diag_add(diag, file, 0, 0,
+                 "invalid value \"%s\" for \"schema\": expected a lower-case SQL name",
+                 cfg->pg_schema);
     check_token(cfg, src, diag);
     check_conninfo(cfg, conninfo_parses, src, diag);
     if (cfg->wait_timeout_ms > cfg->wait_timeout_max_ms)
-        diag_add(diag, file, 0, 0, "\"wait_timeout_ms\" (%d) is larger than \"wait_timeout_max_ms\" (%d)",
+        diag_add(diag, file, 0, 0,
+                 "\"wait_timeout_ms\" (%d) is larger than \"wait_timeout_max_ms\" (%d)",
                  cfg->wait_timeout_ms, cfg->wait_timeout_max_ms);
     if (cfg->backoff_min_ms > cfg->backoff_max_ms)
         diag_add(diag, file, 0, 0, "\"backoff_min_ms\" (%d) is larger than \"backoff_max_ms\" (%d)",

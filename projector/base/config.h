@@ -42,7 +42,7 @@ typedef struct Config {
     char *readmodels_dir; /* resolved against the config file's folder */
     int batch;
     int block_ms;
-    bool set_based; /* merge a batch's statements on distinct rows (merge.h) */
+    bool set_based;     /* merge a batch's statements on distinct rows (merge.h) */
     int parallel_apply; /* sessions a large batch is spread over (partition.h) */
     LogLevel log_level;
     int stats_interval_s;

@@ -23,8 +23,8 @@ typedef struct EntryFields {
 /* How far a consumer group's committed position is behind its stream. */
 typedef struct StreamBacklog {
     bool has_last_entry;
-    StreamId last_entry;        /* the stream's last entry ID in Redis */
-    uint64_t entries_behind;    /* entries not yet applied (undelivered + pending) */
+    StreamId last_entry;         /* the stream's last entry ID in Redis */
+    uint64_t entries_behind;     /* entries not yet applied (undelivered + pending) */
     int64_t oldest_unapplied_ms; /* ms part of the oldest entry not yet applied, -1 if none */
 } StreamBacklog;
 

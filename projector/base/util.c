@@ -4,8 +4,8 @@
  */
 #include "base/util.h"
 
-#include <errno.h>
 #include <assert.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>

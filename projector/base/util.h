@@ -24,14 +24,14 @@
 /* Error codes; functions return 0 or the negated code. */
 enum {
     PJ_OK = 0,
-    PJ_EINVAL = 1,   /* bad input: configuration, YAML, event data */
-    PJ_ENOTFOUND,    /* a named thing does not exist */
-    PJ_ERANGE,       /* a value is outside its bounds */
-    PJ_EIO,          /* file or socket failure */
-    PJ_ETRANSIENT,   /* a server fault that a later attempt may survive */
-    PJ_EPERMANENT,   /* an event that can never be applied */
-    PJ_ETIMEDOUT,    /* a bounded wait ran out */
-    PJ_ESTOPPED,     /* shutdown was requested while waiting */
+    PJ_EINVAL = 1, /* bad input: configuration, YAML, event data */
+    PJ_ENOTFOUND,  /* a named thing does not exist */
+    PJ_ERANGE,     /* a value is outside its bounds */
+    PJ_EIO,        /* file or socket failure */
+    PJ_ETRANSIENT, /* a server fault that a later attempt may survive */
+    PJ_EPERMANENT, /* an event that can never be applied */
+    PJ_ETIMEDOUT,  /* a bounded wait ran out */
+    PJ_ESTOPPED,   /* shutdown was requested while waiting */
 };
 
 /* One error: its code, its message, and the SQLSTATE when PostgreSQL gave one. Positions in
@@ -77,8 +77,8 @@ typedef struct Diagnostics {
 /* Appends one diagnostic; file may be NULL. Copies everything it is given. */
 void diag_add(Diagnostics *d, const char *file, int line, int column, const char *fmt, ...)
     PJ_PRINTF(5, 6);
-void diag_addv(Diagnostics *d, const char *file, int line, int column, const char *fmt,
-               va_list ap) PJ_PRINTF(5, 0);
+void diag_addv(Diagnostics *d, const char *file, int line, int column, const char *fmt, va_list ap)
+    PJ_PRINTF(5, 0);
 /* Appends g as "file:line:column: message" ("file: message" without a position). */
 void diag_format(const Diagnostic *g, StrBuf *sb);
 /* Prints every diagnostic, one a line, in the order added. */

@@ -18,8 +18,8 @@ static void add_parser_error(Diagnostics *diag, const char *file, const yaml_par
     const yaml_mark_t *m = p->problem != NULL ? &p->problem_mark : &p->context_mark;
     const char *problem = p->problem != NULL ? p->problem : "invalid YAML";
     if (p->context != NULL)
-        diag_add(diag, file, (int)m->line + 1, (int)m->column + 1, "invalid YAML: %s %s",
-                 problem, p->context);
+        diag_add(diag, file, (int)m->line + 1, (int)m->column + 1, "invalid YAML: %s %s", problem,
+                 p->context);
     else
         diag_add(diag, file, (int)m->line + 1, (int)m->column + 1, "invalid YAML: %s", problem);
 }

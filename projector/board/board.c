@@ -13,8 +13,8 @@
 #include <time.h>
 
 #include "board/board_internal.h"
-#include "os/thread.h"
 #include "os/now.h"
+#include "os/thread.h"
 
 #define BOARD_STALE_POLL_MS_DEFAULT 15000
 

@@ -42,12 +42,12 @@ void board_set_dead_letters(Board *board, size_t rm, size_t stream, uint64_t tot
  * settles every /wait waiter whose entry is now covered. Also used with n == 0 to set the
  * position loaded from the checkpoint at start. */
 void board_committed(Board *board, size_t rm, size_t stream, StreamId position,
-                   const BoardOutcome *outcomes, size_t n);
+                     const BoardOutcome *outcomes, size_t n);
 
 /* Blocks until read model rm has committed position >= target on its stream, the timeout
  * passes (-PJ_ETIMEDOUT) or board_shutdown is called (-PJ_ESTOPPED). No busy loop. */
 int board_wait_position(Board *board, size_t rm, size_t stream, StreamId target,
-                      int timeout_ms) PJ_MUSTCHECK;
+                        int timeout_ms) PJ_MUSTCHECK;
 /* Wakes every blocked board_wait_position and answers every waiter (as a timeout). */
 void board_shutdown(Board *board);
 
@@ -58,7 +58,7 @@ void board_shutdown(Board *board);
  * or -PJ_ENOTFOUND with err set when no read model reads the stream, the read model is
  * unknown or does not read the stream. Free *ret with board_wait_free. */
 int board_wait_begin(Board *board, const BoardWaitRequest *req, BoardWaiter **ret,
-                   PjError *err) PJ_MUSTCHECK;
+                     PjError *err) PJ_MUSTCHECK;
 /* True when the waiter has finished. */
 bool board_wait_done(Board *board, BoardWaiter *w);
 /* Call once the caller is ready to be woken (its connection suspended). Returns true when

@@ -13,9 +13,9 @@
 #include "os/now.h"
 
 static const char *const board_state_names[] = {
-    [BOARD_STATE_STARTING] = "starting", [BOARD_STATE_RUNNING] = "running",
+    [BOARD_STATE_STARTING] = "starting",       [BOARD_STATE_RUNNING] = "running",
     [BOARD_STATE_CATCHING_UP] = "catching_up", [BOARD_STATE_RETRYING] = "retrying",
-    [BOARD_STATE_STOPPED] = "stopped", [BOARD_STATE_REBUILDING] = "rebuilding"};
+    [BOARD_STATE_STOPPED] = "stopped",         [BOARD_STATE_REBUILDING] = "rebuilding"};
 static_assert(ARRAY_SIZE(board_state_names) == BOARD_STATE_REBUILDING + 1,
               "a name for every board state");
 
@@ -116,9 +116,8 @@ static void adjust_lag(StreamBoard *sb, uint64_t settled)
 
     if (!bl->has_last_entry || stream_id_cmp(sb->position, bl->last_entry) >= 0) {
         /* Redis holds at least what was committed. */
-        *bl = (StreamBacklog){.has_last_entry = true,
-                              .last_entry = sb->position,
-                              .oldest_unapplied_ms = -1};
+        *bl = (StreamBacklog){
+            .has_last_entry = true, .last_entry = sb->position, .oldest_unapplied_ms = -1};
         return;
     }
     bl->entries_behind = bl->entries_behind > settled ? bl->entries_behind - settled : 0;
@@ -190,21 +189,24 @@ void progress_position_json_locked(const Board *b, size_t rm, size_t stream, jso
     if (reason)
         json_object_set_new(obj, "reason", json_text_string(reason));
     json_object_set_new(obj, "last_applied_id", id_or_null(sb->has_position, sb->position));
-    json_object_set_new(obj, "entries_behind", json_integer((json_int_t)sb->backlog.entries_behind));
-    json_object_set_new(obj, "lag_seconds", json_real(stream_backlog_lag_seconds(&sb->backlog, now_wall_ms())));
+    json_object_set_new(obj, "entries_behind",
+                        json_integer((json_int_t)sb->backlog.entries_behind));
+    json_object_set_new(obj, "lag_seconds",
+                        json_real(stream_backlog_lag_seconds(&sb->backlog, now_wall_ms())));
 }
 
-static json_t *stream_json(const Board *b, size_t rm, size_t s, int64_t now_wall,
-                           int64_t now_sec)
+static json_t *stream_json(const Board *b, size_t rm, size_t s, int64_t now_wall, int64_t now_sec)
 {
     const StreamBoard *sb = progress_stream(b, rm, s);
     json_t *o = json_object();
 
     json_object_set_new(o, "stream", json_text_string(b->set->models[rm].streams[s]));
-    json_object_set_new(o, "last_entry_id", id_or_null(sb->backlog.has_last_entry, sb->backlog.last_entry));
+    json_object_set_new(o, "last_entry_id",
+                        id_or_null(sb->backlog.has_last_entry, sb->backlog.last_entry));
     json_object_set_new(o, "last_applied_id", id_or_null(sb->has_position, sb->position));
     json_object_set_new(o, "entries_behind", json_integer((json_int_t)sb->backlog.entries_behind));
-    json_object_set_new(o, "lag_seconds", json_real(stream_backlog_lag_seconds(&sb->backlog, now_wall)));
+    json_object_set_new(o, "lag_seconds",
+                        json_real(stream_backlog_lag_seconds(&sb->backlog, now_wall)));
     json_object_set_new(o, "events_per_second", json_real(rate_per_second(sb, now_sec)));
     json_object_set_new(o, "applied", json_integer((json_int_t)sb->applied));
     json_object_set_new(o, "skipped", json_integer((json_int_t)sb->skipped));

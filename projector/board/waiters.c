@@ -12,8 +12,8 @@
 
 #include "base/json_text.h"
 #include "board/board_internal.h"
-#include "os/thread.h"
 #include "os/now.h"
+#include "os/thread.h"
 
 typedef enum {
     WAIT_PENDING,
@@ -198,8 +198,7 @@ static bool all_settled(const BoardWaiter *w)
 }
 
 /* The first read model waited on that is stopped and has not settled the entry. */
-static const WaitTarget *stopped_target(Board *board, const BoardWaiter *w,
-                                        const char **ret_reason)
+static const WaitTarget *stopped_target(Board *board, const BoardWaiter *w, const char **ret_reason)
 {
     for (size_t i = 0; i < w->ntargets; i++) {
         const WaitTarget *t = &w->targets[i];
@@ -209,8 +208,8 @@ static const WaitTarget *stopped_target(Board *board, const BoardWaiter *w,
     return NULL;
 }
 
-static void finish_stopped(WaitRegistry *reg, BoardWaiter *w, const WaitTarget *t, const char *reason,
-                           WakeList *wl)
+static void finish_stopped(WaitRegistry *reg, BoardWaiter *w, const WaitTarget *t,
+                           const char *reason, WakeList *wl)
 {
     const char *name = reg->board->set->models[t->rm].name;
     char *error = reason ? xasprintf("read model \"%s\" is stopped: %s", name, reason)
@@ -335,7 +334,7 @@ static void settle_from_ring(Board *board, WaitTarget *t, StreamId id)
 }
 
 void waiters_on_commit_locked(WaitRegistry *reg, size_t rm, size_t stream, StreamId position,
-                           const BoardOutcome *outcomes, size_t n, WakeList *wl)
+                              const BoardOutcome *outcomes, size_t n, WakeList *wl)
 {
     BoardWaiter *next;
 

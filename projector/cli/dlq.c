@@ -5,8 +5,8 @@
 #include "cli/dlq.h"
 #include "cli/dlq_internal.h"
 
-#include <errno.h>
 #include <assert.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -11,8 +11,8 @@
 #include <stdio.h>
 
 #include "base/config.h"
-#include "model/model.h"
 #include "base/util.h"
+#include "model/model.h"
 
 typedef enum { DLQ_LIST, DLQ_SHOW, DLQ_RETRY, DLQ_DISCARD } DlqAction;
 

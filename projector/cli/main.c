@@ -11,17 +11,16 @@
 
 #include "base/clock.h"
 #include "base/config.h"
-#include "run/daemon.h"
-#include "cli/dlq.h"
 #include "base/jsonarena.h"
 #include "base/log.h"
-#include "sink/migrations.h"
-#include "model/model.h"
-#include "sink/pg.h"
+#include "cli/dlq.h"
 #include "cli/status.h"
-#include "sink/tables.h"
+#include "model/model.h"
 #include "os/now.h"
-
+#include "run/daemon.h"
+#include "sink/migrations.h"
+#include "sink/pg.h"
+#include "sink/tables.h"
 
 #define CLI_ARGS_MAX 256 /* arguments after the command word */
 
@@ -126,15 +125,15 @@ static int load_models(const char *dir, ModelSet **ret)
     int rc = model_load_dir(dir, ret, &diag);
     diag_print(&diag, stderr);
     if (rc < 0 && diag.count > 0)
-        fprintf(stderr, "projector: %zu error%s in read models\n", diag.count, diag.count == 1 ? "" : "s");
+        fprintf(stderr, "projector: %zu error%s in read models\n", diag.count,
+                diag.count == 1 ? "" : "s");
     diag_done(&diag);
     return rc;
 }
 
 /* Loads the configuration and, when need_models, the read models. On failure prints the
  * errors, frees what was loaded and returns -1. */
-static int load_both(const Args *a, bool missing_ok, bool need_models, Config **cfg,
-                     ModelSet **set)
+static int load_both(const Args *a, bool missing_ok, bool need_models, Config **cfg, ModelSet **set)
 {
     *cfg = NULL;
     *set = NULL;
@@ -288,7 +287,7 @@ static int cmd_run(const Args *a)
 int main(int argc, char **argv)
 {
     Args a = {0};
-    jsonarena_install(); /* before any JSON exists */
+    jsonarena_install();        /* before any JSON exists */
     clock_install(now_wall_ms); /* the time the log and now() see */
     int code = parse_args(argc, argv, &a);
     if (code >= 0)

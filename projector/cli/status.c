@@ -6,23 +6,24 @@
 #include <inttypes.h>
 #include <stdlib.h>
 
+#include "os/now.h"
 #include "sink/checkpoint.h"
 #include "sink/pg.h"
 #include "source/reader.h"
-#include "os/now.h"
 
-static void print_row(FILE *out, const Model *m, size_t s, StreamId applied, const StreamBacklog *ls,
-                      uint64_t dead)
+static void print_row(FILE *out, const Model *m, size_t s, StreamId applied,
+                      const StreamBacklog *ls, uint64_t dead)
 {
     char last[STREAM_ID_BUFSZ] = "-", done[STREAM_ID_BUFSZ];
     if (ls->has_last_entry)
         stream_id_format(ls->last_entry, last);
     double lag_s = stream_backlog_lag_seconds(ls, now_wall_ms());
-    fprintf(out, "%-20s %-16s %-24s %-24s %10" PRIu64 " %9.1f %6" PRIu64 "\n", m->name, m->streams[s],
-            last, stream_id_format(applied, done), ls->entries_behind, lag_s, dead);
+    fprintf(out, "%-20s %-16s %-24s %-24s %10" PRIu64 " %9.1f %6" PRIu64 "\n", m->name,
+            m->streams[s], last, stream_id_format(applied, done), ls->entries_behind, lag_s, dead);
 }
 
-static int print_model(Reader *r, Pg *pg, const Config *cfg, const Model *m, FILE *out, PjError *err)
+static int print_model(Reader *r, Pg *pg, const Config *cfg, const Model *m, FILE *out,
+                       PjError *err)
 {
     StreamId *applied = xcalloc(m->nstreams, sizeof *applied);
     uint64_t *dead = xcalloc(m->nstreams, sizeof *dead);
@@ -48,8 +49,8 @@ int status_print(const Config *cfg, const ModelSet *set, FILE *out, PjError *err
     Reader *r = NULL;
     int rc = pg_connect(cfg->pg_conninfo, &pg, err);
     if (rc == 0)
-        rc = reader_connect(&cfg->redis, cfg->connect_timeout_ms, cfg->connect_timeout_ms + READER_REPLY_SLACK_MS,
-                            &r, err);
+        rc = reader_connect(&cfg->redis, cfg->connect_timeout_ms,
+                            cfg->connect_timeout_ms + READER_REPLY_SLACK_MS, &r, err);
     if (rc == 0)
         fprintf(out, "%-20s %-16s %-24s %-24s %10s %9s %6s\n", "READMODEL", "STREAM", "LAST ENTRY",
                 "APPLIED", "BEHIND", "LAG(s)", "DEAD");

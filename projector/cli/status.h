@@ -7,8 +7,8 @@
 #include <stdio.h>
 
 #include "base/config.h"
-#include "model/model.h"
 #include "base/util.h"
+#include "model/model.h"
 
 /* Prints one row per read model and stream. Returns -PJ_ETRANSIENT with err set when a
  * server cannot be reached. */

@@ -24,20 +24,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http/http.h"
 #include "base/json_text.h"
 #include "base/log.h"
-#include "http/metrics.h"
+#include "http/http.h"
 #include "http/http_internal.h"
+#include "http/metrics.h"
 #include "os/now.h"
 #include "os/thread.h"
 
-#define HTTP_IDLE_TIMEOUT_S 30    /* idle keep-alive sockets; never a suspended one */
-#define HTTP_STOP_DRAIN_MS 2000   /* how long http_stop lets answered waiters flush */
-#define HTTP_STOP_FINISH_MS 250   /* and other requests already accepted finish */
-#define HTTP_STOP_SETTLE_MS 50    /* late accepts after the quiesce (see finish_connections) */
-#define HTTP_WAIT_DEFAULT_MS 5000 /* when the options leave it at 0 */
-#define HTTP_WAIT_MAX_MS 60000    /* when the options leave it at 0 */
+#define HTTP_IDLE_TIMEOUT_S 30       /* idle keep-alive sockets; never a suspended one */
+#define HTTP_STOP_DRAIN_MS 2000      /* how long http_stop lets answered waiters flush */
+#define HTTP_STOP_FINISH_MS 250      /* and other requests already accepted finish */
+#define HTTP_STOP_SETTLE_MS 50       /* late accepts after the quiesce (see finish_connections) */
+#define HTTP_WAIT_DEFAULT_MS 5000    /* when the options leave it at 0 */
+#define HTTP_WAIT_MAX_MS 60000       /* when the options leave it at 0 */
 #define HTTP_MAX_CONNECTIONS 1000    /* when the options leave it at 0 */
 #define HTTP_MAX_REQUEST_BYTES 16384 /* when the options leave it at 0 */
 #define HTTP_MAX_WAITERS 10000       /* when the options leave it at 0 */

@@ -9,8 +9,8 @@
 
 #include <stdbool.h>
 
-#include "board/board.h"
 #include "base/util.h"
+#include "board/board.h"
 
 /* A field left at 0 (or NULL) takes the default named beside it. */
 typedef struct HttpOptions {

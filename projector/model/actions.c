@@ -421,8 +421,9 @@ static void parse_delete(ModelFile *f, const YamlNode *verb, const YamlNode *bod
 
 /* ---------------------------------------------------------------- handlers */
 
-static const char *const verbs[] = {
-    [MODEL_ACTION_UPSERT] = "upsert", [MODEL_ACTION_UPDATE] = "update", [MODEL_ACTION_DELETE] = "delete"};
+static const char *const verbs[] = {[MODEL_ACTION_UPSERT] = "upsert",
+                                    [MODEL_ACTION_UPDATE] = "update",
+                                    [MODEL_ACTION_DELETE] = "delete"};
 static_assert(ARRAY_SIZE(verbs) == MODEL_ACTION_DELETE + 1, "a verb for every kind of action");
 
 static void parse_verb(ModelFile *f, const YamlNode *verb, const YamlNode *body, const char *event,

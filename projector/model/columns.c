@@ -330,8 +330,8 @@ void model_parse_version(ModelFile *f, const YamlNode *n)
         return;
     }
     const Column *c = &m->columns[col];
-    bool integral = c->kind == MODEL_COL_SMALLINT || c->kind == MODEL_COL_INTEGER || c->kind == MODEL_COL_BIGINT ||
-                    c->kind == MODEL_COL_NUMERIC;
+    bool integral = c->kind == MODEL_COL_SMALLINT || c->kind == MODEL_COL_INTEGER ||
+                    c->kind == MODEL_COL_BIGINT || c->kind == MODEL_COL_NUMERIC;
     if (c->sql_type != NULL && !integral) {
         model_error(f, n,
                     "version column \"%s\" is %s: expected smallint, integer, bigint or numeric",

@@ -36,12 +36,18 @@
 
 #include "base/util.h"
 
-typedef enum { EXPR_VAL_NULL = 0, EXPR_VAL_BOOL, EXPR_VAL_NUMBER, EXPR_VAL_STRING, EXPR_VAL_JSON } ValueKind;
+typedef enum {
+    EXPR_VAL_NULL = 0,
+    EXPR_VAL_BOOL,
+    EXPR_VAL_NUMBER,
+    EXPR_VAL_STRING,
+    EXPR_VAL_JSON
+} ValueKind;
 
 /* A computed value. Owns text and json; release with value_done. */
 typedef struct Value {
     ValueKind kind;
-    bool boolean; /* EXPR_VAL_BOOL */
+    bool boolean;  /* EXPR_VAL_BOOL */
     double number; /* EXPR_VAL_NUMBER: the numeric value */
     char *text;    /* EXPR_VAL_NUMBER: its spelling ("99.99"); EXPR_VAL_STRING: the UTF-8 string */
     json_t *json;  /* EXPR_VAL_JSON: an array or object (one reference owned) */
@@ -81,25 +87,31 @@ struct Expr {
     Value literal;    /* EXPR_LITERAL */
     PathStep *steps;  /* EXPR_PATH (owned); zero steps means the whole event */
     size_t nsteps;
-    char *text;       /* the source text of this node, owned (for messages) */
-    ExprFunc func;    /* EXPR_CALL */
-    Expr **args;      /* EXPR_CALL, owned */
+    char *text;    /* the source text of this node, owned (for messages) */
+    ExprFunc func; /* EXPR_CALL */
+    Expr **args;   /* EXPR_CALL, owned */
     size_t nargs;
-    char op;          /* EXPR_ARITH: '+', '-', '*', '/' */
-    Expr *left;       /* EXPR_ARITH, EXPR_NEGATE (operand) */
-    Expr *right;      /* EXPR_ARITH */
+    char op;     /* EXPR_ARITH: '+', '-', '*', '/' */
+    Expr *left;  /* EXPR_ARITH, EXPR_NEGATE (operand) */
+    Expr *right; /* EXPR_ARITH */
 };
 
-typedef enum { EXPR_COND_CMP, EXPR_COND_EXISTS, EXPR_COND_AND, EXPR_COND_OR, EXPR_COND_NOT } CondKind;
+typedef enum {
+    EXPR_COND_CMP,
+    EXPR_COND_EXISTS,
+    EXPR_COND_AND,
+    EXPR_COND_OR,
+    EXPR_COND_NOT
+} CondKind;
 typedef enum { EXPR_CMP_EQ, EXPR_CMP_NE, EXPR_CMP_LT, EXPR_CMP_LE, EXPR_CMP_GT, EXPR_CMP_GE } CmpOp;
 
 typedef struct Cond Cond;
 struct Cond {
     CondKind kind;
     int line, column;
-    CmpOp op;          /* EXPR_COND_CMP */
+    CmpOp op;           /* EXPR_COND_CMP */
     Expr *left, *right; /* EXPR_COND_CMP operands; EXPR_COND_EXISTS uses left (a path) */
-    Cond *a, *b;       /* EXPR_COND_AND / EXPR_COND_OR use both, EXPR_COND_NOT uses a */
+    Cond *a, *b;        /* EXPR_COND_AND / EXPR_COND_OR use both, EXPR_COND_NOT uses a */
 };
 
 /* True when a YAML scalar is to be read as an expression rather than a literal: it
@@ -110,16 +122,16 @@ bool expr_looks_like_expression(const char *text);
  * errors are reported with the column of the offending token (for single-line text).
  * On error returns -PJ_EINVAL, fills err->message (without position) and sets
  * *reterr_line and *reterr_column (either may be NULL). *ret is owned by the caller. */
-int expr_parse(const char *text, int line, int column, Expr **ret, PjError *err,
-               int *reterr_line, int *reterr_column) PJ_MUSTCHECK;
+int expr_parse(const char *text, int line, int column, Expr **ret, PjError *err, int *reterr_line,
+               int *reterr_column) PJ_MUSTCHECK;
 /* A literal from YAML: a plain null scalar gives EXPR_VAL_NULL, anything else EXPR_VAL_STRING
  * (numbers included: they become numbers where a number is needed). */
 Expr *expr_new_literal(const char *text, bool is_null, int line, int column);
 Expr *expr_free(Expr *e);
 
 /* Conditions; same conventions as expr_parse. */
-int cond_parse(const char *text, int line, int column, Cond **ret, PjError *err,
-               int *reterr_line, int *reterr_column) PJ_MUSTCHECK;
+int cond_parse(const char *text, int line, int column, Cond **ret, PjError *err, int *reterr_line,
+               int *reterr_column) PJ_MUSTCHECK;
 Cond *cond_free(Cond *c);
 
 /* Evaluates e against the normalized event (a JSON object, borrowed). On success *ret
@@ -127,6 +139,5 @@ Cond *cond_free(Cond *c);
  * ("cannot multiply \"abc\": not a number"). */
 int expr_eval(const Expr *e, const json_t *event, Value *ret, PjError *err) PJ_MUSTCHECK;
 int cond_eval(const Cond *c, const json_t *event, bool *ret, PjError *err) PJ_MUSTCHECK;
-
 
 #endif

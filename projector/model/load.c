@@ -134,8 +134,8 @@ static void parse_on_error(ModelFile *f, const YamlNode *n)
 
 /* ---------------------------------------------------------------- one file */
 
-static const char *const top_keys[] = {"readmodel", "table",   "streams", "start",
-                                       "key",       "version", "columns", "indexes",
+static const char *const top_keys[] = {"readmodel", "table",    "streams",    "start",
+                                       "key",       "version",  "columns",    "indexes",
                                        "on",        "on_error", "description"};
 static const char *const required_keys[] = {"readmodel", "table",   "streams",
                                             "key",       "columns", "on"};
@@ -394,11 +394,11 @@ static void assert_complete(const Model *m)
 
 int model_load_files(const char *const *paths, size_t npaths, ModelSet **ret, Diagnostics *diag)
 {
+    assert(ret != NULL && diag != NULL && (npaths == 0 || paths != NULL));
     ModelLoad l = {.diag = diag};
     size_t first_diag = diag->count;
     bool io_failed = false;
 
-    assert(ret != NULL && diag != NULL && (npaths == 0 || paths != NULL));
     if (npaths == 0) {
         diag_add(diag, NULL, 0, 0, "no read-model files to load");
         return -PJ_EINVAL;
@@ -486,4 +486,3 @@ int model_load_dir(const char *dir, ModelSet **ret, Diagnostics *diag)
     free(paths);
     return r;
 }
-

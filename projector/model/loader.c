@@ -322,4 +322,3 @@ const char *model_literal_problem(ColumnKind kind, const char *text)
         return NULL;
     }
 }
-

@@ -11,8 +11,8 @@
 #ifndef PROJECTOR_LOADER_H
 #define PROJECTOR_LOADER_H
 
-#include "model/model.h"
 #include "base/yamlsrc.h"
+#include "model/model.h"
 
 /* A lookup whose source table is only known once every file has been read. */
 typedef struct ModelPendingLookup {

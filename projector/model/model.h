@@ -9,8 +9,8 @@
 #ifndef PROJECTOR_MODEL_H
 #define PROJECTOR_MODEL_H
 
-#include "model/expr.h"
 #include "base/util.h"
+#include "model/expr.h"
 
 typedef enum {
     MODEL_COL_TEXT,
@@ -48,9 +48,9 @@ typedef struct Assign Assign;
 
 /* {lookup: table.column, where: {...}}: one value read from another read model's table. */
 typedef struct Lookup {
-    size_t model;   /* index of the source read model in the ModelSet */
-    size_t column;  /* column index in the source model */
-    Assign *where;  /* where[i].column indexes the source model's columns; never a lookup */
+    size_t model;  /* index of the source read model in the ModelSet */
+    size_t column; /* column index in the source model */
+    Assign *where; /* where[i].column indexes the source model's columns; never a lookup */
     size_t nwhere;
 } Lookup;
 
@@ -66,10 +66,10 @@ typedef enum { MODEL_ACTION_UPSERT, MODEL_ACTION_UPDATE, MODEL_ACTION_DELETE } A
 
 typedef struct Action {
     ActionKind kind;
-    Cond *when;    /* NULL: always */
-    Assign *set;   /* upsert: the row's columns (every key column is present); update: set: */
+    Cond *when;  /* NULL: always */
+    Assign *set; /* upsert: the row's columns (every key column is present); update: set: */
     size_t nset;
-    Assign *add;   /* add: (upsert and update); numeric columns only */
+    Assign *add; /* add: (upsert and update); numeric columns only */
     size_t nadd;
     Assign *where; /* update and delete: column = value, ANDed; never a lookup */
     size_t nwhere;

@@ -184,7 +184,8 @@ bool batch_run_top(const BatchRun *b, size_t s, StreamId *ret)
     bool any = false;
     for (size_t i = 0; i < b->nitems; i++) {
         const Item *it = &b->items[i];
-        if (it->entry->stream != s || it->kind == BATCH_ITEM_ACK_ONLY || it->kind == BATCH_ITEM_HOLD)
+        if (it->entry->stream != s || it->kind == BATCH_ITEM_ACK_ONLY ||
+            it->kind == BATCH_ITEM_HOLD)
             continue;
         if (!any || stream_id_cmp(it->entry->id, *ret) > 0)
             *ret = it->entry->id;
@@ -331,7 +332,8 @@ static size_t stream_outcomes(const BatchRun *b, size_t s, BoardOutcome *out)
     size_t n = 0;
     for (size_t i = 0; i < b->nitems; i++) {
         const Item *it = &b->items[i];
-        if (it->entry->stream != s || it->kind == BATCH_ITEM_ACK_ONLY || it->kind == BATCH_ITEM_HOLD)
+        if (it->entry->stream != s || it->kind == BATCH_ITEM_ACK_ONLY ||
+            it->kind == BATCH_ITEM_HOLD)
             continue;
         out[n++] = (BoardOutcome){
             .id = it->entry->id, .outcome = outcome_of(it->kind), .error = it->error};

@@ -16,14 +16,14 @@
 #include <unistd.h>
 
 #include "base/backoff.h"
-#include "http/http.h"
-#include "board/board.h"
 #include "base/log.h"
+#include "board/board.h"
+#include "http/http.h"
+#include "os/now.h"
+#include "run/worker.h"
 #include "sink/migrations.h"
 #include "sink/pg.h"
 #include "sink/tables.h"
-#include "os/now.h"
-#include "run/worker.h"
 
 #define STOPPED_WHILE_WAITING (-1)
 
@@ -134,7 +134,8 @@ static int start_serving(Daemon *d)
     }
     d->workers = xcalloc(d->set->count, sizeof(Worker *));
     for (size_t i = 0; i < d->set->count; i++) {
-        WorkerOpts wo = {.cfg = d->cfg, .set = d->set, .rm = i, .board = d->board, .stop = &d->stop};
+        WorkerOpts wo = {
+            .cfg = d->cfg, .set = d->set, .rm = i, .board = d->board, .stop = &d->stop};
         if (worker_start(&wo, &d->workers[i], &err) < 0) {
             log_error(NULL, "%s", err.message);
             return PJ_EXIT_RUNTIME;
@@ -207,8 +208,10 @@ static ModelSet *load_for_reload(Daemon *d)
     diag_done(&diag);
     const char *changed = needs_rebuild(d->set, fresh);
     if (changed != NULL) {
-        log_error(NULL, "cannot reload: read model \"%s\" changed its table or key, which needs a "
-                        "rebuild; keeping the running read models", changed);
+        log_error(NULL,
+                  "cannot reload: read model \"%s\" changed its table or key, which needs a "
+                  "rebuild; keeping the running read models",
+                  changed);
         model_set_free(fresh);
         return NULL;
     }

@@ -39,8 +39,9 @@ int parallel_recover(Parallel *par, const BatchCtx *c, PjError *err)
 {
     int rc = partition_load(c->pg, c->cfg->pg_schema, c->m, c->checkpoint, &par->recovery, err);
     if (rc == 0 && partition_recovery_pending(&par->recovery, c->checkpoint))
-        log_info(c->log_ctx, "a batch over %d sessions was interrupted after some of its "
-                             "partitions committed; their share is not applied again",
+        log_info(c->log_ctx,
+                 "a batch over %d sessions was interrupted after some of its "
+                 "partitions committed; their share is not applied again",
                  par->recovery.nparts);
     return rc;
 }
@@ -176,9 +177,8 @@ static int finish_partitions(const BatchCtx *c, Pg *const *parts, int n, bool *r
         int r = pg_pipeline_finish(session(c, parts, p), &failed, &e);
         if (r == -PJ_EPERMANENT && failed != -1) {
             *ret_refused = true;
-            log_debug(c->log_ctx,
-                      "partition %d of a batch failed (%s), applying it on one session", p,
-                      e.message);
+            log_debug(c->log_ctx, "partition %d of a batch failed (%s), applying it on one session",
+                      p, e.message);
         } else if (r < 0 && rc == 0) {
             rc = -PJ_ETRANSIENT; /* a bookkeeping statement or the connection */
             *err = e;
@@ -190,8 +190,8 @@ static int finish_partitions(const BatchCtx *c, Pg *const *parts, int n, bool *r
 /* Partitions 1.. commit first, then the main session runs the serial part and commits with
  * the checkpoints. A failure between the two leaves partition rows ahead of the
  * checkpoint, which the next session (any error renews them) honours. */
-int parallel_commit(Parallel *par, BatchRun *b, const BatchCtx *c, Pg *const *parts,
-                    bool *ret_done, PjError *err)
+int parallel_commit(Parallel *par, BatchRun *b, const BatchCtx *c, Pg *const *parts, bool *ret_done,
+                    PjError *err)
 {
     *ret_done = false;
     if (!assign_partitions(par, b, c))

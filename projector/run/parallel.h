@@ -30,7 +30,7 @@ const Recovery *parallel_recovery(const Parallel *par);
  * commits the batch on c->pg alone, which isolates the event). Calls c->hooks.read_ahead
  * once the partitions are sent. A negative return (transient) means the sessions must be
  * renewed: some partitions may have committed, which the next parallel_recover finds. */
-int parallel_commit(Parallel *par, BatchRun *b, const BatchCtx *c, Pg *const *parts,
-                    bool *ret_done, PjError *err) PJ_MUSTCHECK;
+int parallel_commit(Parallel *par, BatchRun *b, const BatchCtx *c, Pg *const *parts, bool *ret_done,
+                    PjError *err) PJ_MUSTCHECK;
 
 #endif

@@ -20,13 +20,13 @@
 #include "base/backoff.h"
 #include "base/jsonarena.h"
 #include "base/log.h"
+#include "os/now.h"
 #include "run/batch.h"
 #include "run/parallel.h"
 #include "sink/checkpoint.h"
 #include "sink/partition.h"
 #include "sink/pg.h"
 #include "source/reader.h"
-#include "os/now.h"
 
 #define SAMPLE_EVERY_MS 250
 #define LOOKUP_WAIT_SLICE_MS 1000
@@ -49,7 +49,7 @@ struct Worker {
     int64_t *position;    /* per stream: the checkpoint's entries-read position, -1 unknown */
     char (*cursor)[STREAM_ID_BUFSZ]; /* per stream, history phase: re-read pending after this */
     bool *history;                   /* per stream: still re-reading pending entries */
-    BatchRun *cur;   /* the batch being applied */
+    BatchRun *cur;                   /* the batch being applied */
     BatchRun *ahead; /* the next one, read and classified while cur commits (or empty) */
     Backoff backoff; /* the sessions' retries, and each refused event's */
     bool faulted;
@@ -208,12 +208,13 @@ static int ensure_groups(Worker *w, PjError *err)
     const Model *m = w->m;
     for (size_t s = 0; s < m->nstreams; s++) {
         bool created;
-        int rc = reader_ensure_group(w->reader, m->streams[s], w->group, m->start == MODEL_START_BEGINNING,
-                                     &created, err);
+        int rc = reader_ensure_group(w->reader, m->streams[s], w->group,
+                                     m->start == MODEL_START_BEGINNING, &created, err);
         if (rc < 0)
             return rc;
         if (created)
-            log_info(w->ctx, "created consumer group \"%s\" on stream \"%s\"", w->group, m->streams[s]);
+            log_info(w->ctx, "created consumer group \"%s\" on stream \"%s\"", w->group,
+                     m->streams[s]);
         if (created && m->start == MODEL_START_END) {
             StreamId last;
             StreamCounts c;
@@ -250,7 +251,8 @@ static int lock_read_model(Worker *w, PjError *err)
     char *key = xasprintf("projector:%s.%s", w->o.cfg->pg_schema, w->m->name);
     const char *params[] = {key};
     PGresult *res;
-    int rc = pg_query(w->pg, "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", 1, params, &res, err);
+    int rc = pg_query(w->pg, "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", 1, params,
+                      &res, err);
     free(key);
     if (rc < 0)
         return rc;
@@ -272,8 +274,8 @@ static int connect_sessions(Worker *w, PjError *err)
         rc = lock_read_model(w, err);
     if (rc == 0)
         rc = reader_connect(&cfg->redis, cfg->connect_timeout_ms,
-                            cfg->block_ms + cfg->connect_timeout_ms + READER_REPLY_SLACK_MS, &w->reader,
-                            err);
+                            cfg->block_ms + cfg->connect_timeout_ms + READER_REPLY_SLACK_MS,
+                            &w->reader, err);
     if (rc == 0)
         rc = prepare_statements(w, w->pg, false, err);
     if (rc == 0)
@@ -388,7 +390,8 @@ static int wait_for_lookups(Worker *w)
             (void)batch_run_top(w->cur, s, &target);
             bool announced = false;
             for (;;) {
-                int rc = board_wait_position(w->o.board, other, (size_t)os, target, LOOKUP_WAIT_SLICE_MS);
+                int rc = board_wait_position(w->o.board, other, (size_t)os, target,
+                                             LOOKUP_WAIT_SLICE_MS);
                 if (rc == 0)
                     break;
                 if (rc == -PJ_ESTOPPED || stopping(w))
@@ -447,7 +450,8 @@ static void sample_lag(Worker *w, bool force)
     for (size_t s = 0; s < w->m->nstreams; s++) {
         StreamBacklog sample;
         PjError err;
-        if (reader_sample(w->reader, w->m->streams[s], w->group, w->checkpoint[s], &sample, &err) == 0)
+        if (reader_sample(w->reader, w->m->streams[s], w->group, w->checkpoint[s], &sample, &err) ==
+            0)
             board_sampled(w->o.board, w->o.rm, s, &sample);
         else
             log_debug(w->ctx, "could not sample the lag of stream \"%s\": %s", w->m->streams[s],
@@ -528,8 +532,10 @@ static void settle_read_ahead(Worker *w)
     board_polled(w->o.board, w->o.rm);
     int rc = process_batch(w, &err);
     if (rc < 0 && rc != -PJ_ESTOPPED)
-        log_warn(w->ctx, "could not apply the batch read ahead: %s (it will be delivered "
-                         "again)", err.message);
+        log_warn(w->ctx,
+                 "could not apply the batch read ahead: %s (it will be delivered "
+                 "again)",
+                 err.message);
 }
 
 static void *worker_main(void *arg)

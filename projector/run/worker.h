@@ -10,16 +10,16 @@
 #include <stdatomic.h>
 
 #include "base/config.h"
+#include "base/util.h"
 #include "board/board.h"
 #include "model/model.h"
-#include "base/util.h"
 
 typedef struct WorkerOpts {
-    const Config *cfg;    /* borrowed; outlives the worker */
-    const ModelSet *set;  /* borrowed; outlives the worker */
-    size_t rm;            /* index of the read model in set */
-    Board *board;      /* borrowed */
-    atomic_bool *stop;    /* set by main on SIGTERM/SIGINT */
+    const Config *cfg;   /* borrowed; outlives the worker */
+    const ModelSet *set; /* borrowed; outlives the worker */
+    size_t rm;           /* index of the read model in set */
+    Board *board;        /* borrowed */
+    atomic_bool *stop;   /* set by main on SIGTERM/SIGINT */
 } WorkerOpts;
 
 typedef struct Worker Worker;

@@ -40,10 +40,11 @@ int checkpoint_prepare_sql(Pg *pg, const char *name, const char *sql, const char
 
 int checkpoint_prepare(Pg *pg, const char *schema, PjError *err)
 {
-    int rc = checkpoint_prepare_sql(pg, "pj_checkpoint", checkpoint_sql, schema, CHECKPOINT_PARAMS, err);
+    int rc =
+        checkpoint_prepare_sql(pg, "pj_checkpoint", checkpoint_sql, schema, CHECKPOINT_PARAMS, err);
     if (rc == 0)
-        rc = checkpoint_prepare_sql(pg, "pj_dead_letter", dead_letter_sql, schema, DEAD_LETTER_PARAMS,
-                                    err);
+        rc = checkpoint_prepare_sql(pg, "pj_dead_letter", dead_letter_sql, schema,
+                                    DEAD_LETTER_PARAMS, err);
     return rc;
 }
 
@@ -84,7 +85,8 @@ int checkpoint_load(Pg *pg, const char *schema, const Model *m, StreamId *ret, i
         int s = model_find_stream(m, PQgetvalue(res, row, 0));
         StreamId id;
         if (s >= 0 && ret_read != NULL)
-            ret_read[s] = PQgetisnull(res, row, 2) ? -1 : strtoll(PQgetvalue(res, row, 2), NULL, 10);
+            ret_read[s] =
+                PQgetisnull(res, row, 2) ? -1 : strtoll(PQgetvalue(res, row, 2), NULL, 10);
         if (s < 0)
             continue; /* a stream the model no longer reads */
         if (stream_id_parse(PQgetvalue(res, row, 1), &id) < 0) {
@@ -121,9 +123,9 @@ int checkpoint_count_dead(Pg *pg, const char *schema, const Model *m, uint64_t *
 {
     PGresult *res;
     int rc = checkpoint_query_model(pg, schema,
-                            "SELECT stream, count(*) FROM :\"schema\".dead_letters "
-                            "WHERE readmodel = $1 GROUP BY stream",
-                            m, &res, err);
+                                    "SELECT stream, count(*) FROM :\"schema\".dead_letters "
+                                    "WHERE readmodel = $1 GROUP BY stream",
+                                    m, &res, err);
     if (rc < 0)
         return rc;
     for (size_t s = 0; s < m->nstreams; s++)
@@ -162,8 +164,8 @@ void checkpoint_send_dead_letter(Pg *pg, const DeadLetter *d, long tag)
     const char *state = d->sqlstate != NULL && d->sqlstate[0] != '\0' ? d->sqlstate : NULL;
     char attempts[16];
     snprintf(attempts, sizeof attempts, "%d", d->attempts > 0 ? d->attempts : 1);
-    const char *params[] = {d->readmodel, d->stream, idt, ms, seq, d->event_type, d->raw_json,
-                            d->error, state, attempts};
+    const char *params[] = {d->readmodel,  d->stream,   idt,      ms,    seq,
+                            d->event_type, d->raw_json, d->error, state, attempts};
     static_assert(ARRAY_SIZE(params) == DEAD_LETTER_PARAMS, "one parameter per placeholder");
     pg_pipeline_send(pg, "pj_dead_letter", DEAD_LETTER_PARAMS, params, tag);
 }

@@ -5,10 +5,10 @@
 #ifndef PROJECTOR_CHECKPOINT_H
 #define PROJECTOR_CHECKPOINT_H
 
-#include "model/model.h"
-#include "sink/pg.h"
 #include "base/stream_id.h"
 #include "base/util.h"
+#include "model/model.h"
+#include "sink/pg.h"
 
 /* Prepares sql, a bookkeeping statement written with :"schema", as name on this session. */
 int checkpoint_prepare_sql(Pg *pg, const char *name, const char *sql, const char *schema,

@@ -41,7 +41,8 @@ static int exec_rendered(Pg *pg, const char *sql, const char *schema, PjError *e
 
 static int is_applied(Pg *pg, const char *schema, const char *name, bool *ret, PjError *err)
 {
-    char *sql = migrations_render("SELECT 1 FROM :\"schema\".schema_migrations WHERE name = $1", schema);
+    char *sql =
+        migrations_render("SELECT 1 FROM :\"schema\".schema_migrations WHERE name = $1", schema);
     PGresult *res;
     const char *params[] = {name};
     int rc = pg_query(pg, sql, 1, params, &res, err);
@@ -61,7 +62,8 @@ static int apply_one(Pg *pg, const char *schema, const Migration *m, PjError *er
         snprintf(detail, sizeof detail, "%s", err->message);
         return pj_error_set(err, err->code, "migration \"%s\" failed: %s", m->name, detail);
     }
-    char *sql = migrations_render("INSERT INTO :\"schema\".schema_migrations (name) VALUES ($1)", schema);
+    char *sql =
+        migrations_render("INSERT INTO :\"schema\".schema_migrations (name) VALUES ($1)", schema);
     const char *params[] = {m->name};
     rc = pg_query(pg, sql, 1, params, NULL, err);
     free(sql);
@@ -131,7 +133,8 @@ int migrations_register_models(Pg *pg, const char *schema, const ModelSet *set, 
     char *sql = migrations_render(
         "WITH old AS (SELECT fingerprint FROM :\"schema\".readmodels WHERE name = $1), "
         "up AS (INSERT INTO :\"schema\".readmodels (name, table_name, source_file, fingerprint) "
-        "VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET table_name = EXCLUDED.table_name, "
+        "VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET table_name = "
+        "EXCLUDED.table_name, "
         "source_file = EXCLUDED.source_file, fingerprint = EXCLUDED.fingerprint, "
         "updated_at = CASE WHEN readmodels.fingerprint = EXCLUDED.fingerprint "
         "THEN readmodels.updated_at ELSE now() END) "

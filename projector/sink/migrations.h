@@ -1,4 +1,5 @@
-/* migrations.h - the bookkeeping schema: the embedded migrations/NNN_name.sql files and applying them.
+/* migrations.h - the bookkeeping schema: the embedded migrations/NNN_name.sql files and applying
+ * them.
  *
  * Migrations are numbered files applied once each, in order, in one transaction under an
  * advisory lock, so two daemons starting together cannot apply one twice. In the SQL,
@@ -9,8 +10,8 @@
 
 #include <stddef.h>
 
-#include "model/model.h"
 #include "base/util.h"
+#include "model/model.h"
 
 typedef struct Migration {
     const char *name; /* "001_bookkeeping.sql" */

@@ -43,8 +43,8 @@ int partition_of(const ApplierPlan *plan, const BoundStatement *stmts, size_t n,
 
 int partition_prepare(Pg *pg, const char *schema, PjError *err)
 {
-    return checkpoint_prepare_sql(pg, "pj_partition_checkpoint", partition_checkpoint_sql,
-                                  schema, PARTITION_CHECKPOINT_PARAMS, err);
+    return checkpoint_prepare_sql(pg, "pj_partition_checkpoint", partition_checkpoint_sql, schema,
+                                  PARTITION_CHECKPOINT_PARAMS, err);
 }
 
 void partition_send_checkpoint(Pg *pg, const char *readmodel, const char *stream, int part,
@@ -72,9 +72,8 @@ static int recovery_add(Recovery *r, const Model *m, PGresult *res, int row, PjE
     StreamId id;
     if (s < 0)
         return 0; /* a stream the model no longer reads */
-    if (stream_id_parse(PQgetvalue(res, row, 3), &id) < 0 || nparts < 2 ||
-        nparts > PARTITION_MAX || part < 1 || part >= nparts ||
-        (r->nparts != 0 && r->nparts != nparts))
+    if (stream_id_parse(PQgetvalue(res, row, 3), &id) < 0 || nparts < 2 || nparts > PARTITION_MAX ||
+        part < 1 || part >= nparts || (r->nparts != 0 && r->nparts != nparts))
         return pj_error_set(err, PJ_EINVAL,
                             "inconsistent partition checkpoint of read model \"%s\" on stream "
                             "\"%s\" (partition %s of %s at %s)",

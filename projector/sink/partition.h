@@ -12,10 +12,10 @@
 
 #include "apply/applier.h"
 #include "base/config.h"
-#include "model/model.h"
-#include "sink/pg.h"
 #include "base/stream_id.h"
 #include "base/util.h"
+#include "model/model.h"
+#include "sink/pg.h"
 
 #define PARTITION_MAX PARALLEL_APPLY_MAX
 #define PARTITION_NONE (-1)
@@ -35,9 +35,9 @@ void partition_send_checkpoint(Pg *pg, const char *readmodel, const char *stream
 
 /* Shares applied ahead of the checkpoint by partitions whose batch did not commit. */
 typedef struct Recovery {
-    int nparts;      /* the partitioning they used; 0: nothing ahead */
+    int nparts; /* the partitioning they used; 0: nothing ahead */
     size_t nstreams;
-    StreamId *upto;  /* [stream * PARTITION_MAX + part]: applied up to, 0-0 none */
+    StreamId *upto; /* [stream * PARTITION_MAX + part]: applied up to, 0-0 none */
 } Recovery;
 
 /* Loads the partition rows of m that are ahead of checkpoint[0 .. m->nstreams). */

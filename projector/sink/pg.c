@@ -23,8 +23,8 @@ struct Pg {
     bool send_failed;
 };
 
-static const char *const transient_prefixes[] = {"08", "53", "57P0", "40001", "40P01", "55P03",
-                                                 "58"};
+static const char *const transient_prefixes[] = {"08",    "53",    "57P0", "40001",
+                                                 "40P01", "55P03", "58"};
 
 bool pg_is_transient_sqlstate(const char *sqlstate)
 {

@@ -10,8 +10,8 @@
 #include <libpq-fe.h>
 
 #include "apply/ddl.h"
-#include "model/model.h"
 #include "base/util.h"
+#include "model/model.h"
 
 /* Makes the database match set (borrowed) on the connection (borrowed, idle, outside a
  * transaction): creates every missing read table (and its schema), adds YAML columns

@@ -125,7 +125,8 @@ Reader *reader_free(Reader *r)
 int reader_ensure_group(Reader *r, const char *stream, const char *group, bool from_beginning,
                         bool *ret_created, PjError *err)
 {
-    const char *argv[] = {"XGROUP", "CREATE", stream, group, from_beginning ? "0" : "$", "MKSTREAM"};
+    const char *argv[] = {"XGROUP",  "CREATE", stream, group, from_beginning ? "0" : "$",
+                          "MKSTREAM"};
     redisReply *reply = command(r, err, "create the consumer group", 6, argv, NULL);
     if (reply == NULL)
         return -PJ_ETRANSIENT;
@@ -199,8 +200,8 @@ static void group_entries_read(const redisReply *groups, const char *group, Stre
     for (size_t i = 0; groups->type == REDIS_REPLY_ARRAY && i < groups->elements; i++) {
         const redisReply *name = field_of(groups->element[i], "name");
         if (name != NULL && name->type == REDIS_REPLY_STRING && strcmp(name->str, group) == 0) {
-            c->has_entries_read = reply_uint(field_of(groups->element[i], "entries-read"),
-                                             &c->entries_read);
+            c->has_entries_read =
+                reply_uint(field_of(groups->element[i], "entries-read"), &c->entries_read);
             c->has_lag = reply_uint(field_of(groups->element[i], "lag"), &c->lag);
         }
     }
@@ -253,8 +254,7 @@ static int complete_counts(Reader *r, const char *const *streams, size_t nstream
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < nstreams; i++)
         if (!counts[i].has_entries_read || !counts[i].has_lag || counts[i].lag > 0)
-            rc = stream_info_id(r, streams[i], "max-deleted-entry-id", &counts[i].max_deleted,
-                                err);
+            rc = stream_info_id(r, streams[i], "max-deleted-entry-id", &counts[i].max_deleted, err);
     return rc;
 }
 
@@ -273,7 +273,8 @@ static int read_counts(Reader *r, const char *stream, const char *group, StreamC
     int rc = 0;
     if (info->type == REDIS_REPLY_ERROR)
         rc = reply_error(info, err, "read the stream info");
-    else if (info->type != REDIS_REPLY_ARRAY || !reply_uint(field_of(info, "entries-added"), &c.added) ||
+    else if (info->type != REDIS_REPLY_ARRAY ||
+             !reply_uint(field_of(info, "entries-added"), &c.added) ||
              !reply_uint(field_of(info, "length"), &c.length) ||
              (field_of(info, "max-deleted-entry-id") != NULL &&
               reply_stream_id(field_of(info, "max-deleted-entry-id"), &c.max_deleted) < 0))
@@ -306,7 +307,7 @@ int reader_claim_all(Reader *r, const char *stream, const char *group, const cha
 {
     char cursor[STREAM_ID_BUFSZ] = "0-0";
     for (int rounds = 0; rounds < CLAIM_ROUNDS_MAX; rounds++) {
-        const char *argv[] = {"XAUTOCLAIM", stream, group,   consumer,          "0",
+        const char *argv[] = {"XAUTOCLAIM", stream,  group,       consumer, "0",
                               cursor,       "COUNT", CLAIM_COUNT, "JUSTID"};
         redisReply *reply =
             command(r, err, "claim pending entries", (int)ARRAY_SIZE(argv), argv, NULL);
@@ -364,7 +365,8 @@ static size_t count_fields(const redisReply *reply)
 
 static bool entry_shape_ok(const redisReply *e)
 {
-    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || e->element[0]->type != REDIS_REPLY_STRING)
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+        e->element[0]->type != REDIS_REPLY_STRING)
         return false;
     const redisReply *f = e->element[1];
     if (f->type == REDIS_REPLY_NIL)

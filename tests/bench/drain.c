@@ -14,8 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "testenv.h"
 #include "base/util.h"
+#include "testenv.h"
 
 #define DRAIN_WAIT_MS 60000         /* one /wait; the daemon clamps longer ones */
 #define DRAIN_DEADLINE_S (3 * 3600) /* give up after this */

@@ -52,7 +52,8 @@ static double one(redisContext *c, int port, int i)
              "{\"orderId\":\"lat-%d\",\"customerId\":\"lat-c\",\"items\":[1],"
              "\"total\":{\"amount\":\"1.00\",\"currency\":\"EUR\"}}",
              i);
-    json_t *f = json_pack("{s:s, s:s, s:s}", "type", "order.placed", "version", "1", "payload", payload);
+    json_t *f =
+        json_pack("{s:s, s:s, s:s}", "type", "order.placed", "version", "1", "payload", payload);
     double t0 = now_ms();
     testenv_xadd(c, "orders", f, id);
     json_decref(f);

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "model/expr.h"
 #include "model/expr_internal.h"
-#include "fuzz.h"
 
 /* Expression texts come from YAML scalars; longer ones only repeat what shorter ones do. */
 #define FUZZ_EXPR_MAX 4096

@@ -17,9 +17,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "board/board.h"
 #include "fuzz.h"
 #include "http/http.h"
-#include "board/board.h"
 #include "os/now.h"
 
 /* libmicrohttpd's own request limit is far below this. */
@@ -62,9 +62,9 @@ static void fill_board(Board *b)
                         {sid(6, 0), BOARD_OUTCOME_DEAD_LETTERED, "cannot multiply \"abc\""},
                         {sid(7, 0), BOARD_OUTCOME_SKIPPED, NULL}};
     StreamBacklog behind = {.has_last_entry = true,
-                        .last_entry = sid(1768471800000, 3),
-                        .entries_behind = 12,
-                        .oldest_unapplied_ms = 1768471700000};
+                            .last_entry = sid(1768471800000, 3),
+                            .entries_behind = 12,
+                            .oldest_unapplied_ms = 1768471700000};
 
     board_set_state(b, 0, BOARD_STATE_RUNNING, NULL);
     board_polled(b, 0);
@@ -202,7 +202,8 @@ static void check_alive(void)
     char head[16] = "";
 
     send_all(fd, (const uint8_t *)probe, sizeof(probe) - 1);
-    if (!drain(fd, FUZZ_HTTP_PROBE_MS, head, sizeof(head)) || strncmp(head, "HTTP/1.1 200", 12) != 0) {
+    if (!drain(fd, FUZZ_HTTP_PROBE_MS, head, sizeof(head)) ||
+        strncmp(head, "HTTP/1.1 200", 12) != 0) {
         fprintf(stderr, "fuzz_http: the server no longer answers /healthz within %d ms\n",
                 FUZZ_HTTP_PROBE_MS);
         abort();

@@ -84,8 +84,8 @@ static void plan_all(FuzzModels *m)
     m->plans = xcalloc(m->set->count, sizeof(*m->plans));
     for (size_t i = 0; i < m->set->count; i++) {
         if (applier_plan_new(m->set, i, &m->plans[i], &err) < 0) {
-            fprintf(stderr, "fuzz: cannot plan read model \"%s\": %s\n",
-                    m->set->models[i].name, err.message);
+            fprintf(stderr, "fuzz: cannot plan read model \"%s\": %s\n", m->set->models[i].name,
+                    err.message);
             abort();
         }
     }

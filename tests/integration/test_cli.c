@@ -8,8 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "testenv.h"
 #include "base/util.h"
+#include "testenv.h"
 
 static char *run_cli(const char *const *args, int expect_code)
 {
@@ -44,7 +44,8 @@ Test(cli, check_accepts_the_shipped_models_and_reports_positions)
     char *out = run_cli(good, 0);
     cr_assert(strstr(out, "3 read models OK") != NULL, "%s", out);
     free(out);
-    const char *bad[] = {"check", PROJECTOR_SOURCE_DIR "/tests/data/bad/unknown_top_key.yaml", NULL};
+    const char *bad[] = {"check", PROJECTOR_SOURCE_DIR "/tests/data/bad/unknown_top_key.yaml",
+                         NULL};
     out = run_cli(bad, 2);
     cr_assert(strstr(out, "tests/data/bad/unknown_top_key.yaml:") != NULL, "%s", out);
     cr_assert(strstr(out, "unrecognized key") != NULL, "%s", out);
@@ -54,7 +55,8 @@ Test(cli, check_accepts_the_shipped_models_and_reports_positions)
 Test(cli, ddl_prints_every_read_table)
 {
     char *dir = testenv_tmpdir();
-    char *cfg = testenv_write_file(dir, "projector.yaml", "readmodels: " PROJECTOR_SOURCE_DIR "/readmodels\n");
+    char *cfg = testenv_write_file(dir, "projector.yaml",
+                                   "readmodels: " PROJECTOR_SOURCE_DIR "/readmodels\n");
     const char *args[] = {"ddl", "--config", cfg, NULL};
     char *out = run_cli(args, 0);
     cr_assert(strstr(out, "CREATE TABLE IF NOT EXISTS \"order_read_model\"") != NULL, "%s", out);
@@ -141,7 +143,8 @@ Test(cli, run_refuses_a_table_that_does_not_match, .timeout = 60)
     cr_assert(strstr(out, "\"name\"") != NULL, "%s", out);
     free(out);
     /* Nothing was created: the mismatch stops the start before any table is touched. */
-    char *t = testenv_query_text(pg, "SELECT count(*) FROM pg_tables WHERE tablename = 'order_read_model'");
+    char *t = testenv_query_text(
+        pg, "SELECT count(*) FROM pg_tables WHERE tablename = 'order_read_model'");
     cr_assert_str_eq(t, "0");
     free(t);
     PQfinish(pg);
@@ -158,7 +161,8 @@ Test(cli, run_refuses_bad_read_models_before_touching_anything, .timeout = 60)
     cr_assert_eq(mkdir(models, 0755), 0);
     char *good = NULL, *text = NULL;
     PjError err;
-    cr_assert_eq(read_file(PROJECTOR_SOURCE_DIR "/readmodels/customers.yaml", &text, NULL, &err), 0);
+    cr_assert_eq(read_file(PROJECTOR_SOURCE_DIR "/readmodels/customers.yaml", &text, NULL, &err),
+                 0);
     good = testenv_write_file(models, "customers.yaml", text);
     free(text);
     char *bad = testenv_write_file(models, "orders.yaml",
@@ -173,7 +177,8 @@ Test(cli, run_refuses_bad_read_models_before_touching_anything, .timeout = 60)
     cr_assert(strstr(out, "orders.yaml:9:") != NULL && strstr(out, "\"nope\"") != NULL, "%s", out);
     free(out);
     PGconn *pg = testenv_pg(e.conninfo);
-    char *t = testenv_query_text(pg, "SELECT count(*) FROM pg_namespace WHERE nspname = 'projector'");
+    char *t =
+        testenv_query_text(pg, "SELECT count(*) FROM pg_namespace WHERE nspname = 'projector'");
     cr_assert_str_eq(t, "0", "the bookkeeping schema was created");
     free(t);
     t = testenv_query_text(pg, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'");
@@ -204,7 +209,8 @@ Test(cli, status_and_takeover_of_a_dead_consumer, .timeout = 120)
                           "{\"customerId\":\"c-9\",\"name\":\"Orphan\"}");
     testenv_xadd(r, "customers", f, id);
     json_decref(f);
-    redisReply *rep = redisCommand(r, "XREADGROUP GROUP projector:customers ghost COUNT 10 STREAMS customers >");
+    redisReply *rep =
+        redisCommand(r, "XREADGROUP GROUP projector:customers ghost COUNT 10 STREAMS customers >");
     cr_assert(rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 1);
     freeReplyObject(rep);
 

@@ -12,10 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "shopfeed.h"
-#include "testenv.h"
 #include "base/util.h"
 #include "os/now.h"
+#include "shopfeed.h"
+#include "testenv.h"
 
 #define CRASH_EVENTS 100000
 #define CRASH_CUSTOMERS 12
@@ -24,9 +24,9 @@
 #define CRASH_KILLS_MAX 30
 #define CRASH_BATCH 200
 #define CRASH_BLOCK_MS 200
-#define CRASH_POLL_MS 5            /* how often a life checks the drain's progress */
-#define CRASH_JITTER_MS 40         /* random time past the progress threshold */
-#define CRASH_LIFE_MAX_MS 120000   /* a life that makes no progress is killed anyway */
+#define CRASH_POLL_MS 5          /* how often a life checks the drain's progress */
+#define CRASH_JITTER_MS 40       /* random time past the progress threshold */
+#define CRASH_LIFE_MAX_MS 120000 /* a life that makes no progress is killed anyway */
 #define CRASH_FINAL_WAIT_MS 300000
 
 typedef struct Crash {
@@ -39,8 +39,8 @@ typedef struct Crash {
     unsigned rng;
     long long stats_total; /* events customer_stats applies in the whole feed */
     int kills, kills_mid;
-    int parallel;     /* parallel_apply */
-    int kills_ahead;  /* kills that left a partition committed ahead of its checkpoint */
+    int parallel;    /* parallel_apply */
+    int kills_ahead; /* kills that left a partition committed ahead of its checkpoint */
 } Crash;
 
 static unsigned crash_seed(void)
@@ -149,8 +149,9 @@ static int64_t crash_wait_for_progress(Crash *c, long long target)
  * partitions and of its checkpoint (parallel apply), to be finished by the next life. */
 static long long crash_partitions_ahead(Crash *c)
 {
-    char *exists = testenv_query_text(c->pg, "SELECT to_regclass('projector.partition_checkpoints') "
-                                             "IS NOT NULL");
+    char *exists =
+        testenv_query_text(c->pg, "SELECT to_regclass('projector.partition_checkpoints') "
+                                  "IS NOT NULL");
     long long n = 0;
     if (strcmp(exists, "t") == 0) {
         char *text = testenv_query_text(

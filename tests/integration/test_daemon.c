@@ -6,13 +6,13 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "testenv.h"
 #include "base/util.h"
 #include "os/now.h"
+#include "testenv.h"
 
 typedef TestDaemon Env;
 
@@ -27,7 +27,8 @@ static void env_start(Env *e)
 {
     const char *args[] = {"run", "--config", e->config, NULL};
     e->pid = testenv_spawn(args, e->log);
-    cr_assert(testenv_wait_http(e->port, 20000), "the daemon did not answer /healthz (log: %s)", e->log);
+    cr_assert(testenv_wait_http(e->port, 20000), "the daemon did not answer /healthz (log: %s)",
+              e->log);
 }
 
 /* SIGTERM must finish the batch in flight and exit 0. */
@@ -49,8 +50,8 @@ static void env_done(Env *e)
 static void publish(Env *e, const char *stream, const char *type, const char *version,
                     const char *payload, char *id)
 {
-    json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", type, "event_id", type, "version", version,
-                          "occurred_at", "2026-01-15T10:00:00Z", "payload", payload);
+    json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", type, "event_id", type, "version",
+                          version, "occurred_at", "2026-01-15T10:00:00Z", "payload", payload);
     testenv_xadd(e->redis, stream, f, id);
     json_decref(f);
 }
@@ -106,17 +107,20 @@ Test(daemon, sample_feed_gives_the_expected_rows, .timeout = 120)
     cr_assert_str_eq(customers, "c-1|Alice Martin-Lefebvre|alice@example.com\n"
                                 "c-2|Bob Stone|bob@example.com\n"
                                 "c-3|Chlo\xc3\xa9 Durand|\\N");
-    char *orders = query(&e, "SELECT id, customer_id, customer_name, status, item_count, total, currency, "
-                             "created_at, confirmed_at, version FROM order_read_model ORDER BY id");
-    cr_assert_str_eq(orders,
-                     "o-1001|c-1|Alice Martin-Lefebvre|confirmed|3|39.99|EUR|2026-01-15 10:10:00+00|"
-                     "2026-01-15 10:45:00+00|1\n"
-                     "o-1003|c-3|Chlo\xc3\xa9 Durand|confirmed|5|120.50|EUR|2026-01-15 10:35:00+00|"
-                     "2026-01-15 11:00:00+00|1\n"
-                     "o-1004|c-1|Alice Martin-Lefebvre|pending|1|99.99|EUR|2026-01-15 10:40:00+00|\\N|1\n"
-                     "o-1005|c-2|Bob Stone|pending|2|45.00|EUR|2026-01-15 10:50:00+00|\\N|1");
-    char *stats = query(&e, "SELECT customer_id, orders, orders_cancelled, total_spent, last_order_at "
-                            "FROM customer_stats ORDER BY customer_id");
+    char *orders =
+        query(&e, "SELECT id, customer_id, customer_name, status, item_count, total, currency, "
+                  "created_at, confirmed_at, version FROM order_read_model ORDER BY id");
+    cr_assert_str_eq(
+        orders,
+        "o-1001|c-1|Alice Martin-Lefebvre|confirmed|3|39.99|EUR|2026-01-15 10:10:00+00|"
+        "2026-01-15 10:45:00+00|1\n"
+        "o-1003|c-3|Chlo\xc3\xa9 Durand|confirmed|5|120.50|EUR|2026-01-15 10:35:00+00|"
+        "2026-01-15 11:00:00+00|1\n"
+        "o-1004|c-1|Alice Martin-Lefebvre|pending|1|99.99|EUR|2026-01-15 10:40:00+00|\\N|1\n"
+        "o-1005|c-2|Bob Stone|pending|2|45.00|EUR|2026-01-15 10:50:00+00|\\N|1");
+    char *stats =
+        query(&e, "SELECT customer_id, orders, orders_cancelled, total_spent, last_order_at "
+                  "FROM customer_stats ORDER BY customer_id");
     cr_assert_str_eq(stats, "c-1|2|0|139.98|2026-01-15 10:40:00+00\n"
                             "c-2|2|1|60.00|2026-01-15 10:50:00+00\n"
                             "c-3|1|0|120.50|2026-01-15 10:35:00+00");
@@ -155,7 +159,8 @@ Test(daemon, wait_returns_when_the_row_is_visible, .timeout = 120)
     cr_assert_eq(wait_entry(&e, "orders", id, 10000, &body), 200, "%s", body);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     /* Visible to a query issued right after the answer. */
-    char *row = query(&e, "SELECT id, customer_name, status, item_count, total FROM order_read_model");
+    char *row =
+        query(&e, "SELECT id, customer_name, status, item_count, total FROM order_read_model");
     cr_assert_str_eq(row, "o-1|Ada|pending|1|12.50");
     cr_assert(strstr(body, "\"applied\"") != NULL, "%s", body);
     double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
@@ -184,7 +189,8 @@ Test(daemon, wait_times_out_and_rejects_bad_requests, .timeout = 120)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     cr_assert_geq(ms, 290.0, "answered 408 after only %.0f ms", ms);
-    cr_assert(strstr(body, "\"orders\"") != NULL && strstr(body, "\"customer_stats\"") != NULL, "%s", body);
+    cr_assert(strstr(body, "\"orders\"") != NULL && strstr(body, "\"customer_stats\"") != NULL,
+              "%s", body);
     free(body);
     body = NULL;
     cr_assert_eq(wait_entry(&e, "orders", "not-an-id", 300, &body), 400, "%s", body);
@@ -203,7 +209,8 @@ Test(daemon, bad_events_are_dead_lettered_and_the_rest_applied, .timeout = 120)
     Env e;
     char id[48], last[48];
     env_setup(&e, "poison", 1000);
-    publish(&e, "customers", "customer.registered", "1", "{\"customerId\":\"c-1\",\"name\":\"Ada\"}", id);
+    publish(&e, "customers", "customer.registered", "1",
+            "{\"customerId\":\"c-1\",\"name\":\"Ada\"}", id);
     for (int i = 1; i <= 10; i++) {
         char payload[256];
         const char *amount = i == 5 ? "abc" : "10.00"; /* does not cast to numeric */
@@ -220,14 +227,16 @@ Test(daemon, bad_events_are_dead_lettered_and_the_rest_applied, .timeout = 120)
     char *n = query(&e, "SELECT count(*), sum(total) FROM order_read_model");
     cr_assert_str_eq(n, "8|80.00");
     free(n);
-    char *dead = query(&e, "SELECT readmodel, sqlstate IS NOT NULL, error LIKE '%JSON%', raw ? 'payload' "
-                           "FROM projector.dead_letters ORDER BY readmodel, entry_ms, entry_seq");
+    char *dead =
+        query(&e, "SELECT readmodel, sqlstate IS NOT NULL, error LIKE '%JSON%', raw ? 'payload' "
+                  "FROM projector.dead_letters ORDER BY readmodel, entry_ms, entry_seq");
     cr_assert_str_eq(dead, "customer_stats|t|f|t\n"
                            "customer_stats|f|t|t\n"
                            "orders|t|f|t\n"
                            "orders|f|t|t");
     free(dead);
-    char *state = query(&e, "SELECT sqlstate FROM projector.dead_letters WHERE sqlstate IS NOT NULL LIMIT 1");
+    char *state =
+        query(&e, "SELECT sqlstate FROM projector.dead_letters WHERE sqlstate IS NOT NULL LIMIT 1");
     cr_assert_str_eq(state, "22P02");
     free(state);
     char *stats = query(&e, "SELECT orders, total_spent FROM customer_stats");
@@ -257,15 +266,17 @@ static bool log_contains(const Env *e, const char *text)
     return false;
 }
 
-/* A backlog of one full batch and a short one (under half the limit): the short batch, read ahead while the full
- * one commits, is applied next, and the full one is never taken up again (it once was, and
- * its stale checkpoint failed: a needless retry and reconnect at the end of each drain). */
+/* A backlog of one full batch and a short one (under half the limit): the short batch, read ahead
+ * while the full one commits, is applied next, and the full one is never taken up again (it once
+ * was, and its stale checkpoint failed: a needless retry and reconnect at the end of each drain).
+ */
 Test(daemon, a_backlog_ending_in_a_short_batch_needs_no_retry, .timeout = 120)
 {
     Env e;
     char id[48], last[48];
     env_setup(&e, "short_tail", 100);
-    publish(&e, "customers", "customer.registered", "1", "{\"customerId\":\"c-1\",\"name\":\"Ada\"}", id);
+    publish(&e, "customers", "customer.registered", "1",
+            "{\"customerId\":\"c-1\",\"name\":\"Ada\"}", id);
     for (int i = 0; i < 130; i++)
         publish_order(&e, i, "1.00", last);
     env_start(&e);
@@ -291,7 +302,8 @@ Test(daemon, a_refused_event_is_tried_the_configured_times, .timeout = 120)
     cr_assert_not_null(f);
     fputs("retry:\n  attempts: 3\n  backoff_min_ms: 20\n  backoff_max_ms: 40\n", f);
     fclose(f);
-    publish(&e, "customers", "customer.registered", "1", "{\"customerId\":\"c-1\",\"name\":\"Ada\"}", id);
+    publish(&e, "customers", "customer.registered", "1",
+            "{\"customerId\":\"c-1\",\"name\":\"Ada\"}", id);
     for (int i = 1; i <= 6; i++)
         publish_order(&e, i, i == 3 ? "not a number" : "2.50", last);
     env_start(&e);
@@ -314,7 +326,8 @@ Test(daemon, sigint_stops_cleanly, .timeout = 60)
     char id[48];
     env_setup(&e, "sigint", 100);
     env_start(&e);
-    publish(&e, "customers", "customer.registered", "1", "{\"customerId\":\"c-1\",\"name\":\"Ada\"}", id);
+    publish(&e, "customers", "customer.registered", "1",
+            "{\"customerId\":\"c-1\",\"name\":\"Ada\"}", id);
     wait_applied(&e, "customers", id);
     int code = testenv_kill(e.pid, SIGINT);
     e.pid = 0;
@@ -335,7 +348,8 @@ Test(daemon, older_or_repeated_versions_change_nothing, .timeout = 120)
     char id[48];
     env_setup(&e, "version", 100);
     env_start(&e);
-    publish(&e, "customers", "customer.registered", "1", "{\"customerId\":\"c-1\",\"name\":\"Ada\"}", id);
+    publish(&e, "customers", "customer.registered", "1",
+            "{\"customerId\":\"c-1\",\"name\":\"Ada\"}", id);
     const char *placed = "{\"orderId\":\"o-1\",\"customerId\":\"c-1\",\"items\":[1,2],"
                          "\"total\":{\"amount\":\"5\",\"currency\":\"EUR\"}}";
     publish(&e, "orders", "order.placed", "2", placed, id);
@@ -348,7 +362,9 @@ Test(daemon, older_or_repeated_versions_change_nothing, .timeout = 120)
             "\"total\":{\"amount\":\"999\",\"currency\":\"USD\"}}",
             id);
     wait_applied(&e, "orders", id);
-    char *row = query(&e, "SELECT customer_id, status, item_count, total, currency, version FROM order_read_model");
+    char *row = query(
+        &e,
+        "SELECT customer_id, status, item_count, total, currency, version FROM order_read_model");
     cr_assert_str_eq(row, "c-1|confirmed|2|5.00|EUR|2");
     free(row);
     /* A newer version does apply. */
@@ -376,36 +392,41 @@ static char *write_kill_feed(const char *dir, int *placed, long *stats_events)
 {
     StrBuf sb = {0};
     for (int c = 0; c < KILL_CUSTOMERS; c++)
-        strbuf_appendf(&sb,
-                       "{\"stream\":\"customers\",\"fields\":{\"type\":\"customer.registered\","
-                       "\"version\":\"1\",\"payload\":{\"customerId\":\"c-%d\",\"name\":\"Name %d\"}}}\n",
-                       c, c);
+        strbuf_appendf(
+            &sb,
+            "{\"stream\":\"customers\",\"fields\":{\"type\":\"customer.registered\","
+            "\"version\":\"1\",\"payload\":{\"customerId\":\"c-%d\",\"name\":\"Name %d\"}}}\n",
+            c, c);
     unsigned seed = 42;
     for (int o = 0; o < KILL_ORDERS; o++) {
         int c = (int)(rand_r(&seed) % KILL_CUSTOMERS);
         placed[c]++;
         (*stats_events)++;
-        strbuf_appendf(&sb,
-                       "{\"stream\":\"orders\",\"envelope\":{\"eventType\":\"order.placed\",\"version\":1,"
-                       "\"timestamp\":\"2026-01-15T10:00:00Z\",\"payload\":{\"orderId\":\"o-%d\","
-                       "\"customerId\":\"c-%d\",\"items\":[1,2],\"total\":{\"amount\":\"%d.25\","
-                       "\"currency\":\"EUR\"}}}}\n",
-                       o, c, o % 50);
-        strbuf_appendf(&sb,
-                       "{\"stream\":\"orders\",\"envelope\":{\"eventType\":\"order.item_added\",\"version\":2,"
-                       "\"payload\":{\"orderId\":\"o-%d\",\"qty\":%d}}}\n",
-                       o / 2, 1 + o % 3);
+        strbuf_appendf(
+            &sb,
+            "{\"stream\":\"orders\",\"envelope\":{\"eventType\":\"order.placed\",\"version\":1,"
+            "\"timestamp\":\"2026-01-15T10:00:00Z\",\"payload\":{\"orderId\":\"o-%d\","
+            "\"customerId\":\"c-%d\",\"items\":[1,2],\"total\":{\"amount\":\"%d.25\","
+            "\"currency\":\"EUR\"}}}}\n",
+            o, c, o % 50);
+        strbuf_appendf(
+            &sb,
+            "{\"stream\":\"orders\",\"envelope\":{\"eventType\":\"order.item_added\",\"version\":2,"
+            "\"payload\":{\"orderId\":\"o-%d\",\"qty\":%d}}}\n",
+            o / 2, 1 + o % 3);
         if (o % 7 == 0)
             (*stats_events)++;
         if (o % 7 == 0)
-            strbuf_appendf(&sb,
-                           "{\"stream\":\"orders\",\"envelope\":{\"eventType\":\"order.cancelled\","
-                           "\"version\":3,\"payload\":{\"orderId\":\"o-%d\",\"customerId\":\"c-%d\"}}}\n",
-                           o / 3, c);
+            strbuf_appendf(
+                &sb,
+                "{\"stream\":\"orders\",\"envelope\":{\"eventType\":\"order.cancelled\","
+                "\"version\":3,\"payload\":{\"orderId\":\"o-%d\",\"customerId\":\"c-%d\"}}}\n",
+                o / 3, c);
         if (o % 400 == 0)
             strbuf_appendf(&sb,
                            "{\"stream\":\"customers\",\"fields\":{\"type\":\"customer.renamed\","
-                           "\"version\":\"2\",\"payload\":{\"customerId\":\"c-%d\",\"name\":\"Renamed %d\"}}}\n",
+                           "\"version\":\"2\",\"payload\":{\"customerId\":\"c-%d\",\"name\":"
+                           "\"Renamed %d\"}}}\n",
                            c, o);
     }
     char *path = testenv_write_file(dir, "feed.jsonl", sb.buf);
@@ -471,9 +492,11 @@ Test(daemon, sigkill_mid_drain_loses_and_duplicates_nothing, .timeout = 600)
     /* And independently of any run: orders placed per customer. */
     for (int c = 0; c < KILL_CUSTOMERS; c++) {
         char sql[128];
-        snprintf(sql, sizeof sql, "SELECT orders FROM customer_stats WHERE customer_id = 'c-%d'", c);
+        snprintf(sql, sizeof sql, "SELECT orders FROM customer_stats WHERE customer_id = 'c-%d'",
+                 c);
         char *n = query(&killed, sql);
-        cr_assert_eq(atoi(n), placed[c], "customer c-%d: %s orders counted, %d placed", c, n, placed[c]);
+        cr_assert_eq(atoi(n), placed[c], "customer c-%d: %s orders counted, %d placed", c, n,
+                     placed[c]);
         free(n);
     }
     char *dead = query(&killed, "SELECT count(*) FROM projector.dead_letters");
@@ -531,7 +554,8 @@ Test(daemon, on_error_stop_holds_the_read_model_at_the_bad_event, .timeout = 120
 
     /* The lenient read model dead-letters the bad event and goes on. */
     char *body = NULL, path[256];
-    snprintf(path, sizeof path, "/wait?stream=tally&id=%s&readmodel=lenient&timeout_ms=20000", after);
+    snprintf(path, sizeof path, "/wait?stream=tally&id=%s&readmodel=lenient&timeout_ms=20000",
+             after);
     cr_assert_eq(testenv_http_get(e.port, path, &body), 200, "%s", body);
     free(body);
     /* The strict one stops at it: /wait answers 503 at once, /lag says why. */
@@ -539,7 +563,8 @@ Test(daemon, on_error_stop_holds_the_read_model_at_the_bad_event, .timeout = 120
     for (int i = 0; i < 200; i++) {
         free(body);
         body = NULL;
-        snprintf(path, sizeof path, "/wait?stream=tally&id=%s&readmodel=strict&timeout_ms=100", after);
+        snprintf(path, sizeof path, "/wait?stream=tally&id=%s&readmodel=strict&timeout_ms=100",
+                 after);
         if (testenv_http_get(e.port, path, &body) == 503)
             break;
     }
@@ -638,7 +663,6 @@ Test(daemon, deleted_entries_are_reported_as_a_gap, .timeout = 120)
 
 /* ---- SIGHUP ---- */
 
-
 Test(daemon, sighup_reloads_valid_models_and_keeps_the_running_ones_otherwise, .timeout = 120)
 {
     Env e;
@@ -714,7 +738,8 @@ Test(daemon, a_second_daemon_stands_by_and_takes_over, .timeout = 180)
     /* a's workers take their locks after its HTTP server is up: let them, or b may win. */
     cr_assert(testenv_wait_caught_up(a.port, 20000), "a is not running (log: %s)", a.log);
     env_start(&b);
-    publish(&a, "customers", "customer.registered", "1", "{\"customerId\":\"c-1\",\"name\":\"Ada\"}", id);
+    publish(&a, "customers", "customer.registered", "1",
+            "{\"customerId\":\"c-1\",\"name\":\"Ada\"}", id);
     for (int i = 0; i < 400; i++)
         publish_order(&a, i, "1.00", id);
     /* b may still be starting (migrations, its sessions) when the events are in. */

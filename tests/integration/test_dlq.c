@@ -13,8 +13,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "testenv.h"
 #include "base/util.h"
+#include "testenv.h"
 
 typedef TestDaemon Env;
 

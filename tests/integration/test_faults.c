@@ -1,8 +1,8 @@
 /* test_faults.c - the daemon through server faults, each test on its own private Redis and
  * PostgreSQL (tests/support/servers.h): PostgreSQL restarted or stopped mid-drain, Redis
- * restarted with an append-only file or stalled (SIGSTOP), SIGTERM mid-drain, a consumer group destroyed under
- * the daemon, a stream key holding a string. Each ends by comparing every read table with
- * the state computed independently from the shop feed.
+ * restarted with an append-only file or stalled (SIGSTOP), SIGTERM mid-drain, a consumer group
+ * destroyed under the daemon, a stream key holding a string. Each ends by comparing every read
+ * table with the state computed independently from the shop feed.
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
@@ -13,11 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/util.h"
+#include "os/now.h"
 #include "servers.h"
 #include "shopfeed.h"
 #include "testenv.h"
-#include "base/util.h"
-#include "os/now.h"
 
 #define FAULT_EVENTS 30000
 #define FAULT_EVENTS_AOF 12000 /* every write waits for an fsync: a smaller feed */
@@ -282,8 +282,9 @@ static void fault_expect_readyz(Fault *f, int want, const char *when)
 static void fault_expect_few_warnings(Fault *f, const char *what)
 {
     int warned = fault_log_count(f, "warn", "retrying");
-    cr_assert_leq(warned, 6, "%d \"retrying\" warnings for one %s: not one per change of state "
-                             "(log: %s)",
+    cr_assert_leq(warned, 6,
+                  "%d \"retrying\" warnings for one %s: not one per change of state "
+                  "(log: %s)",
                   warned, what, f->log);
 }
 

@@ -18,58 +18,57 @@
 #include "sink/tables.h"
 #include "testenv.h"
 
-static const char ledger_yaml[] =
-    "readmodel: ledger\n"
-    "table: ledger\n"
-    "streams: [ledger]\n"
-    "key: [id, n]\n"
-    "version: version\n"
-    "columns:\n"
-    "  id: text\n"
-    "  n: integer\n"
-    "  owner: { type: text, nullable: true }\n"
-    "  tag: { type: text, nullable: true }\n"
-    "  count: { type: integer, default: 0 }\n"
-    "  amount: { type: \"numeric(12,2)\", default: 0 }\n"
-    "  score: { type: double precision, default: 1.5 }\n"
-    "  version: { type: bigint, nullable: true }\n"
-    "on:\n"
-    "  l.open:\n"
-    "    upsert:\n"
-    "      id: $.payload.id\n"
-    "      n: $.payload.n\n"
-    "      owner: $.payload.owner\n"
-    "      add: { count: 1, amount: $.payload.amount }\n"
-    "  l.tag:\n"
-    "    update:\n"
-    "      where: { id: $.payload.id, n: $.payload.n }\n"
-    "      set: { tag: $.payload.tag }\n"
-    "  l.add:\n"
-    "    update:\n"
-    "      where: { n: $.payload.n, id: $.payload.id }\n"
-    "      add: { count: $.payload.k, amount: $.payload.amount }\n"
-    "  l.close:\n"
-    "    delete:\n"
-    "      where: { id: $.payload.id, n: $.payload.n }\n"
-    "  l.owner:\n"
-    "    update:\n"
-    "      where: { owner: $.payload.owner }\n"
-    "      set: { tag: $.payload.tag }\n"
-    "  l.versioned:\n"
-    "    upsert:\n"
-    "      id: $.payload.id\n"
-    "      n: $.payload.n\n"
-    "      owner: $.payload.owner\n"
-    "      version: $.version\n"
-    "  l.score:\n"
-    "    - upsert:\n"
-    "        id: $.payload.id\n"
-    "        n: $.payload.n\n"
-    "        add: { score: $.payload.x }\n"
-    "    - update:\n"
-    "        when: \"$.payload.x > 1\"\n"
-    "        where: { id: $.payload.id, n: $.payload.n }\n"
-    "        add: { score: $.payload.x }\n";
+static const char ledger_yaml[] = "readmodel: ledger\n"
+                                  "table: ledger\n"
+                                  "streams: [ledger]\n"
+                                  "key: [id, n]\n"
+                                  "version: version\n"
+                                  "columns:\n"
+                                  "  id: text\n"
+                                  "  n: integer\n"
+                                  "  owner: { type: text, nullable: true }\n"
+                                  "  tag: { type: text, nullable: true }\n"
+                                  "  count: { type: integer, default: 0 }\n"
+                                  "  amount: { type: \"numeric(12,2)\", default: 0 }\n"
+                                  "  score: { type: double precision, default: 1.5 }\n"
+                                  "  version: { type: bigint, nullable: true }\n"
+                                  "on:\n"
+                                  "  l.open:\n"
+                                  "    upsert:\n"
+                                  "      id: $.payload.id\n"
+                                  "      n: $.payload.n\n"
+                                  "      owner: $.payload.owner\n"
+                                  "      add: { count: 1, amount: $.payload.amount }\n"
+                                  "  l.tag:\n"
+                                  "    update:\n"
+                                  "      where: { id: $.payload.id, n: $.payload.n }\n"
+                                  "      set: { tag: $.payload.tag }\n"
+                                  "  l.add:\n"
+                                  "    update:\n"
+                                  "      where: { n: $.payload.n, id: $.payload.id }\n"
+                                  "      add: { count: $.payload.k, amount: $.payload.amount }\n"
+                                  "  l.close:\n"
+                                  "    delete:\n"
+                                  "      where: { id: $.payload.id, n: $.payload.n }\n"
+                                  "  l.owner:\n"
+                                  "    update:\n"
+                                  "      where: { owner: $.payload.owner }\n"
+                                  "      set: { tag: $.payload.tag }\n"
+                                  "  l.versioned:\n"
+                                  "    upsert:\n"
+                                  "      id: $.payload.id\n"
+                                  "      n: $.payload.n\n"
+                                  "      owner: $.payload.owner\n"
+                                  "      version: $.version\n"
+                                  "  l.score:\n"
+                                  "    - upsert:\n"
+                                  "        id: $.payload.id\n"
+                                  "        n: $.payload.n\n"
+                                  "        add: { score: $.payload.x }\n"
+                                  "    - update:\n"
+                                  "        when: \"$.payload.x > 1\"\n"
+                                  "        where: { id: $.payload.id, n: $.payload.n }\n"
+                                  "        add: { score: $.payload.x }\n";
 
 #define MERGE_ROWS                                                                                 \
     "SELECT coalesce(string_agg(concat_ws('|', id, n, owner, tag, count, amount, score, "          \
@@ -185,7 +184,8 @@ Test(merge_pg, each_statement_gets_the_set_based_form_it_can_have, .init = setup
               open->multi_sql);
     cr_expect(strstr(statement_for("l.close", 0)->multi_sql, " USING (SELECT") != NULL);
     cr_expect(strstr(statement_for("l.tag", 0)->multi_sql, "array_agg(u.p1 ORDER BY u.o DESC)") !=
-              NULL, "%s", statement_for("l.tag", 0)->multi_sql);
+                  NULL,
+              "%s", statement_for("l.tag", 0)->multi_sql);
     cr_expect_null(statement_for("l.owner", 0)->multi_sql, "a fan-out update has no row key");
     const PlanStatement *versioned = statement_for("l.versioned", 0);
     cr_assert_not_null(versioned->multi_sql);
@@ -256,8 +256,8 @@ static unsigned next_rand(unsigned bound)
  * with an exponent, which only PostgreSQL reads: its group must fold in SQL. */
 static char *random_event(int seq)
 {
-    static const char *const types[] = {"l.open",  "l.open",      "l.tag",  "l.add", "l.add",
-                                        "l.close", "l.versioned", "l.score"};
+    static const char *const types[] = {"l.open", "l.open",  "l.tag",       "l.add",
+                                        "l.add",  "l.close", "l.versioned", "l.score"};
     /* the fan-out update is a barrier: rare, as renames are */
     const char *type = next_rand(40) == 0 ? "l.owner" : types[next_rand(ARRAY_SIZE(types))];
     const char *id = ids[next_rand(ARRAY_SIZE(ids))];
@@ -268,9 +268,8 @@ static char *random_event(int seq)
         "{\"type\": \"%s\", \"version\": %u, \"payload\": {\"id\": %s, \"n\": %u, "
         "\"owner\": \"owner-%u\", \"tag\": \"t%d\", \"amount\": \"%s%u%s%03u\", \"k\": %u, "
         "\"x\": %u.25}}",
-        type, next_rand(4), id_json, next_rand(3), next_rand(3), seq,
-        next_rand(6) == 0 ? "-" : "", next_rand(50), next_rand(8) == 0 ? "e-" : ".",
-        next_rand(1000), next_rand(5), next_rand(3));
+        type, next_rand(4), id_json, next_rand(3), next_rand(3), seq, next_rand(6) == 0 ? "-" : "",
+        next_rand(50), next_rand(8) == 0 ? "e-" : ".", next_rand(1000), next_rand(5), next_rand(3));
     free(id_json);
     return event;
 }
@@ -329,8 +328,10 @@ static void apply_batch(const Bound *b, size_t *groups, Forms *forms)
                     "group of one");
             continue;
         }
-        cr_assert_not_null(st->multi_name, "a group of %zu for a statement without a "
-                                           "set-based form", grp->count);
+        cr_assert_not_null(st->multi_name,
+                           "a group of %zu for a statement without a "
+                           "set-based form",
+                           grp->count);
         const char *name;
         char **params = merge_statement(&mp, grp, stmts, st, &name);
         exec_ok(mc.set_based.conn, name, st->nparams, (const char *const *)params, "set-based");
@@ -344,8 +345,8 @@ static void apply_batch(const Bound *b, size_t *groups, Forms *forms)
     free(stmts);
 }
 
-Test(merge_pg, set_based_groups_leave_the_same_rows_as_one_by_one, .init = setup,
-     .fini = teardown, .timeout = 300)
+Test(merge_pg, set_based_groups_leave_the_same_rows_as_one_by_one, .init = setup, .fini = teardown,
+     .timeout = 300)
 {
     const char *seed = getenv("PROJECTOR_MERGE_SEED"); /* replays or explores */
     mc.rng = seed != NULL ? (unsigned)strtoul(seed, NULL, 10) : 20261203u;
@@ -396,7 +397,8 @@ static char *plan_of_large_update(PGconn *conn)
     Bound b = {0};
     for (int i = 1; i <= 1000; i++) {
         char *text = xasprintf("{\"type\": \"l.tag\", \"payload\": {\"id\": \"r%d\", \"n\": %d, "
-                               "\"tag\": \"t\"}}", i * 37, i * 37);
+                               "\"tag\": \"t\"}}",
+                               i * 37, i * 37);
         json_t *ev = json_loads(text, 0, NULL);
         PjError err = {0};
         cr_assert_eq(applier_bind(mc.plan, ev, &b, &err), 0, "%s", err.message);
@@ -414,8 +416,8 @@ static char *plan_of_large_update(PGconn *conn)
     char **params = merge_statement(&mp, &mp.groups[0], stmts, st, &name);
     cr_assert_str_eq(name, st->plain_name, "rows of distinct keys run the plain form");
     char *sql = xasprintf("EXPLAIN %s", st->plain_sql);
-    PGresult *res = PQexecParams(conn, sql, st->nparams, NULL, (const char *const *)params, NULL,
-                                 NULL, 0);
+    PGresult *res =
+        PQexecParams(conn, sql, st->nparams, NULL, (const char *const *)params, NULL, NULL, 0);
     cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(conn));
     StrBuf plan = {0};
     for (int r = 0; r < PQntuples(res); r++)
@@ -438,8 +440,10 @@ Test(merge_pg, a_large_set_based_update_looks_each_row_up_by_its_key, .init = se
                                            "generate_series(1, 50000) AS g"));
     PQclear(testenv_sql(mc.set_based.conn, "ANALYZE ledger"));
     char *plain = plan_of_large_update(mc.set_based.conn);
-    cr_expect(strstr(plain, "Hash Join") != NULL, "a plain session would hash the table "
-                                                    "(if not, this test shows nothing):\n%s", plain);
+    cr_expect(strstr(plain, "Hash Join") != NULL,
+              "a plain session would hash the table "
+              "(if not, this test shows nothing):\n%s",
+              plain);
     Pg *pg;
     PjError err = {0};
     cr_assert_eq(pg_connect(mc.set_based.conninfo, &pg, &err), 0, "%s", err.message);

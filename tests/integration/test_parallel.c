@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "testenv.h"
 #include "base/util.h"
+#include "testenv.h"
 
 #define PAR_CUSTOMERS 40
 #define PAR_BATCH 100
@@ -48,8 +48,7 @@ static void env_done(Env *e)
 static void publish_customer(Env *e, const char *type, int c, const char *name)
 {
     char payload[96], entry[48];
-    snprintf(payload, sizeof payload, "{\"customerId\":\"c-%02d\",\"name\":\"%s %d\"}", c,
-             name, c);
+    snprintf(payload, sizeof payload, "{\"customerId\":\"c-%02d\",\"name\":\"%s %d\"}", c, name, c);
     json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", type, "event_id", "c", "version",
                           "1", "occurred_at", "2026-01-15T09:00:00Z", "payload", payload);
     testenv_xadd(e->redis, "customers", f, entry);
@@ -75,9 +74,9 @@ static void publish_orders(Env *e, int n, const int *bad, size_t nbad)
                  "{\"orderId\":\"o-%d\",\"customerId\":\"c-%02d\",\"items\":[1],"
                  "\"total\":{\"amount\":\"%s\",\"currency\":\"EUR\"}}",
                  i, c, poison ? "abc" : amount);
-        json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "order.placed", "event_id",
-                              "e", "version", "1", "occurred_at", "2026-01-15T10:00:00Z",
-                              "payload", payload);
+        json_t *f =
+            json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "order.placed", "event_id", "e",
+                      "version", "1", "occurred_at", "2026-01-15T10:00:00Z", "payload", payload);
         testenv_xadd(e->redis, "orders", f, e->last);
         json_decref(f);
         if (!poison) {
@@ -186,15 +185,15 @@ static void cut_first_checkpoint_commit(Env *e, const char *readmodel)
     int code = testenv_run(args, &out);
     cr_assert_eq(code, 0, "migrate: %s", out);
     free(out);
-    char *sql = xasprintf(
-        "CREATE SEQUENCE cut_once; "
-        "CREATE FUNCTION cut_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        "IF nextval('cut_once') = 1 THEN RAISE EXCEPTION 'checkpoint commit cut'; "
-        "END IF; RETURN NULL; END $$; "
-        "CREATE CONSTRAINT TRIGGER cut AFTER INSERT OR UPDATE ON projector.checkpoints "
-        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.readmodel = '%s') "
-        "EXECUTE FUNCTION cut_once(); SELECT 'ok'",
-        readmodel);
+    char *sql =
+        xasprintf("CREATE SEQUENCE cut_once; "
+                  "CREATE FUNCTION cut_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                  "IF nextval('cut_once') = 1 THEN RAISE EXCEPTION 'checkpoint commit cut'; "
+                  "END IF; RETURN NULL; END $$; "
+                  "CREATE CONSTRAINT TRIGGER cut AFTER INSERT OR UPDATE ON projector.checkpoints "
+                  "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.readmodel = '%s') "
+                  "EXECUTE FUNCTION cut_once(); SELECT 'ok'",
+                  readmodel);
     testenv_daemon_expect(e, sql, "ok");
     free(sql);
 }
@@ -210,10 +209,9 @@ Test(parallel, a_batch_whose_checkpoint_fails_after_a_partition_committed_counts
     cut_first_checkpoint_commit(&e, "customer_stats");
     publish_orders(&e, 1000, NULL, 0);
     testenv_daemon_settle(&e, "orders");
-    cr_assert(log_contains(&e, "checkpoint commit cut"), "the cut did not happen (log: %s)",
-              e.log);
+    cr_assert(log_contains(&e, "checkpoint commit cut"), "the cut did not happen (log: %s)", e.log);
     cr_assert(log_contains(&e, "a batch over 2 sessions was interrupted after some of its "
-                             "partitions committed"),
+                               "partitions committed"),
               "no recovery (log: %s)", e.log);
     check_stats(&e);
     testenv_daemon_expect(&e, "SELECT count(*) FROM projector.dead_letters", "0");
@@ -229,8 +227,8 @@ Test(parallel, a_refused_event_rolls_back_every_partition_and_is_dead_lettered, 
     publish_orders(&e, 1000, bad, ARRAY_SIZE(bad));
     testenv_daemon_settle(&e, "orders");
     check_stats(&e);
-    cr_assert(log_contains(&e, "applying it on one session"),
-              "no partition was refused (log: %s)", e.log);
+    cr_assert(log_contains(&e, "applying it on one session"), "no partition was refused (log: %s)",
+              e.log);
     testenv_daemon_expect(&e,
                           "SELECT readmodel, string_agg(sqlstate, ',') FROM "
                           "projector.dead_letters GROUP BY 1 ORDER BY 1",
@@ -242,26 +240,25 @@ Test(parallel, a_refused_event_rolls_back_every_partition_and_is_dead_lettered, 
 
 /* accounts: keyed adds on two streams; on "bulk" also a fan-out, which makes that stream
  * serial in every batch that holds one. */
-static const char accounts_yaml[] =
-    "readmodel: accounts\n"
-    "table: accounts\n"
-    "streams: [acct, bulk]\n"
-    "key: [id]\n"
-    "columns:\n"
-    "  id: text\n"
-    "  grp: text\n"
-    "  n: { type: integer, default: 0 }\n"
-    "  bonus: { type: integer, default: 0 }\n"
-    "on:\n"
-    "  a.add:\n"
-    "    upsert:\n"
-    "      id: $.payload.id\n"
-    "      grp: $.payload.grp\n"
-    "      add: { n: 1 }\n"
-    "  a.bonus:\n"
-    "    update:\n"
-    "      where: { grp: $.payload.grp }\n"
-    "      add: { bonus: 1 }\n";
+static const char accounts_yaml[] = "readmodel: accounts\n"
+                                    "table: accounts\n"
+                                    "streams: [acct, bulk]\n"
+                                    "key: [id]\n"
+                                    "columns:\n"
+                                    "  id: text\n"
+                                    "  grp: text\n"
+                                    "  n: { type: integer, default: 0 }\n"
+                                    "  bonus: { type: integer, default: 0 }\n"
+                                    "on:\n"
+                                    "  a.add:\n"
+                                    "    upsert:\n"
+                                    "      id: $.payload.id\n"
+                                    "      grp: $.payload.grp\n"
+                                    "      add: { n: 1 }\n"
+                                    "  a.bonus:\n"
+                                    "    update:\n"
+                                    "      where: { grp: $.payload.grp }\n"
+                                    "      add: { bonus: 1 }\n";
 
 /* Publishes an event of account a-<id>; its entry ID goes to e->last. */
 static void publish_account(Env *e, const char *stream, const char *type, int id)

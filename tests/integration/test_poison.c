@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "testenv.h"
 #include "base/util.h"
+#include "testenv.h"
 
 #define POISON_HEALTHY 11
 #define POISON_BIG (16u * 1024 * 1024)
@@ -79,8 +79,9 @@ static void placed(Env *e, const char *order, const char *extra)
 /* One healthy event, then the bad one made by make(i). */
 static void publish_all(Env *e)
 {
-    const char *customer[] = {"type", "customer.registered", "version", "1", "payload",
-                              "{\"customerId\":\"c-1\",\"name\":\"Ada\"}"};
+    const char *customer[] = {"type",    "customer.registered",
+                              "version", "1",
+                              "payload", "{\"customerId\":\"c-1\",\"name\":\"Ada\"}"};
     xadd_raw(e, "customers", 3, customer, NULL);
     char id[24];
     int healthy = 0;
@@ -155,9 +156,9 @@ static void publish_all(Env *e)
     "SELECT readmodel, coalesce(event_type, '-'), CASE "                                           \
     "WHEN error ~ '^invalid JSON in field \"event\" at line 1 column [0-9]+: maximum parsing "     \
     "depth' THEN 'depth' "                                                                         \
-    "WHEN error ~ '^invalid JSON in field \"event\" at line 1 column [0-9]+' THEN 'bad json' "      \
+    "WHEN error ~ '^invalid JSON in field \"event\" at line 1 column [0-9]+' THEN 'bad json' "     \
     "WHEN error ~ '^the value of field \"[a-z_]+\" is not valid UTF-8$' THEN 'utf8' "              \
-    "WHEN error ~ '^key column \"id\" of action 1 for \"order.placed\" is null' THEN 'null key' " \
+    "WHEN error ~ '^key column \"id\" of action 1 for \"order.placed\" is null' THEN 'null key' "  \
     "WHEN error = 'event has no type' THEN 'no type' "                                             \
     "WHEN sqlstate IS NOT NULL AND error ~ '^could not apply: ' THEN sqlstate "                    \
     "ELSE error END FROM projector.dead_letters ORDER BY readmodel, entry_ms, entry_seq"

@@ -21,9 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "testenv.h"
 #include "base/util.h"
 #include "os/now.h"
+#include "testenv.h"
 
 #define SEC_WAIT_MS 30000 /* for the daemon to settle an entry, or to change state */
 

@@ -18,8 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "testenv.h"
 #include "os/now.h"
+#include "testenv.h"
 
 #define SERVERS_TEARDOWN_MS 120000 /* pg_ctl gives up after 60 s, then stops -m immediate */
 #define SERVERS_LOG_TAIL 1500      /* bytes of servers.log quoted by a failed assertion */

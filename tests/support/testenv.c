@@ -7,12 +7,12 @@
  */
 #include "testenv.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <netinet/in.h>
-#include <arpa/inet.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -83,8 +83,10 @@ bool testenv_have_servers(void)
 static const char *testenv_env(const char *name)
 {
     const char *v = getenv(name);
-    TESTENV_CHECK(v != NULL && *v != '\0', "environment variable \"%s\" is not set "
-                                           "(run the suites through tests/run.sh)", name);
+    TESTENV_CHECK(v != NULL && *v != '\0',
+                  "environment variable \"%s\" is not set "
+                  "(run the suites through tests/run.sh)",
+                  name);
     return v;
 }
 
@@ -92,8 +94,8 @@ static const char *testenv_env(const char *name)
 
 static void testenv_pg_quiet(void *arg, const char *message)
 {
-    (void) arg;
-    (void) message;
+    (void)arg;
+    (void)message;
 }
 
 PGconn *testenv_pg(const char *conninfo)
@@ -168,11 +170,11 @@ static void testenv_db_name(const char *prefix, char *buf, size_t size)
     for (const char *p = prefix ? prefix : "t"; *p != '\0' && n + 1 < sizeof clean; p++) {
         char ch = *p;
         if (ch >= 'A' && ch <= 'Z')
-            ch = (char) (ch - 'A' + 'a');
+            ch = (char)(ch - 'A' + 'a');
         clean[n++] = ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')) ? ch : '_';
     }
     clean[n] = '\0';
-    snprintf(buf, size, "pj_%s_%ld_%u", clean, (long) getpid(), counter++);
+    snprintf(buf, size, "pj_%s_%ld_%u", clean, (long)getpid(), counter++);
 }
 
 char *testenv_create_db(const char *prefix)
@@ -198,8 +200,10 @@ static void testenv_redis_addr(RedisAddr *addr)
 {
     const char *url = testenv_env("PROJECTOR_TEST_REDIS_URL");
     PjError err = {0};
-    TESTENV_CHECK(redis_addr_parse(url, addr, &err) == 0, "invalid PROJECTOR_TEST_REDIS_URL "
-                                                          "\"%s\": %s", url, err.message);
+    TESTENV_CHECK(redis_addr_parse(url, addr, &err) == 0,
+                  "invalid PROJECTOR_TEST_REDIS_URL "
+                  "\"%s\": %s",
+                  url, err.message);
 }
 
 static void testenv_redis_expect_ok(redisContext *c, redisReply *reply, const char *what)
@@ -218,12 +222,11 @@ redisContext *testenv_redis(int db)
 
     testenv_redis_addr(&addr);
     c = redisConnectWithTimeout(addr.host, addr.port, tv);
-    TESTENV_CHECK(c != NULL && c->err == 0, "could not connect to Redis at %s:%d: %s",
-                  addr.host, addr.port, c ? c->errstr : "out of memory");
+    TESTENV_CHECK(c != NULL && c->err == 0, "could not connect to Redis at %s:%d: %s", addr.host,
+                  addr.port, c ? c->errstr : "out of memory");
     if (addr.password != NULL) {
-        reply = addr.user != NULL
-                    ? redisCommand(c, "AUTH %s %s", addr.user, addr.password)
-                    : redisCommand(c, "AUTH %s", addr.password);
+        reply = addr.user != NULL ? redisCommand(c, "AUTH %s %s", addr.user, addr.password)
+                                  : redisCommand(c, "AUTH %s", addr.password);
         testenv_redis_expect_ok(c, reply, "AUTH");
         freeReplyObject(reply);
     }
@@ -244,7 +247,7 @@ int testenv_redis_db(void)
     TESTENV_CHECK(reply->type == REDIS_REPLY_INTEGER, "INCR pj:testdb: unexpected reply");
     /* 255 databases in turn: a number comes back only after 254 newer tests started, long
      * after the test that had it finished (the suites run at most two at a time). */
-    db = (int) ((reply->integer - 1) % 255) + 1;
+    db = (int)((reply->integer - 1) % 255) + 1;
     freeReplyObject(reply);
     redisFree(c);
 
@@ -284,12 +287,12 @@ static void testenv_append_xadd(redisContext *c, const char *stream, json_t *fie
     const char *key;
     json_t *value;
 
-    TESTENV_CHECK(json_object_size(fields) > 0, "an entry of stream \"%s\" has no fields",
-                  stream);
+    TESTENV_CHECK(json_object_size(fields) > 0, "an entry of stream \"%s\" has no fields", stream);
     argv[0] = "XADD";
     argv[1] = stream;
     argv[2] = "*";
-    json_object_foreach(fields, key, value) {
+    json_object_foreach(fields, key, value)
+    {
         argv[i++] = key;
         if (!json_is_string(value))
             owned[i] = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -298,7 +301,7 @@ static void testenv_append_xadd(redisContext *c, const char *stream, json_t *fie
     }
     for (i = 0; i < n; i++)
         lens[i] = strlen(argv[i]);
-    TESTENV_CHECK(redisAppendCommandArgv(c, (int) n, argv, lens) == REDIS_OK,
+    TESTENV_CHECK(redisAppendCommandArgv(c, (int)n, argv, lens) == REDIS_OK,
                   "could not queue XADD: %s", c->errstr);
     for (i = 0; i < n; i++)
         free(owned[i]);
@@ -312,12 +315,12 @@ static void testenv_read_xadd(redisContext *c, const char *stream, char *id_out)
 {
     redisReply *reply = NULL;
 
-    TESTENV_CHECK(redisGetReply(c, (void **) &reply) == REDIS_OK, "could not XADD to \"%s\": %s",
+    TESTENV_CHECK(redisGetReply(c, (void **)&reply) == REDIS_OK, "could not XADD to \"%s\": %s",
                   stream, c->errstr);
     testenv_redis_expect_ok(c, reply, "XADD");
     TESTENV_CHECK(reply->type == REDIS_REPLY_STRING && reply->len < 48,
                   "XADD to \"%s\": unexpected reply", stream);
-    memcpy(id_out, reply->str, (size_t) reply->len + 1);
+    memcpy(id_out, reply->str, (size_t)reply->len + 1);
     freeReplyObject(reply);
 }
 
@@ -328,8 +331,7 @@ void testenv_xadd(redisContext *c, const char *stream, json_t *fields, char *id_
 }
 
 /* The fields to send for one feed line; returns a new reference and sets *stream. */
-static json_t *testenv_feed_fields(json_t *line, const char *path, int lineno,
-                                   const char **stream)
+static json_t *testenv_feed_fields(json_t *line, const char *path, int lineno, const char **stream)
 {
     json_t *s = json_object_get(line, "stream");
     json_t *envelope = json_object_get(line, "envelope");
@@ -458,8 +460,8 @@ int testenv_free_port(void)
 
     TESTENV_CHECK(fd >= 0, "could not create a socket: %s", strerror(errno));
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    TESTENV_CHECK(bind(fd, (struct sockaddr *) &sa, sizeof sa) == 0 &&
-                      getsockname(fd, (struct sockaddr *) &sa, &len) == 0,
+    TESTENV_CHECK(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+                      getsockname(fd, (struct sockaddr *)&sa, &len) == 0,
                   "could not bind a free port: %s", strerror(errno));
     close(fd);
     return ntohs(sa.sin_port);
@@ -487,8 +489,8 @@ char *testenv_write_config(const char *dir, const char *redis_url, const char *p
     strbuf_append(&sb, "\n  schema: projector\n");
     strbuf_appendf(&sb, "http:\n  listen: '127.0.0.1:%d'\nreadmodels: ", http_port);
     testenv_yaml_quote(&sb, readmodels_dir);
-    strbuf_appendf(&sb, "\nbatch: %d\nblock_ms: %d\nlog_level: debug\nstats_interval_s: 0\n",
-                   batch, block_ms);
+    strbuf_appendf(&sb, "\nbatch: %d\nblock_ms: %d\nlog_level: debug\nstats_interval_s: 0\n", batch,
+                   block_ms);
     path = testenv_write_file(dir, "projector.yaml", sb.buf);
     strbuf_done(&sb);
     return path;
@@ -506,10 +508,10 @@ void testenv_daemon_setup(TestDaemon *d, const char *name, const char *readmodel
     d->redis_url = testenv_redis_url(d->rdb);
     d->redis = testenv_redis(d->rdb);
     d->port = testenv_free_port();
-    d->config = testenv_write_config(
-        d->dir, d->redis_url, d->conninfo, d->port,
-        readmodels_dir != NULL ? readmodels_dir : PROJECTOR_SOURCE_DIR "/readmodels", batch,
-        block_ms);
+    d->config = testenv_write_config(d->dir, d->redis_url, d->conninfo, d->port,
+                                     readmodels_dir != NULL ? readmodels_dir
+                                                            : PROJECTOR_SOURCE_DIR "/readmodels",
+                                     batch, block_ms);
     d->log = xasprintf("%s/projector.log", d->dir);
     d->pg = testenv_pg(d->conninfo);
 }
@@ -577,7 +579,7 @@ static void testenv_exec(const char *const *args, int fd)
 {
 #ifdef __linux__
     /* A test that crashes must not leave a daemon behind that outlives the servers. */
-    (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+    (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 #endif
     if (dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
         _exit(127);
@@ -620,20 +622,20 @@ static int testenv_waitpid(pid_t pid, int flags)
     do {
         r = waitpid(pid, &status, flags);
     } while (r < 0 && errno == EINTR);
-    TESTENV_CHECK(r >= 0, "could not wait for process %ld: %s", (long) pid, strerror(errno));
+    TESTENV_CHECK(r >= 0, "could not wait for process %ld: %s", (long)pid, strerror(errno));
     return r == 0 ? -1 : testenv_status_code(status);
 }
 
 int testenv_kill(pid_t pid, int sig)
 {
-    TESTENV_CHECK(kill(pid, sig) == 0, "could not signal process %ld: %s", (long) pid,
+    TESTENV_CHECK(kill(pid, sig) == 0, "could not signal process %ld: %s", (long)pid,
                   strerror(errno));
     return testenv_waitpid(pid, 0);
 }
 
 void testenv_sleep_ms(int ms)
 {
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L};
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
 }
@@ -665,7 +667,7 @@ static char *testenv_read_all(int fd)
             continue;
         if (n < 0)
             break;
-        strbuf_appendn(&sb, buf, (size_t) n);
+        strbuf_appendn(&sb, buf, (size_t)n);
     }
     return strbuf_take(&sb);
 }
@@ -698,14 +700,14 @@ int testenv_run(const char *const *args, char **out)
 
 int testenv_connect(int fd, int port, int timeout_ms)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t) port)};
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     struct pollfd p = {.fd = fd, .events = POLLOUT};
     int64_t deadline = now_monotonic_ms() + timeout_ms;
     int err = 0, r;
     socklen_t len = sizeof err;
 
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *) &sa, sizeof sa) == 0)
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
         return 0;
     if (errno != EINTR)
         return -1;
@@ -713,7 +715,7 @@ int testenv_connect(int fd, int port, int timeout_ms)
      * EALREADY. It is done when the socket turns writable, and SO_ERROR tells how. */
     do {
         int64_t left = deadline - now_monotonic_ms();
-        r = poll(&p, 1, left > 0 ? (int) left : 0);
+        r = poll(&p, 1, left > 0 ? (int)left : 0);
     } while (r < 0 && errno == EINTR);
     if (r == 0)
         errno = ETIMEDOUT;
@@ -735,8 +737,8 @@ static int testenv_http_connect(int port)
 
     if (fd < 0)
         return -1;
-    (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     if (testenv_connect(fd, port, TESTENV_HTTP_TIMEOUT_S * 1000) != 0) {
         close(fd);
         return -1;
@@ -755,7 +757,7 @@ bool testenv_send_all(int fd, const void *data, size_t len)
         if (n <= 0)
             return false;
         s += n;
-        len -= (size_t) n;
+        len -= (size_t)n;
     }
     return true;
 }
@@ -763,8 +765,8 @@ bool testenv_send_all(int fd, const void *data, size_t len)
 int testenv_http_get(int port, const char *path, char **body)
 {
     /* HTTP/1.0 with Connection: close, so the body is never chunked and ends at EOF. */
-    char *request = xasprintf("GET %s HTTP/1.0\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n",
-                              path, port);
+    char *request =
+        xasprintf("GET %s HTTP/1.0\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", path, port);
     int fd = testenv_http_connect(port), status = -1;
     char *response = NULL, *sep;
 
@@ -808,11 +810,13 @@ static bool testenv_lag_caught_up(const char *body)
     size_t i, j;
     json_t *m, *s;
 
-    json_array_foreach(models, i, m) {
+    json_array_foreach(models, i, m)
+    {
         const char *state = json_string_value(json_object_get(m, "state"));
         if (state == NULL || strcmp(state, "running") != 0)
             ok = false;
-        json_array_foreach(json_object_get(m, "streams"), j, s) {
+        json_array_foreach(json_object_get(m, "streams"), j, s)
+        {
             json_t *behind = json_object_get(s, "entries_behind");
             if (!json_is_integer(behind) || json_integer_value(behind) != 0)
                 ok = false;

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "base/config.h"
-#include "testenv.h"
 #include "base/util.h"
+#include "testenv.h"
 
 /* Connects to the URL's server and database (AUTH first when the URL has a password). */
 static redisContext *feed_connect(const RedisAddr *addr)
@@ -18,14 +18,13 @@ static redisContext *feed_connect(const RedisAddr *addr)
     redisReply *reply;
 
     if (c == NULL || c->err != 0) {
-        fprintf(stderr, "feed: could not connect to Redis at %s:%d: %s\n", addr->host,
-                addr->port, c != NULL ? c->errstr : "out of memory");
+        fprintf(stderr, "feed: could not connect to Redis at %s:%d: %s\n", addr->host, addr->port,
+                c != NULL ? c->errstr : "out of memory");
         exit(1);
     }
     if (addr->password != NULL) {
-        reply = addr->user != NULL
-                    ? redisCommand(c, "AUTH %s %s", addr->user, addr->password)
-                    : redisCommand(c, "AUTH %s", addr->password);
+        reply = addr->user != NULL ? redisCommand(c, "AUTH %s %s", addr->user, addr->password)
+                                   : redisCommand(c, "AUTH %s", addr->password);
         if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
             fprintf(stderr, "feed: could not authenticate to Redis: %s\n",
                     reply != NULL ? reply->str : c->errstr);
@@ -67,7 +66,8 @@ int main(int argc, char **argv)
     c = feed_connect(&addr);
     n = testenv_publish_file(c, argv[2], &last);
     printf("published %d entries\n", n);
-    json_object_foreach(last, stream, id) {
+    json_object_foreach(last, stream, id)
+    {
         printf("%s %s\n", stream, json_string_value(id));
     }
     json_decref(last);

@@ -29,7 +29,7 @@ static char *load(const char *text, Config **cfg)
     strbuf_append(&sb, "");
     for (size_t i = 0; i < d.count; i++)
         strbuf_appendf(&sb, "%d:%d: %s\n", d.items[i].line, d.items[i].column, d.items[i].message);
-    cr_assert_eq(rc < 0, d.count > 0, "rc %d but %zu diagnostics", rc, d.count);
+    cr_assert_eq(rc<0, d.count> 0, "rc %d but %zu diagnostics", rc, d.count);
     diag_done(&d);
     unlink(path);
     free(path);
@@ -95,14 +95,16 @@ Test(config, reads_every_section_and_expands_env)
 Test(config, backoff_bounds_must_be_in_order)
 {
     Config *cfg;
-    char *errs = load("retry:\n  backoff_min_ms: 500\n  backoff_max_ms: 100\n  attempts: 0\n", &cfg);
+    char *errs =
+        load("retry:\n  backoff_min_ms: 500\n  backoff_max_ms: 100\n  attempts: 0\n", &cfg);
     cr_assert_null(cfg);
     cr_assert(strstr(errs, "4:13: invalid value \"0\" for \"attempts\": must be 1..100\n") != NULL,
               "%s", errs);
     free(errs);
     errs = load("retry:\n  backoff_min_ms: 500\n  backoff_max_ms: 100\n", &cfg);
     cr_assert_null(cfg);
-    cr_assert(strstr(errs, "\"backoff_min_ms\" (500) is larger than \"backoff_max_ms\" (100)") != NULL,
+    cr_assert(strstr(errs, "\"backoff_min_ms\" (500) is larger than \"backoff_max_ms\" (100)") !=
+                  NULL,
               "%s", errs);
     free(errs);
 }
@@ -121,17 +123,25 @@ Test(config, reports_every_error_with_its_position)
                       "parallel_apply: 17\n",
                       &cfg);
     cr_assert_null(cfg);
-    cr_assert(strstr(errs, "1:1: unrecognized key \"bacth\": expected one of redis, postgres, http, "
-                           "retry, readmodels, batch, block_ms, set_based, parallel_apply, log_level, "
-                           "stats_interval_s\n") != NULL, "%s", errs);
-    cr_assert(strstr(errs, "2:8: invalid value \"0\" for \"batch\": must be 1..10000\n") != NULL, "%s", errs);
-    cr_assert(strstr(errs, "10:12: invalid value \"yes\" for \"set_based\": expected true or false\n") !=
-                  NULL, "%s", errs);
+    cr_assert(strstr(errs,
+                     "1:1: unrecognized key \"bacth\": expected one of redis, postgres, http, "
+                     "retry, readmodels, batch, block_ms, set_based, parallel_apply, log_level, "
+                     "stats_interval_s\n") != NULL,
+              "%s", errs);
+    cr_assert(strstr(errs, "2:8: invalid value \"0\" for \"batch\": must be 1..10000\n") != NULL,
+              "%s", errs);
+    cr_assert(
+        strstr(errs, "10:12: invalid value \"yes\" for \"set_based\": expected true or false\n") !=
+            NULL,
+        "%s", errs);
     cr_assert(strstr(errs, "11:17: invalid value \"17\" for \"parallel_apply\": must be 1..16\n") !=
-                  NULL, "%s", errs);
+                  NULL,
+              "%s", errs);
     cr_assert(strstr(errs, "5:3: unrecognized key \"colour\": expected one of url, event_field, "
-                           "consumer, connect_timeout_ms\n") != NULL, "%s", errs);
-    cr_assert(strstr(errs, "7:13: environment variable \"PJ_TEST_UNSET\" is not set\n") != NULL, "%s", errs);
+                           "consumer, connect_timeout_ms\n") != NULL,
+              "%s", errs);
+    cr_assert(strstr(errs, "7:13: environment variable \"PJ_TEST_UNSET\" is not set\n") != NULL,
+              "%s", errs);
     cr_assert(strstr(errs, "8:12: invalid value \"loud\" for \"log_level\"") != NULL, "%s", errs);
     cr_assert(strstr(errs, "9:7: expected a mapping, got a sequence\n") != NULL, "%s", errs);
     free(errs);
@@ -150,7 +160,8 @@ Test(config, missing_file_is_an_error_unless_allowed)
 {
     Config *cfg = NULL;
     Diagnostics d = {0};
-    cr_assert_lt(config_load("/nonexistent/projector.yaml", false, pg_conninfo_parses, &cfg, &d), 0);
+    cr_assert_lt(config_load("/nonexistent/projector.yaml", false, pg_conninfo_parses, &cfg, &d),
+                 0);
     cr_assert_eq(d.count, 1);
     cr_assert(strstr(d.items[0].message, "could not open file") != NULL);
     diag_done(&d);

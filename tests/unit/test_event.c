@@ -40,18 +40,32 @@ static json_t *decode_ok(const char *const *pairs)
 static const char envelope[] =
     "{\"eventId\":\"e-1\",\"eventType\":\"order.placed\",\"aggregateId\":\"o-1\","
     "\"aggregateType\":\"Order\",\"timestamp\":\"2026-01-15T10:30:00Z\",\"version\":3,"
-    "\"metadata\":{\"correlationId\":\"c-9\"},\"payload\":{\"orderId\":\"o-1\",\"total\":{\"amount\":\"9.50\"}}}";
+    "\"metadata\":{\"correlationId\":\"c-9\"},\"payload\":{\"orderId\":\"o-1\",\"total\":{"
+    "\"amount\":\"9.50\"}}}";
 
 Test(event, envelope_and_flat_fields_normalize_alike)
 {
     const char *env[] = {"event", envelope, NULL};
-    const char *flat[] = {"type", "order.placed", "event_id", "e-1", "aggregate_id", "o-1",
-                          "aggregate_type", "Order", "version", "3", "occurred_at",
-                          "2026-01-15T10:30:00Z", "payload",
-                          "{\"orderId\":\"o-1\",\"total\":{\"amount\":\"9.50\"}}", "metadata",
-                          "{\"correlationId\":\"c-9\"}", NULL};
+    const char *flat[] = {"type",
+                          "order.placed",
+                          "event_id",
+                          "e-1",
+                          "aggregate_id",
+                          "o-1",
+                          "aggregate_type",
+                          "Order",
+                          "version",
+                          "3",
+                          "occurred_at",
+                          "2026-01-15T10:30:00Z",
+                          "payload",
+                          "{\"orderId\":\"o-1\",\"total\":{\"amount\":\"9.50\"}}",
+                          "metadata",
+                          "{\"correlationId\":\"c-9\"}",
+                          NULL};
     json_t *a = decode_ok(env), *b = decode_ok(flat);
-    cr_assert(json_equal(a, b), "%s\n!=\n%s", json_dumps(a, JSON_SORT_KEYS), json_dumps(b, JSON_SORT_KEYS));
+    cr_assert(json_equal(a, b), "%s\n!=\n%s", json_dumps(a, JSON_SORT_KEYS),
+              json_dumps(b, JSON_SORT_KEYS));
     cr_assert_str_eq(json_string_value(json_object_get(a, "type")), "order.placed");
     cr_assert_eq(json_integer_value(json_object_get(a, "version")), 3);
     cr_assert_str_eq(json_string_value(json_object_get(a, "stream")), "orders");
@@ -92,7 +106,8 @@ Test(event, bad_entries_fail_with_readable_errors)
         {{"event", "{not json", NULL}, "invalid JSON in field \"event\" at line 1 column "},
         {{"event", "[1,2]", NULL}, "the envelope in field \"event\" is not a JSON object"},
         {{"type", "t", "payload", "{\"a\":", NULL}, "invalid JSON in field \"payload\""},
-        {{"type", "t", "payload", "\xff\xfe", NULL}, "the value of field \"payload\" is not valid UTF-8"},
+        {{"type", "t", "payload", "\xff\xfe", NULL},
+         "the value of field \"payload\" is not valid UTF-8"},
         {{NULL}, "the entry has no fields"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -100,7 +115,8 @@ Test(event, bad_entries_fail_with_readable_errors)
         json_t *ev = NULL;
         PjError err;
         fields_init(&x, cases[i].pairs);
-        cr_assert_eq(event_decode("s", "1-1", &x.f, "event", &ev, &err), -PJ_EPERMANENT, "case %zu", i);
+        cr_assert_eq(event_decode("s", "1-1", &x.f, "event", &ev, &err), -PJ_EPERMANENT, "case %zu",
+                     i);
         cr_assert_null(ev);
         cr_assert(strncmp(err.message, cases[i].message, strlen(cases[i].message)) == 0,
                   "case %zu: got \"%s\"", i, err.message);
@@ -110,11 +126,15 @@ Test(event, bad_entries_fail_with_readable_errors)
 Test(event, raw_json_keeps_every_field_and_replaces_bad_bytes)
 {
     Fields x;
-    const char *pairs[] = {"type", "t", "blob", "a\xff" "b", NULL};
+    const char *pairs[] = {"type", "t", "blob",
+                           "a\xff"
+                           "b",
+                           NULL};
     fields_init(&x, pairs);
     json_t *raw = event_raw_json(&x.f);
     cr_assert_str_eq(json_string_value(json_object_get(raw, "type")), "t");
-    cr_assert_str_eq(json_string_value(json_object_get(raw, "blob")), "a\xEF\xBF\xBD" "b");
+    cr_assert_str_eq(json_string_value(json_object_get(raw, "blob")), "a\xEF\xBF\xBD"
+                                                                      "b");
     json_decref(raw);
 }
 
@@ -154,8 +174,8 @@ Test(event, the_type_is_found_without_decoding)
     for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
         const char *env[] = {"event", texts[i], NULL};
         json_t *ev = decode_ok(env);
-        cr_expect_str_eq(peek_envelope_text(texts[i]), json_string_value(json_object_get(ev, "type")),
-                         "%s", texts[i]);
+        cr_expect_str_eq(peek_envelope_text(texts[i]),
+                         json_string_value(json_object_get(ev, "type")), "%s", texts[i]);
         json_decref(ev);
     }
     const char *flat[] = {"payload", "{not json", "type", "customer.renamed", NULL};
@@ -169,16 +189,16 @@ Test(event, the_type_is_found_without_decoding)
 Test(event, the_type_is_not_guessed)
 {
     const char *unsure[] = {
-        "",                                                     /* nothing */
-        "[{\"eventType\":\"a\"}]",                              /* not an object */
-        "{\"payload\":{\"eventType\":\"a\"}}",                  /* only nested */
-        "{\"eventType\":\"a\",\"eventType\":\"b\"}",            /* a duplicate */
-        "{\"eventType\":\"a\\u002eb\"}",                        /* an escape in the type */
-        "{\"event\\u0054ype\":\"a\"}",                          /* an escape in a key */
-        "{\"eventType\":7}",                                    /* not a string */
-        "{\"eventType\":\"a\"} trailing",                       /* more after the object */
-        "{\"eventType\":\"a\",",                                /* cut short */
-        "{\"payload\":\"unterminated, \"eventType\":\"a\"}",    /* the type is inside a string */
+        "",                                                  /* nothing */
+        "[{\"eventType\":\"a\"}]",                           /* not an object */
+        "{\"payload\":{\"eventType\":\"a\"}}",               /* only nested */
+        "{\"eventType\":\"a\",\"eventType\":\"b\"}",         /* a duplicate */
+        "{\"eventType\":\"a\\u002eb\"}",                     /* an escape in the type */
+        "{\"event\\u0054ype\":\"a\"}",                       /* an escape in a key */
+        "{\"eventType\":7}",                                 /* not a string */
+        "{\"eventType\":\"a\"} trailing",                    /* more after the object */
+        "{\"eventType\":\"a\",",                             /* cut short */
+        "{\"payload\":\"unterminated, \"eventType\":\"a\"}", /* the type is inside a string */
         "{\"eventType\":\"a-type-name-that-is-far-too-long-for-the-sixty-four-byte-buffer-given\"}",
     };
     for (size_t i = 0; i < sizeof unsure / sizeof *unsure; i++)

@@ -9,9 +9,9 @@
 #include <time.h>
 
 #include "base/clock.h"
+#include "base/util.h"
 #include "model/expr.h"
 #include "model/expr_internal.h"
-#include "base/util.h"
 
 /* The line and column the parsed text starts at in the pretend YAML file. */
 #define TEXT_LINE 7
@@ -116,8 +116,9 @@ static void render_expr(StrBuf *sb, const Expr *e)
 
 static void render_cond(StrBuf *sb, const Cond *c)
 {
-    static const char *const ops[] = {[EXPR_CMP_EQ] = "==", [EXPR_CMP_NE] = "!=", [EXPR_CMP_LT] = "<",
-                                      [EXPR_CMP_LE] = "<=", [EXPR_CMP_GT] = ">",  [EXPR_CMP_GE] = ">="};
+    static const char *const ops[] = {
+        [EXPR_CMP_EQ] = "==", [EXPR_CMP_NE] = "!=", [EXPR_CMP_LT] = "<",
+        [EXPR_CMP_LE] = "<=", [EXPR_CMP_GT] = ">",  [EXPR_CMP_GE] = ">="};
     switch (c->kind) {
     case EXPR_COND_CMP:
         strbuf_appendf(sb, "(%s ", ops[c->op]);
@@ -595,7 +596,8 @@ Test(expr, evaluates_against_an_event)
         {"lower($.payload.missing)", NULL, EXPR_VAL_NULL},
         {"lower($.payload.flag)", "true", EXPR_VAL_STRING},
         {"upper(1.5e3)", "1.5E3", EXPR_VAL_STRING},
-        {"concat($.payload.customerId, '/', $.payload.missing, $.version)", "C-42/3", EXPR_VAL_STRING},
+        {"concat($.payload.customerId, '/', $.payload.missing, $.version)", "C-42/3",
+         EXPR_VAL_STRING},
         {"concat($.payload.flag, ' ', $.payload.items[*].qty)", "true [2,3]", EXPR_VAL_STRING},
         {"concat(null)", "", EXPR_VAL_STRING},
         {"concat('a''', 'b')", "a'b", EXPR_VAL_STRING},
@@ -721,7 +723,8 @@ Test(expr, reports_data_errors)
         cr_expect_eq(err.code, PJ_EPERMANENT);
         cr_expect_str_eq(err.message, cases[i].message, "\"%s\": got %s", cases[i].text,
                          err.message);
-        cr_expect_eq(v.kind, EXPR_VAL_NULL, "\"%s\": a failed evaluation leaves null", cases[i].text);
+        cr_expect_eq(v.kind, EXPR_VAL_NULL, "\"%s\": a failed evaluation leaves null",
+                     cases[i].text);
         value_done(&v);
         expr_free(e);
     }

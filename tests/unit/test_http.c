@@ -18,11 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http/http.h"
 #include "board/board.h"
-#include "testenv.h"
+#include "http/http.h"
 #include "http/metrics.h"
 #include "os/now.h"
+#include "testenv.h"
 
 static char name_orders[] = "orders", name_stats[] = "customer_stats",
             name_customers[] = "customers";
@@ -231,9 +231,9 @@ Test(http, lag_lists_every_read_model)
 {
     BoardOutcome o = {.id = sid(5, 0), .outcome = BOARD_OUTCOME_APPLIED};
     StreamBacklog s = {.has_last_entry = true,
-                   .last_entry = sid(9, 0),
-                   .entries_behind = 4,
-                   .oldest_unapplied_ms = now_wall_ms() - 3000};
+                       .last_entry = sid(9, 0),
+                       .entries_behind = 4,
+                       .oldest_unapplied_ms = now_wall_ms() - 3000};
     Reply r;
     json_t *st;
 
@@ -446,9 +446,9 @@ Test(http, wait_times_out_with_positions)
 {
     BoardOutcome o = {.id = sid(3, 0), .outcome = BOARD_OUTCOME_APPLIED};
     StreamBacklog s = {.has_last_entry = true,
-                   .last_entry = sid(20, 0),
-                   .entries_behind = 7,
-                   .oldest_unapplied_ms = now_wall_ms() - 2000};
+                       .last_entry = sid(20, 0),
+                       .entries_behind = 7,
+                       .oldest_unapplied_ms = now_wall_ms() - 2000};
     int64_t start, elapsed;
     Reply r;
 
@@ -544,7 +544,8 @@ Test(http, stopped_read_model_answers_503_at_once)
     Reply r;
 
     run_all();
-    board_set_state(board, 1, BOARD_STATE_STOPPED, "table \"customer_stats\" differs from the YAML");
+    board_set_state(board, 1, BOARD_STATE_STOPPED,
+                    "table \"customer_stats\" differs from the YAML");
     start = now_monotonic_ms();
     r = get("/wait?stream=orders&id=1-0&timeout_ms=10000");
     cr_expect_lt(now_monotonic_ms() - start, 1000);

@@ -15,8 +15,8 @@
 static json_t *sample(void)
 {
     json_error_t jerr;
-    json_t *j = json_loads("{\"a\": [1, 2.5, \"three\", null, {\"b\": true}], \"c\": \"d\"}", 0,
-                           &jerr);
+    json_t *j =
+        json_loads("{\"a\": [1, 2.5, \"three\", null, {\"b\": true}], \"c\": \"d\"}", 0, &jerr);
     cr_assert_not_null(j, "%s", jerr.text);
     return j;
 }

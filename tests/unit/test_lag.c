@@ -61,9 +61,9 @@ static void run_all(void)
 static void sample(size_t rm, size_t stream, uint64_t last_ms, uint64_t behind, int64_t oldest)
 {
     StreamBacklog s = {.has_last_entry = true,
-                   .last_entry = sid(last_ms, 0),
-                   .entries_behind = behind,
-                   .oldest_unapplied_ms = oldest};
+                       .last_entry = sid(last_ms, 0),
+                       .entries_behind = behind,
+                       .oldest_unapplied_ms = oldest};
     board_sampled(board, rm, stream, &s);
 }
 
@@ -349,11 +349,11 @@ static void count_wake(void *arg)
 static BoardWaiter *begin(const char *stream, StreamId id, const char *rm, unsigned timeout_ms)
 {
     BoardWaitRequest req = {.stream = stream,
-                       .id = id,
-                       .readmodel = rm,
-                       .timeout_ms = timeout_ms,
-                       .owner = &wakes,
-                       .wake = count_wake};
+                            .id = id,
+                            .readmodel = rm,
+                            .timeout_ms = timeout_ms,
+                            .owner = &wakes,
+                            .wake = count_wake};
     BoardWaiter *w = NULL;
     PjError err = {0};
 
@@ -377,8 +377,9 @@ static const char *rm_field(json_t *doc, size_t i, const char *key)
 
 Test(lag, waiter_after_the_commit_takes_the_outcome_from_the_ring)
 {
-    BoardOutcome o[2] = {{.id = sid(3, 0), .outcome = BOARD_OUTCOME_DEAD_LETTERED, .error = "no key"},
-                         {.id = sid(4, 0), .outcome = BOARD_OUTCOME_SKIPPED}};
+    BoardOutcome o[2] = {
+        {.id = sid(3, 0), .outcome = BOARD_OUTCOME_DEAD_LETTERED, .error = "no key"},
+        {.id = sid(4, 0), .outcome = BOARD_OUTCOME_SKIPPED}};
     BoardWaiter *w;
     json_t *doc;
 
@@ -548,10 +549,10 @@ Test(lag, abort_owner_answers_only_its_waiters)
 {
     BoardWaiter *mine = begin("orders", sid(9, 0), NULL, 60000);
     BoardWaitRequest req = {.stream = "orders",
-                       .id = sid(9, 0),
-                       .timeout_ms = 60000,
-                       .owner = board,
-                       .wake = count_wake};
+                            .id = sid(9, 0),
+                            .timeout_ms = 60000,
+                            .owner = board,
+                            .wake = count_wake};
     BoardWaiter *other;
     PjError err;
 

@@ -383,10 +383,11 @@ Test(model, numeric_kinds)
         ColumnKind kind;
         bool numeric;
     } cases[] = {
-        {MODEL_COL_TEXT, false},        {MODEL_COL_SMALLINT, true},   {MODEL_COL_INTEGER, true}, {MODEL_COL_BIGINT, true},
-        {MODEL_COL_NUMERIC, true},      {MODEL_COL_REAL, true},       {MODEL_COL_DOUBLE, true},  {MODEL_COL_BOOLEAN, false},
-        {MODEL_COL_TIMESTAMPTZ, false}, {MODEL_COL_TIMESTAMP, false}, {MODEL_COL_DATE, false},   {MODEL_COL_UUID, false},
-        {MODEL_COL_JSONB, false},       {MODEL_COL_VARCHAR, false},
+        {MODEL_COL_TEXT, false},      {MODEL_COL_SMALLINT, true}, {MODEL_COL_INTEGER, true},
+        {MODEL_COL_BIGINT, true},     {MODEL_COL_NUMERIC, true},  {MODEL_COL_REAL, true},
+        {MODEL_COL_DOUBLE, true},     {MODEL_COL_BOOLEAN, false}, {MODEL_COL_TIMESTAMPTZ, false},
+        {MODEL_COL_TIMESTAMP, false}, {MODEL_COL_DATE, false},    {MODEL_COL_UUID, false},
+        {MODEL_COL_JSONB, false},     {MODEL_COL_VARCHAR, false},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
         cr_expect_eq(column_kind_is_numeric(cases[i].kind), cases[i].numeric, "kind %d",

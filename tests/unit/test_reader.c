@@ -20,12 +20,13 @@ static const char *const streams[] = {"orders", "customers"};
 
 Test(reader, parses_two_streams_with_fields)
 {
-    const char *resp = "*2\r\n"
-                       "*2\r\n$6\r\norders\r\n*2\r\n"
-                       "*2\r\n$3\r\n1-0\r\n*2\r\n$4\r\ntype\r\n$1\r\na\r\n"
-                       "*2\r\n$3\r\n2-5\r\n*4\r\n$4\r\ntype\r\n$1\r\nb\r\n$7\r\npayload\r\n$2\r\n{}\r\n"
-                       "*2\r\n$9\r\ncustomers\r\n*1\r\n"
-                       "*2\r\n$3\r\n1-1\r\n*2\r\n$5\r\nevent\r\n$2\r\n{}\r\n";
+    const char *resp =
+        "*2\r\n"
+        "*2\r\n$6\r\norders\r\n*2\r\n"
+        "*2\r\n$3\r\n1-0\r\n*2\r\n$4\r\ntype\r\n$1\r\na\r\n"
+        "*2\r\n$3\r\n2-5\r\n*4\r\n$4\r\ntype\r\n$1\r\nb\r\n$7\r\npayload\r\n$2\r\n{}\r\n"
+        "*2\r\n$9\r\ncustomers\r\n*1\r\n"
+        "*2\r\n$3\r\n1-1\r\n*2\r\n$5\r\nevent\r\n$2\r\n{}\r\n";
     Batch b = {0};
     PjError err;
     cr_assert_eq(reader_parse_batch(parse_resp(resp), streams, 2, &b, &err), 0, "%s", err.message);
@@ -65,11 +66,11 @@ Test(reader, deleted_pending_entry_is_marked)
 Test(reader, rejects_wrong_shapes)
 {
     static const char *bad[] = {
-        ":1\r\n",                                                      /* not an array */
-        "*1\r\n*2\r\n$6\r\norders\r\n:5\r\n",                           /* entries not an array */
+        ":1\r\n",                             /* not an array */
+        "*1\r\n*2\r\n$6\r\norders\r\n:5\r\n", /* entries not an array */
         "*1\r\n*2\r\n$6\r\norders\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*1\r\n$1\r\na\r\n", /* odd fields */
-        "*1\r\n*2\r\n$5\r\nother\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*0\r\n",   /* unknown stream */
-        "*1\r\n*2\r\n$6\r\norders\r\n*1\r\n*2\r\n$3\r\nabc\r\n*0\r\n",  /* bad entry ID */
+        "*1\r\n*2\r\n$5\r\nother\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*0\r\n",  /* unknown stream */
+        "*1\r\n*2\r\n$6\r\norders\r\n*1\r\n*2\r\n$3\r\nabc\r\n*0\r\n", /* bad entry ID */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         Batch b = {0};
@@ -84,8 +85,8 @@ Test(reader, error_reply_classified)
 {
     Batch b = {0};
     PjError err;
-    cr_assert_eq(reader_parse_batch(parse_resp("-WRONGTYPE Operation against a key\r\n"), streams, 2, &b,
-                                    &err),
+    cr_assert_eq(reader_parse_batch(parse_resp("-WRONGTYPE Operation against a key\r\n"), streams,
+                                    2, &b, &err),
                  -PJ_EPERMANENT);
     cr_assert_eq(reader_parse_batch(parse_resp("-NOGROUP No such key\r\n"), streams, 2, &b, &err),
                  -PJ_ETRANSIENT);

@@ -15,8 +15,8 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "testenv.h"
 #include "base/util.h"
+#include "testenv.h"
 
 #define PYTHON "/usr/bin/python3"
 
@@ -73,8 +73,8 @@ static size_t expect_all_valid(const char *schema, const char *pattern)
         for (size_t i = 0; i < g.gl_pathc; i++) {
             char *out = NULL;
             int code = schema_check(schema, g.gl_pathv[i], &out);
-            cr_expect_eq(code, 0, "%s does not validate against %s (exit %d):\n%s",
-                         g.gl_pathv[i], schema, code, out);
+            cr_expect_eq(code, 0, "%s does not validate against %s (exit %d):\n%s", g.gl_pathv[i],
+                         schema, code, out);
             free(out);
             count++;
         }
@@ -289,11 +289,11 @@ Test(schemas, sample_feed_validates)
 /* ---- documents written here, checked by content ---- */
 
 typedef struct SchemaCase {
-    char name[32];      /* file name: its extension picks YAML, JSON or feed */
+    char name[32]; /* file name: its extension picks YAML, JSON or feed */
     char schema[32];
     char text[640];
-    int exit_code;      /* 0 accepted, 1 rejected */
-    char expect[96];    /* a substring of the output ("" for none) */
+    int exit_code;   /* 0 accepted, 1 rejected */
+    char expect[96]; /* a substring of the output ("" for none) */
 } SchemaCase;
 
 #define RM "readmodel.schema.json"
@@ -306,34 +306,49 @@ ParameterizedTestParameters(schemas, documents)
     static SchemaCase cases[] = {
         {"missing_on.yaml", RM, MINIMAL_RM "columns: {id: text}\n", 1,
          "'on' is a required property"},
-        {"unknown_key.yaml", RM, MINIMAL_RM "columns: {id: text}\non: {a: {delete: {where: "
-         "{id: $.x}}}}\ncolums: {}\n", 1, "'colums' was unexpected"},
-        {"unknown_type.yaml", RM, MINIMAL_RM "columns: {id: strng}\non: {a: {delete: {where: "
-         "{id: $.x}}}}\n", 1, "$.columns.id: 'strng'"},
-        {"two_verbs.yaml", RM, MINIMAL_RM "columns: {id: text}\non:\n  a:\n    delete: {where: "
-         "{id: $.x}}\n    update: {where: {id: $.x}, set: {id: $.y}}\n", 1, "$.on.a"},
-        {"reserved_column.yaml", RM, MINIMAL_RM "columns: {id: text, add: integer}\non: {a: "
-         "{delete: {where: {id: $.x}}}}\n", 1, "$.columns"},
+        {"unknown_key.yaml", RM,
+         MINIMAL_RM "columns: {id: text}\non: {a: {delete: {where: "
+                    "{id: $.x}}}}\ncolums: {}\n",
+         1, "'colums' was unexpected"},
+        {"unknown_type.yaml", RM,
+         MINIMAL_RM "columns: {id: strng}\non: {a: {delete: {where: "
+                    "{id: $.x}}}}\n",
+         1, "$.columns.id: 'strng'"},
+        {"two_verbs.yaml", RM,
+         MINIMAL_RM "columns: {id: text}\non:\n  a:\n    delete: {where: "
+                    "{id: $.x}}\n    update: {where: {id: $.x}, set: {id: $.y}}\n",
+         1, "$.on.a"},
+        {"reserved_column.yaml", RM,
+         MINIMAL_RM "columns: {id: text, add: integer}\non: {a: "
+                    "{delete: {where: {id: $.x}}}}\n",
+         1, "$.columns"},
         {"duplicate_key.yaml", RM, MINIMAL_RM "key: [id]\ncolumns: {id: text}\n", 1,
          "duplicate key \"key\""},
-        {"yaml_12_and_flow.yaml", RM, MINIMAL_RM "columns:\n  id: TEXT\n  n: {type: numeric(12,"
+        {"yaml_12_and_flow.yaml", RM,
+         MINIMAL_RM
+         "columns:\n  id: TEXT\n  n: {type: numeric(12,"
          " 2), default: 0}\n  ok: {type: Boolean, nullable: yes}\non:\n  a:\n    upsert: {id: "
-         "concat($.a, $.b), add: {n: 1}}\n", 1, "$.columns.ok.nullable: 'yes'"},
-        {"flow_and_case_ok.yaml", RM, MINIMAL_RM "columns:\n  id: TEXT\n  n: {type: numeric(12,"
-         " 2), default: 0}\non:\n  a:\n    upsert: {id: concat($.a, $.b), add: {n: 1}}\n", 0,
-         ""},
+         "concat($.a, $.b), add: {n: 1}}\n",
+         1, "$.columns.ok.nullable: 'yes'"},
+        {"flow_and_case_ok.yaml", RM,
+         MINIMAL_RM
+         "columns:\n  id: TEXT\n  n: {type: numeric(12,"
+         " 2), default: 0}\non:\n  a:\n    upsert: {id: concat($.a, $.b), add: {n: 1}}\n",
+         0, ""},
         {"batch_zero.yaml", CFG, "batch: 0\n", 1, "$.batch"},
         {"misspelled.yaml", CFG, "bacth: 10\n", 1, "'bacth' was unexpected"},
-        {"log_level.yaml", CFG, "log_level: verbose\nhttp: {listen: ':8080'}\n", 1,
-         "$.log_level"},
+        {"log_level.yaml", CFG, "log_level: verbose\nhttp: {listen: ':8080'}\n", 1, "$.log_level"},
         {"env_ok.yaml", CFG, "batch: ${BATCH}\nredis: {url: '${REDIS_URL}'}\n", 0, ""},
-        {"no_type.jsonl", EV, "{\"stream\":\"s\",\"fields\":{\"event_id\":\"1\",\"aggregate_id\":"
+        {"no_type.jsonl", EV,
+         "{\"stream\":\"s\",\"fields\":{\"event_id\":\"1\",\"aggregate_id\":"
          "\"a\",\"aggregate_type\":\"A\",\"version\":\"1\",\"occurred_at\":"
-         "\"2026-01-15T10:00:00Z\"}}\n", 1, "no_type.jsonl:1: $: 'type' is a required"},
-        {"bad_envelope.jsonl", EV, "# ok\n{\"stream\":\"s\",\"envelope\":{\"eventId\":\"1\","
+         "\"2026-01-15T10:00:00Z\"}}\n",
+         1, "no_type.jsonl:1: $: 'type' is a required"},
+        {"bad_envelope.jsonl", EV,
+         "# ok\n{\"stream\":\"s\",\"envelope\":{\"eventId\":\"1\","
          "\"eventType\":\"t\",\"aggregateId\":\"a\",\"aggregateType\":\"A\",\"timestamp\":"
-         "\"2026-01-15T10:00:00Z\",\"version\":1,\"payload\":[]}}\n", 1,
-         "bad_envelope.jsonl:2: $.payload"},
+         "\"2026-01-15T10:00:00Z\",\"version\":1,\"payload\":[]}}\n",
+         1, "bad_envelope.jsonl:2: $.payload"},
         {"not_json.jsonl", EV, "{\"stream\":\n", 1, "not_json.jsonl:1: invalid JSON"},
     };
     return cr_make_param_array(SchemaCase, cases, ARRAY_SIZE(cases));
@@ -346,10 +361,10 @@ ParameterizedTest(SchemaCase *c, schemas, documents)
     char *out = NULL;
     int code = schema_check(c->schema, path, &out);
 
-    cr_expect_eq(code, c->exit_code, "%s: expected exit %d, got %d:\n%s", c->name,
-                 c->exit_code, code, out);
-    cr_expect(strstr(out, c->expect) != NULL, "%s: expected \"%s\" in:\n%s", c->name,
-              c->expect, out);
+    cr_expect_eq(code, c->exit_code, "%s: expected exit %d, got %d:\n%s", c->name, c->exit_code,
+                 code, out);
+    cr_expect(strstr(out, c->expect) != NULL, "%s: expected \"%s\" in:\n%s", c->name, c->expect,
+              out);
     free(out);
     free(path);
     free(dir);

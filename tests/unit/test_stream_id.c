@@ -24,9 +24,10 @@ typedef struct BadId {
 
 ParameterizedTestParameters(stream_id, rejects_malformed)
 {
-    static BadId bad[] = {{""},    {"123"},  {"-1"},    {"1-"},    {"a-1"},
-                          {"1-b"}, {"1--2"}, {" 1-2"},  {"1-2 "},  {"+1-2"},
-                          {"1-2-3"}, {"18446744073709551616-0"}, {"0x10-1"}, {"1.5-2"}};
+    static BadId bad[] = {{""},       {"123"},  {"-1"},    {"1-"},
+                          {"a-1"},    {"1-b"},  {"1--2"},  {" 1-2"},
+                          {"1-2 "},   {"+1-2"}, {"1-2-3"}, {"18446744073709551616-0"},
+                          {"0x10-1"}, {"1.5-2"}};
     return cr_make_param_array(BadId, bad, sizeof bad / sizeof bad[0]);
 }
 
