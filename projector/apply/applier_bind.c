@@ -41,10 +41,8 @@ static int bind_null_error(const ApplierPlan *p, const StatementInfo *info, cons
 /* Rewrites err's message as "<prefix>: <message>". */
 static int bind_prefix_error(PjError *err, const char *prefix)
 {
-    char message[sizeof err->message];
-
-    snprintf(message, sizeof message, "%s", err->message);
-    return pj_error_set(err, PJ_EPERMANENT, "%s: %s", prefix, message);
+    err->code = PJ_EPERMANENT;
+    return pj_error_prefix(err, "%s", prefix);
 }
 
 static bool bind_null_allowed(ParamRole role)

@@ -23,6 +23,44 @@ int pj_error_set(PjError *err, int code, const char *fmt, ...)
     return -code;
 }
 
+/* err's message with text before (": " between) or after (" " between) it. */
+static int error_reword(PjError *err, bool before, const char *fmt, va_list ap)
+{
+    char text[sizeof err->message];
+    StrBuf sb = {0};
+
+    if (err == NULL)
+        return -PJ_EINVAL;
+    assert(err->code > 0);
+    vsnprintf(text, sizeof text, fmt, ap);
+    if (before)
+        strbuf_appendf(&sb, "%s: %s", text, err->message);
+    else
+        strbuf_appendf(&sb, "%s %s", err->message, text);
+    /* Cut to fit, like every message. */
+    snprintf(err->message, sizeof err->message, "%s", sb.buf);
+    strbuf_done(&sb);
+    return -err->code;
+}
+
+int pj_error_prefix(PjError *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = error_reword(err, true, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int pj_error_suffix(PjError *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = error_reword(err, false, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
 void diag_addv(Diagnostics *d, const char *file, int line, int column, const char *fmt, va_list ap)
 {
     StrBuf sb = {0};

@@ -44,6 +44,10 @@ typedef struct PjError {
 
 /* Formats the message into err (which may be NULL) and returns -code. */
 int pj_error_set(PjError *err, int code, const char *fmt, ...) PJ_PRINTF(3, 4);
+/* Puts the formatted text and ": " before err's message, or " " and the text after it,
+ * keeping its code and SQLSTATE (err may be NULL). Both return -err->code. */
+int pj_error_prefix(PjError *err, const char *fmt, ...) PJ_PRINTF(2, 3);
+int pj_error_suffix(PjError *err, const char *fmt, ...) PJ_PRINTF(2, 3);
 
 /* A growable NUL-terminated string. Zero-initialise, append, then take or free buf. */
 typedef struct StrBuf {

@@ -132,11 +132,8 @@ int dlq_run(const Config *cfg, const ModelSet *set, const DlqArgs *args, FILE *o
         break;
     }
     pg_free(pg);
-    if (rc < 0 && strcmp(err->sqlstate, "42P01") == 0) {
-        char detail[sizeof err->message];
-        snprintf(detail, sizeof detail, "%s", err->message);
-        return pj_error_set(err, -rc, "%s (run \"projector migrate\" to create schema \"%s\")",
-                            detail, cfg->pg_schema);
-    }
+    if (rc < 0 && strcmp(err->sqlstate, "42P01") == 0)
+        return pj_error_suffix(err, "(run \"projector migrate\" to create schema \"%s\")",
+                               cfg->pg_schema);
     return rc;
 }

@@ -57,11 +57,8 @@ static int is_applied(Pg *pg, const char *schema, const char *name, bool *ret, P
 static int apply_one(Pg *pg, const char *schema, const Migration *m, PjError *err)
 {
     int rc = exec_rendered(pg, m->sql, schema, err);
-    if (rc < 0) {
-        char detail[sizeof err->message];
-        snprintf(detail, sizeof detail, "%s", err->message);
-        return pj_error_set(err, err->code, "migration \"%s\" failed: %s", m->name, detail);
-    }
+    if (rc < 0)
+        return pj_error_prefix(err, "migration \"%s\" failed", m->name);
     char *sql =
         migrations_render("INSERT INTO :\"schema\".schema_migrations (name) VALUES ($1)", schema);
     const char *params[] = {m->name};

@@ -95,3 +95,16 @@ ParameterizedTest(LiteralCase *c, util, append_literal)
     cr_expect_eq(sb.len, strlen(sb.buf));
     strbuf_done(&sb);
 }
+
+Test(util, an_error_reworded_keeps_its_code_and_sqlstate)
+{
+    PjError err;
+    pj_error_set(&err, PJ_EPERMANENT, "duplicate key");
+    memcpy(err.sqlstate, "23505", 6);
+    cr_expect_eq(pj_error_prefix(&err, "migration \"%s\" failed", "004"), -PJ_EPERMANENT);
+    cr_expect_str_eq(err.message, "migration \"004\" failed: duplicate key");
+    cr_expect_eq(pj_error_suffix(&err, "(%s)", "hint"), -PJ_EPERMANENT);
+    cr_expect_str_eq(err.message, "migration \"004\" failed: duplicate key (hint)");
+    cr_expect_str_eq(err.sqlstate, "23505");
+    cr_expect_eq(err.code, PJ_EPERMANENT);
+}
