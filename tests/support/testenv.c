@@ -430,6 +430,33 @@ char *testenv_tmpdir(void)
     return tmpl;
 }
 
+ModelSet *testenv_load_models(const char *const *paths, size_t n)
+{
+    Diagnostics diag = {0};
+    ModelSet *set = NULL;
+
+    if (model_load_files(paths, n, &set, &diag) < 0) {
+        diag_print(&diag, stderr);
+        set = NULL;
+    }
+    diag_done(&diag);
+    return set;
+}
+
+ModelSet *testenv_load_model_text(const char *name, const char *yaml)
+{
+    char *dir = testenv_tmpdir();
+    char *path = testenv_write_file(dir, name, yaml);
+    const char *paths[] = {path};
+    ModelSet *set = testenv_load_models(paths, 1);
+
+    (void)unlink(path);
+    (void)rmdir(dir);
+    free(path);
+    free(dir);
+    return set;
+}
+
 char *testenv_write_file(const char *dir, const char *name, const char *text)
 {
     char *path = xasprintf("%s/%s", dir, name);

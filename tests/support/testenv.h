@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "model/model.h"
+
 /* True when both servers are configured. Integration suites cr_skip_test() otherwise. */
 bool testenv_have_servers(void);
 
@@ -48,6 +50,11 @@ int testenv_publish_file(redisContext *c, const char *path, json_t **last_ids);
 char *testenv_tmpdir(void);
 /* Writes text to dir/name; returns the full path (caller frees). */
 char *testenv_write_file(const char *dir, const char *name, const char *text);
+/* Loads read models from paths, or from one YAML text written to a temporary file called
+ * name (removed again). Prints the diagnostics and returns NULL when they do not load;
+ * free with model_set_free. */
+ModelSet *testenv_load_models(const char *const *paths, size_t n);
+ModelSet *testenv_load_model_text(const char *name, const char *yaml);
 /* Appends text to the file at path (a config key, say). */
 void testenv_append_file(const char *path, const char *text);
 /* A free TCP port on 127.0.0.1. */

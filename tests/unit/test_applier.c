@@ -11,6 +11,7 @@
 
 #include "apply/applier.h"
 #include "model/model.h"
+#include "testenv.h"
 
 #define GOOD_DIR PROJECTOR_SOURCE_DIR "/tests/data/good/"
 
@@ -50,38 +51,15 @@ static ModelSet *load_good(void)
 {
     static const char *const files[] = {GOOD_DIR "customers.yaml", GOOD_DIR "orders.yaml",
                                         GOOD_DIR "customer_stats.yaml"};
-    Diagnostics diag = {0};
-    ModelSet *set = NULL;
-
-    int r = model_load_files(files, ARRAY_SIZE(files), &set, &diag);
-    if (r < 0)
-        diag_print(&diag, stderr);
-    cr_assert_eq(r, 0, "fixtures do not load");
-    diag_done(&diag);
+    ModelSet *set = testenv_load_models(files, ARRAY_SIZE(files));
+    cr_assert_not_null(set, "fixtures do not load");
     return set;
 }
 
 static ModelSet *load_accounts(void)
 {
-    char dir[] = "/tmp/pj_applier_XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
-    char *path = xasprintf("%s/accounts.yaml", dir);
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fputs(accounts_yaml, f);
-    fclose(f);
-
-    const char *files[] = {path};
-    Diagnostics diag = {0};
-    ModelSet *set = NULL;
-    int r = model_load_files(files, 1, &set, &diag);
-    if (r < 0)
-        diag_print(&diag, stderr);
-    cr_assert_eq(r, 0, "accounts model does not load");
-    diag_done(&diag);
-    unlink(path);
-    rmdir(dir);
-    free(path);
+    ModelSet *set = testenv_load_model_text("accounts.yaml", accounts_yaml);
+    cr_assert_not_null(set, "accounts model does not load");
     return set;
 }
 

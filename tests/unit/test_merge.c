@@ -68,21 +68,11 @@ static MergePlan mp;
 
 static void setup(void)
 {
-    char *dir = testenv_tmpdir();
-    char *file = testenv_write_file(dir, "ledger.yaml", ledger_yaml);
-    const char *files[] = {file};
-    Diagnostics diag = {0};
     PjError err = {0};
-    int r = model_load_files(files, 1, &set, &diag);
-    if (r < 0)
-        diag_print(&diag, stderr);
-    cr_assert_eq(r, 0, "ledger model does not load");
-    diag_done(&diag);
+
+    set = testenv_load_model_text("ledger.yaml", ledger_yaml);
+    cr_assert_not_null(set, "ledger model does not load");
     cr_assert_eq(applier_plan_new(set, 0, &plan, &err), 0, "%s", err.message);
-    unlink(file);
-    rmdir(dir);
-    free(file);
-    free(dir);
 }
 
 static void teardown(void)
