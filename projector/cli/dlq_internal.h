@@ -14,12 +14,19 @@
 
 /* ---- dlq_letter.c ---- */
 
+#define DLQ_ID_BUFSZ 24 /* a dead letter's ID as text */
+
 /* The value at (row, col) of res (borrowed from res), or dflt when it is SQL NULL. */
 const char *dlq_value_or(const PGresult *res, int row, int col, const char *dflt);
 /* "dead letter 7 (read model "orders", entry 1-0 of stream "orders", type "order.placed")";
  * type may be NULL (an entry that did not decode). No line break. */
 void dlq_print_letter(FILE *out, const char *id, const char *readmodel, const char *stream,
                       const char *entry_id, const char *type);
+/* Runs sql_template (":\"schema\"" rendered, $1 the ID) for dead letter id, whose text
+ * goes into idbuf. *ret gets the rows (the caller PQclear()s); -PJ_ENOTFOUND with err set
+ * when there are none. */
+int dlq_query_letter(Pg *pg, const Config *cfg, const char *sql_template, int64_t id,
+                     char idbuf[DLQ_ID_BUFSZ], PGresult **ret, PjError *err) PJ_MUSTCHECK;
 /* The line printed when there is nothing to list or retry; readmodel may be NULL. */
 void dlq_print_none(FILE *out, const char *readmodel);
 /* The normalized event of a stored raw entry; -PJ_EPERMANENT with err set when the raw

@@ -5,10 +5,13 @@
 #include "cli/dlq.h"
 #include "cli/dlq_internal.h"
 
+#include <assert.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "apply/event.h"
+#include "sink/migrations.h"
 
 const char *dlq_value_or(const PGresult *res, int row, int col, const char *dflt)
 {
@@ -103,4 +106,25 @@ int dlq_decode_raw(const char *raw_text, const char *stream, const char *entry_i
     raw_fields_done(&rf);
     json_decref(raw);
     return rc;
+}
+
+int dlq_query_letter(Pg *pg, const Config *cfg, const char *sql_template, int64_t id,
+                     char idbuf[DLQ_ID_BUFSZ], PGresult **ret, PjError *err)
+{
+    const char *params[] = {idbuf};
+    char *sql = migrations_render(sql_template, cfg->pg_schema);
+    PGresult *res;
+
+    assert(id > 0);
+    snprintf(idbuf, DLQ_ID_BUFSZ, "%" PRId64, id);
+    int rc = pg_query(pg, sql, 1, params, &res, err);
+    free(sql);
+    if (rc < 0)
+        return rc;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return pj_error_set(err, PJ_ENOTFOUND, "dead letter %s does not exist", idbuf);
+    }
+    *ret = res;
+    return 0;
 }

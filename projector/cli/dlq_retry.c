@@ -21,25 +21,17 @@ static const char discard_sql[] = "DELETE FROM :\"schema\".dead_letters WHERE id
 
 int dlq_discard(Pg *pg, const Config *cfg, const DlqArgs *a, FILE *out, PjError *err)
 {
-    char id[24];
-    snprintf(id, sizeof id, "%" PRId64, a->id);
-    char *sql = migrations_render(discard_sql, cfg->pg_schema);
-    const char *params[] = {id};
+    char id[DLQ_ID_BUFSZ];
     PGresult *res;
-    int rc = pg_query(pg, sql, 1, params, &res, err);
-    free(sql);
+    int rc = dlq_query_letter(pg, cfg, discard_sql, a->id, id, &res, err);
     if (rc < 0)
         return rc;
-    if (PQntuples(res) == 0)
-        rc = pj_error_set(err, PJ_ENOTFOUND, "dead letter %s does not exist", id);
-    else {
-        fputs("discarded ", out);
-        dlq_print_letter(out, id, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
-                         PQgetvalue(res, 0, 2), dlq_value_or(res, 0, 3, NULL));
-        fprintf(out, ": %s\n", PQgetvalue(res, 0, 4));
-    }
+    fputs("discarded ", out);
+    dlq_print_letter(out, id, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2),
+                     dlq_value_or(res, 0, 3, NULL));
+    fprintf(out, ": %s\n", PQgetvalue(res, 0, 4));
     PQclear(res);
-    return rc;
+    return 0;
 }
 
 /* ---- retry ---- */

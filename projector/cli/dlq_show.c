@@ -156,19 +156,12 @@ static void print_show(FILE *out, const PGresult *res, const Config *cfg)
 
 int dlq_show(Pg *pg, const Config *cfg, const DlqArgs *a, FILE *out, PjError *err)
 {
-    char id[24];
-    snprintf(id, sizeof id, "%" PRId64, a->id);
-    char *sql = migrations_render(show_sql, cfg->pg_schema);
-    const char *params[] = {id};
+    char id[DLQ_ID_BUFSZ];
     PGresult *res;
-    int rc = pg_query(pg, sql, 1, params, &res, err);
-    free(sql);
+    int rc = dlq_query_letter(pg, cfg, show_sql, a->id, id, &res, err);
     if (rc < 0)
         return rc;
-    if (PQntuples(res) == 0)
-        rc = pj_error_set(err, PJ_ENOTFOUND, "dead letter %s does not exist", id);
-    else
-        print_show(out, res, cfg);
+    print_show(out, res, cfg);
     PQclear(res);
-    return rc;
+    return 0;
 }
