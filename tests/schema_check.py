@@ -48,7 +48,7 @@ Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def balanced_end(text, start):
-    """Index just past the ')' that balances the text from start, or None (model.c)."""
+    """Index just past the ')' that balances the text from start, or None (projector/model/loader.c)."""
     depth, quoted = 0, False
     for i in range(start, len(text)):
         c = text[i]

@@ -1,7 +1,7 @@
 /* actions.c - the `on:` section of a read model: event types -> handlers -> actions
  * (upsert, update, delete), their column values, `when:` conditions and lookups.
  *
- * Values are parsed here (expressions through expr.c); lookups are queued while files are
+ * Values are parsed here (expressions through model/expr.h); lookups are queued while files are
  * read and resolved once every model is known. Columns, key and version must be parsed
  * before this file's functions run.
  */

@@ -2,7 +2,7 @@
  * checkpoints that make a parallel batch exactly-once (see partition.h).
  *
  * Owns the Recovery read back at session start. Invariant: while any partition row is
- * ahead of the checkpoint, batches run on one session only (worker.c), so the rows ahead
+ * ahead of the checkpoint, batches run on one session only (run/parallel.c), so the rows ahead
  * all come from one batch, under one partitioning.
  */
 #include "sink/partition.h"

@@ -1,4 +1,4 @@
-/* test_lag.c - the lag board without servers: derived states, lag seconds, counters and
+/* test_board.c - the progress board without servers: derived states, lag seconds, counters and
  * rates, monotonic positions, board_wait_position across threads, stale polls, and the
  * /wait waiter registry (ring outcomes, stop, timer, shutdown).
  */
@@ -37,7 +37,7 @@ static void teardown(void)
     board = board_free(board);
 }
 
-TestSuite(lag, .init = setup, .fini = teardown);
+TestSuite(board, .init = setup, .fini = teardown);
 
 static StreamId sid(uint64_t ms, uint64_t seq)
 {
@@ -91,7 +91,7 @@ static void expect_state(size_t rm, const char *want)
     free(got);
 }
 
-Test(lag, starts_in_starting_and_not_ready)
+Test(board, starts_in_starting_and_not_ready)
 {
     json_t *doc = board_json(board, -1);
     json_t *rms = json_object_get(doc, "readmodels");
@@ -108,7 +108,7 @@ Test(lag, starts_in_starting_and_not_ready)
     cr_expect(board_ready(board));
 }
 
-Test(lag, derives_states)
+Test(board, derives_states)
 {
     static const struct {
         BoardState fault;
@@ -142,7 +142,7 @@ Test(lag, derives_states)
     }
 }
 
-Test(lag, reports_lag_seconds_from_the_oldest_unapplied_entry)
+Test(board, reports_lag_seconds_from_the_oldest_unapplied_entry)
 {
     int64_t now = now_wall_ms();
     json_t *s;
@@ -168,7 +168,7 @@ Test(lag, reports_lag_seconds_from_the_oldest_unapplied_entry)
     json_decref(s);
 }
 
-Test(lag, counts_outcomes_and_rates)
+Test(board, counts_outcomes_and_rates)
 {
     BoardOutcome out[60];
     json_t *s;
@@ -195,7 +195,7 @@ Test(lag, counts_outcomes_and_rates)
     json_decref(s);
 }
 
-Test(lag, unknown_positions_are_null)
+Test(board, unknown_positions_are_null)
 {
     json_t *s = stream_doc(2, 0);
 
@@ -211,7 +211,7 @@ Test(lag, unknown_positions_are_null)
     json_decref(s);
 }
 
-Test(lag, commit_reduces_entries_behind)
+Test(board, commit_reduces_entries_behind)
 {
     BoardOutcome out[4];
     json_t *s;
@@ -245,7 +245,7 @@ Test(lag, commit_reduces_entries_behind)
 }
 
 #ifndef NDEBUG
-Test(lag, position_never_goes_back, .signal = SIGABRT)
+Test(board, position_never_goes_back, .signal = SIGABRT)
 {
     board_committed(board, 0, 0, sid(10, 0), NULL, 0);
     board_committed(board, 0, 0, sid(10, 0), NULL, 0); /* the same position is fine */
@@ -269,7 +269,7 @@ static void *commit_later(void *arg)
     return NULL;
 }
 
-Test(lag, wait_position_is_woken_by_a_commit)
+Test(board, wait_position_is_woken_by_a_commit)
 {
     DelayedCommit dc = {.delay_ms = 80, .rm = 0, .stream = 1, .position = sid(50, 1)};
     pthread_t t;
@@ -286,7 +286,7 @@ Test(lag, wait_position_is_woken_by_a_commit)
     cr_expect_eq(board_wait_position(board, 0, 1, sid(50, 0), 0), 0);
 }
 
-Test(lag, wait_position_times_out)
+Test(board, wait_position_times_out)
 {
     int64_t start = now_monotonic_ms(), elapsed;
 
@@ -306,7 +306,7 @@ static void *shutdown_later(void *arg)
     return NULL;
 }
 
-Test(lag, shutdown_wakes_wait_position)
+Test(board, shutdown_wakes_wait_position)
 {
     pthread_t t;
 
@@ -315,7 +315,7 @@ Test(lag, shutdown_wakes_wait_position)
     pthread_join(t, NULL);
 }
 
-Test(lag, reports_a_worker_that_stopped_polling)
+Test(board, reports_a_worker_that_stopped_polling)
 {
     json_t *doc;
 
@@ -375,7 +375,7 @@ static const char *rm_field(json_t *doc, size_t i, const char *key)
         json_object_get(json_array_get(json_object_get(doc, "readmodels"), i), key));
 }
 
-Test(lag, waiter_after_the_commit_takes_the_outcome_from_the_ring)
+Test(board, waiter_after_the_commit_takes_the_outcome_from_the_ring)
 {
     BoardOutcome o[2] = {
         {.id = sid(3, 0), .outcome = BOARD_OUTCOME_DEAD_LETTERED, .error = "no key"},
@@ -404,7 +404,7 @@ Test(lag, waiter_after_the_commit_takes_the_outcome_from_the_ring)
     cr_expect_eq(atomic_load(&wakes), 0);
 }
 
-Test(lag, ring_keeps_the_last_outcomes)
+Test(board, ring_keeps_the_last_outcomes)
 {
     static BoardOutcome o[5000];
     BoardWaiter *w;
@@ -426,7 +426,7 @@ Test(lag, ring_keeps_the_last_outcomes)
     w = board_wait_free(board, w);
 }
 
-Test(lag, waiter_is_settled_by_every_read_model)
+Test(board, waiter_is_settled_by_every_read_model)
 {
     BoardOutcome o = {.id = sid(9, 0), .outcome = BOARD_OUTCOME_APPLIED};
     BoardWaiter *w = begin("orders", sid(9, 0), NULL, 5000);
@@ -443,7 +443,7 @@ Test(lag, waiter_is_settled_by_every_read_model)
     board_wait_free(board, w);
 }
 
-Test(lag, lookup_errors_name_what_is_missing)
+Test(board, lookup_errors_name_what_is_missing)
 {
     static const struct {
         const char *stream, *rm, *message;
@@ -464,7 +464,7 @@ Test(lag, lookup_errors_name_what_is_missing)
     }
 }
 
-Test(lag, stopped_read_model_answers_503)
+Test(board, stopped_read_model_answers_503)
 {
     BoardWaiter *w, *w2;
     json_t *doc;
@@ -492,7 +492,7 @@ Test(lag, stopped_read_model_answers_503)
     board_wait_free(board, w2);
 }
 
-Test(lag, timer_answers_408_with_positions)
+Test(board, timer_answers_408_with_positions)
 {
     int64_t start = now_monotonic_ms();
     BoardWaiter *w;
@@ -520,7 +520,7 @@ Test(lag, timer_answers_408_with_positions)
     board_wait_free(board, w);
 }
 
-Test(lag, timeout_zero_answers_at_once)
+Test(board, timeout_zero_answers_at_once)
 {
     BoardWaiter *w = begin("orders", sid(9, 0), "orders", 0);
 
@@ -529,7 +529,7 @@ Test(lag, timeout_zero_answers_at_once)
     board_wait_free(board, w);
 }
 
-Test(lag, shutdown_answers_waiters_as_timeouts)
+Test(board, shutdown_answers_waiters_as_timeouts)
 {
     BoardWaiter *w = begin("orders", sid(9, 0), NULL, 60000);
     BoardWaiter *late;
@@ -545,7 +545,7 @@ Test(lag, shutdown_answers_waiters_as_timeouts)
     board_wait_free(board, late);
 }
 
-Test(lag, abort_owner_answers_only_its_waiters)
+Test(board, abort_owner_answers_only_its_waiters)
 {
     BoardWaiter *mine = begin("orders", sid(9, 0), NULL, 60000);
     BoardWaitRequest req = {.stream = "orders",
