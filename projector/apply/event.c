@@ -123,14 +123,22 @@ static int decode_flat(const EntryFields *f, json_t *event, PjError *err)
     return 0;
 }
 
-static int check_utf8(const EntryFields *f, PjError *err)
+/* Every name and value must be UTF-8 without NUL bytes: C strings end at a NUL, so
+ * "order.placed\0junk" would be read as "order.placed", and two keys that differ after a
+ * NUL would land on one row. */
+static int check_fields(const EntryFields *f, PjError *err)
 {
     for (size_t i = 0; i < f->count; i++) {
-        if (!utf8_valid(f->names[i], f->name_lens[i]))
-            return pj_error_set(err, PJ_EPERMANENT, "field name %zu is not valid UTF-8", i + 1);
+        if (!utf8_valid(f->names[i], f->name_lens[i]) ||
+            memchr(f->names[i], '\0', f->name_lens[i]) != NULL)
+            return pj_error_set(err, PJ_EPERMANENT,
+                                "field name %zu is not valid UTF-8 without NUL bytes", i + 1);
         if (!utf8_valid(f->values[i], f->value_lens[i]))
             return pj_error_set(err, PJ_EPERMANENT,
                                 "the value of field \"%.*s\" is not valid UTF-8",
+                                (int)f->name_lens[i], f->names[i]);
+        if (memchr(f->values[i], '\0', f->value_lens[i]) != NULL)
+            return pj_error_set(err, PJ_EPERMANENT, "the value of field \"%.*s\" holds a NUL byte",
                                 (int)f->name_lens[i], f->names[i]);
     }
     return 0;
@@ -141,7 +149,7 @@ int event_decode(const char *stream, const char *entry_id, const EntryFields *fi
 {
     if (fields->count == 0)
         return pj_error_set(err, PJ_EPERMANENT, "the entry has no fields");
-    int r = check_utf8(fields, err);
+    int r = check_fields(fields, err);
     if (r < 0)
         return r;
     json_t *event = json_object();

@@ -149,6 +149,39 @@ Test(event, raw_json_replaces_nul_bytes)
     json_decref(raw);
 }
 
+/* A field whose value holds a NUL byte is refused: the C string would end there, so
+ * "order.placed\0junk" would be applied as "order.placed" and "ab\0cd" key the row "ab". */
+Test(event, a_nul_byte_in_a_flat_field_is_refused)
+{
+    static const char type[] = "order.placed\0junk", key[] = "ab\0cd";
+    static const char name[] = {'k', '\0', 'x'};
+    const struct {
+        const char *strs[4];
+        size_t lens[4];
+        const char *message;
+    } cases[] = {
+        {{"type", "aggregate_id", type, "o-1"},
+         {4, 12, sizeof type - 1, 3},
+         "the value of field \"type\" holds a NUL byte"},
+        {{"type", "aggregate_id", "t", key},
+         {4, 12, 1, sizeof key - 1},
+         "the value of field \"aggregate_id\" holds a NUL byte"},
+        {{"type", name, "t", "v"},
+         {4, sizeof name, 1, 1},
+         "field name 2 is not valid UTF-8 without NUL bytes"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        EntryFields f = {2, cases[i].strs, cases[i].lens, cases[i].strs + 2, cases[i].lens + 2};
+        json_t *ev = NULL;
+        PjError err;
+        cr_expect_eq(event_decode("s", "1-1", &f, "event", &ev, &err), -PJ_EPERMANENT, "case %zu",
+                     i);
+        cr_expect_null(ev);
+        cr_expect_str_eq(err.message, cases[i].message, "case %zu", i);
+        json_decref(ev);
+    }
+}
+
 /* ---- the type without decoding ---- */
 
 /* event_peek_type on one envelope text; "" when it cannot tell. */
