@@ -53,7 +53,9 @@ void log_write(LogLevel level, const char *ctx, const char *fmt, ...)
     strbuf_appendf(&line, "%s %s ", when, log_names[level]);
     if (ctx != NULL)
         strbuf_appendf(&line, "%s: ", ctx);
-    strbuf_appendf(&line, "%s\n", msg);
+    /* Event data reaches messages: a terminal tailing the log must not obey it. */
+    strbuf_append_visible(&line, msg, false);
+    strbuf_append(&line, "\n");
     /* stdio's own lock keeps lines of concurrent threads whole. */
     flockfile(stderr);
     fputs(line.buf, stderr);

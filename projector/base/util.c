@@ -234,6 +234,45 @@ void strbuf_done(StrBuf *sb)
     *sb = (StrBuf){0};
 }
 
+static void append_control(StrBuf *sb, unsigned char c)
+{
+    switch (c) {
+    case '\n':
+        strbuf_append(sb, "\\n");
+        break;
+    case '\t':
+        strbuf_append(sb, "\\t");
+        break;
+    case '\r':
+        strbuf_append(sb, "\\r");
+        break;
+    default:
+        strbuf_appendf(sb, "\\x%02x", c);
+    }
+}
+
+void strbuf_append_visible(StrBuf *sb, const char *s, bool keep_lines)
+{
+    const unsigned char *p = (const unsigned char *)s, *run = p;
+
+    assert(s != NULL);
+    for (; *p != '\0'; p++) {
+        bool c0 = *p < 0x20 || *p == 0x7f;
+        bool c1 = *p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f; /* U+0080..U+009F in UTF-8 */
+        if (!c0 && !c1)
+            continue;
+        if (c0 && keep_lines && (*p == '\n' || *p == '\t'))
+            continue;
+        strbuf_appendn(sb, (const char *)run, (size_t)(p - run));
+        if (c1)
+            strbuf_appendf(sb, "\\u%04x", *++p);
+        else
+            append_control(sb, *p);
+        run = p + 1;
+    }
+    strbuf_appendn(sb, (const char *)run, (size_t)(p - run));
+}
+
 bool sql_ident_is_safe(const char *s)
 {
     size_t n = strlen(s);

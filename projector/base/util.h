@@ -99,6 +99,12 @@ char *xasprintf(const char *fmt, ...) PJ_PRINTF(1, 2);
 /* Grows *items (of *cap elements of elem_size) so that it holds at least need elements. */
 void xgrow(void **items, size_t *cap, size_t need, size_t elem_size);
 
+/* Appends s with every control character a terminal would obey written out instead: C0
+ * and DEL as \n, \t, \r or \xHH, C1 (U+0080..U+009F) as \uHHHH. With keep_lines, line
+ * breaks and tabs stay as they are (for text that is laid out in lines already). For event
+ * data and server messages on their way to a terminal or a log. */
+void strbuf_append_visible(StrBuf *sb, const char *s, bool keep_lines);
+
 /* True when s is a safe SQL identifier: [a-z_][a-z0-9_]*, at most 63 bytes. */
 bool sql_ident_is_safe(const char *s);
 /* Appends s as a double-quoted identifier; s must pass sql_ident_is_safe. */

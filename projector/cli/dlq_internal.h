@@ -16,6 +16,10 @@
 
 #define DLQ_ID_BUFSZ 24 /* a dead letter's ID as text */
 
+/* Writes s, which holds event data or a server's message, with its control characters
+ * made visible (strbuf_append_visible): a terminal shows them and never obeys them. With
+ * keep_lines, its line breaks and tabs stay (JSON laid out in lines). */
+void dlq_put_text(FILE *out, const char *s, bool keep_lines);
 /* The value at (row, col) of res (borrowed from res), or dflt when it is SQL NULL. */
 const char *dlq_value_or(const PGresult *res, int row, int col, const char *dflt);
 /* "dead letter 7 (read model "orders", entry 1-0 of stream "orders", type "order.placed")";

@@ -18,14 +18,27 @@ const char *dlq_value_or(const PGresult *res, int row, int col, const char *dflt
     return PQgetisnull(res, row, col) ? dflt : PQgetvalue(res, row, col);
 }
 
+void dlq_put_text(FILE *out, const char *s, bool keep_lines)
+{
+    StrBuf sb = {0};
+
+    strbuf_append_visible(&sb, s, keep_lines);
+    fputs(sb.buf != NULL ? sb.buf : "", out);
+    strbuf_done(&sb);
+}
+
 void dlq_print_letter(FILE *out, const char *id, const char *readmodel, const char *stream,
                       const char *entry_id, const char *type)
 {
-    fprintf(out, "dead letter %s (read model \"%s\", entry %s of stream \"%s\"", id, readmodel,
-            entry_id, stream);
-    if (type != NULL)
-        fprintf(out, ", type \"%s\"", type);
-    fputc(')', out);
+    fprintf(out, "dead letter %s (read model \"%s\", entry ", id, readmodel);
+    dlq_put_text(out, entry_id, false);
+    fputs(" of stream \"", out);
+    dlq_put_text(out, stream, false);
+    if (type != NULL) {
+        fputs("\", type \"", out);
+        dlq_put_text(out, type, false);
+    }
+    fputs("\")", out);
 }
 
 void dlq_print_none(FILE *out, const char *readmodel)

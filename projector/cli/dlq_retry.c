@@ -29,7 +29,9 @@ int dlq_discard(Pg *pg, const Config *cfg, const DlqArgs *a, FILE *out, PjError 
     fputs("discarded ", out);
     dlq_print_letter(out, id, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2),
                      dlq_value_or(res, 0, 3, NULL));
-    fprintf(out, ": %s\n", PQgetvalue(res, 0, 4));
+    fputs(": ", out);
+    dlq_put_text(out, PQgetvalue(res, 0, 4), false);
+    fputc('\n', out);
     PQclear(res);
     return 0;
 }
@@ -244,7 +246,8 @@ static void report_failure(Retrier *r, const Letter *l, const Failure *f)
     long attempts = 0;
     PjError err;
     print_head(r, l);
-    fprintf(r->out, ": failed: %s", f->err.message);
+    fputs(": failed: ", r->out);
+    dlq_put_text(r->out, f->err.message, false);
     if (f->err.sqlstate[0] != '\0')
         fprintf(r->out, " (SQLSTATE %s)", f->err.sqlstate);
     if (!f->counts)

@@ -19,10 +19,30 @@
 
 /* ---- output helpers ---- */
 
-/* Writes s on one line, at most width characters, ending in "..." when cut short; pads to
- * width when pad is set. Line breaks and tabs become spaces. */
-static void put_cell(FILE *out, const char *s, size_t width, bool pad)
+/* What a cell shows of text: line breaks and tabs (later spaces) as they are, other
+ * control characters made visible. Caller frees. */
+static char *cell_text(const char *text)
 {
+    StrBuf visible = {0};
+    strbuf_append(&visible, "");
+    strbuf_append_visible(&visible, text, true);
+    return strbuf_take(&visible);
+}
+
+static size_t cell_width(const char *text)
+{
+    char *s = cell_text(text);
+    size_t n = utf8_length(s);
+    free(s);
+    return n;
+}
+
+/* Writes text on one line, at most width characters, ending in "..." when cut short; pads
+ * to width when pad is set. Line breaks and tabs become spaces, other control characters
+ * are made visible (cell_text). */
+static void put_cell(FILE *out, const char *text, size_t width, bool pad)
+{
+    char *s = cell_text(text);
     size_t total = utf8_length(s), n = 0;
     bool cut = total > width;
     assert(!cut || width > 3); /* only the error column is cut, and it is never that narrow */
@@ -36,6 +56,7 @@ static void put_cell(FILE *out, const char *s, size_t width, bool pad)
         fputs("...", out);
     for (size_t w = cut ? width : total; pad && w < width; w++)
         fputc(' ', out);
+    free(s);
 }
 
 /* The width to fit: the terminal's when out is one, else $COLUMNS, else 0 (no limit: a
@@ -69,7 +90,7 @@ static void print_list(const PGresult *res, FILE *out)
     for (int c = 0; c < LIST_COLUMNS - 1; c++) {
         widths[c] = utf8_length(list_headers[c]);
         for (int r = 0; r < PQntuples(res); r++) {
-            size_t w = utf8_length(dlq_value_or(res, r, c, "-"));
+            size_t w = cell_width(dlq_value_or(res, r, c, "-"));
             widths[c] = w > widths[c] ? w : widths[c];
         }
         used += widths[c] + 2;
@@ -108,10 +129,12 @@ int dlq_list(Pg *pg, const Config *cfg, const DlqArgs *a, FILE *out, PjError *er
 }
 
 /* Prints a JSON value indented by two spaces. */
+/* JSON escapes C0 in strings itself; DEL and C1 it leaves as they are. */
 static void print_pretty_json(FILE *out, const json_t *value)
 {
     char *text = json_dumps(value, JSON_INDENT(2) | JSON_ENCODE_ANY);
-    fprintf(out, "%s\n", text != NULL ? text : "null");
+    dlq_put_text(out, text != NULL ? text : "null", true);
+    fputc('\n', out);
     free(text);
 }
 
@@ -131,12 +154,16 @@ static void print_event(FILE *out, const PGresult *res, const Config *cfg)
     fputs("raw entry:\n", out);
     if (raw != NULL)
         print_pretty_json(out, raw);
-    else
-        fprintf(out, "%s\n", PQgetvalue(res, 0, 10));
+    else {
+        dlq_put_text(out, PQgetvalue(res, 0, 10), false);
+        fputc('\n', out);
+    }
     json_decref(raw);
     if (dlq_decode_raw(PQgetvalue(res, 0, 10), PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3),
                        cfg->event_field, &event, &err) < 0) {
-        fprintf(out, "event: cannot be decoded: %s\n", err.message);
+        fputs("event: cannot be decoded: ", out);
+        dlq_put_text(out, err.message, false);
+        fputc('\n', out);
         return;
     }
     fputs("event (as read models see it):\n", out);
@@ -149,8 +176,11 @@ static void print_show(FILE *out, const PGresult *res, const Config *cfg)
     static const char *const labels[] = {
         "id:",       "read model:",   "stream:",      "entry:",    "event type:",
         "attempts:", "first failed:", "last failed:", "sqlstate:", "error:"};
-    for (int c = 0; c < (int)ARRAY_SIZE(labels); c++)
-        fprintf(out, "%-14s%s\n", labels[c], dlq_value_or(res, 0, c, "-"));
+    for (int c = 0; c < (int)ARRAY_SIZE(labels); c++) {
+        fprintf(out, "%-14s", labels[c]);
+        dlq_put_text(out, dlq_value_or(res, 0, c, "-"), false);
+        fputc('\n', out);
+    }
     print_event(out, res, cfg);
 }
 

@@ -233,6 +233,37 @@ Test(dlq, list_and_show, .timeout = 120)
     env_done(&e);
 }
 
+/* An amount that carries terminal control sequences (retitle the window, ring the bell,
+ * recolour; and a C1 CSI) is dead-lettered with them in its error: list, show and the log
+ * show them written out and never send them to a terminal. */
+Test(dlq, control_characters_in_event_data_are_shown_not_obeyed, .timeout = 120)
+{
+    Env e;
+    char id[48], payload[256], *log = NULL;
+    env_setup(&e, "dlqctl", NULL);
+    snprintf(payload, sizeof payload, ORDER_PAYLOAD, "o-9", "c-1",
+             "\\u001b]0;pwned\\u0007\\u001b[31m\xc2\x9b"
+             "9");
+    publish(&e, "orders", "order.placed", payload, id);
+    env_start(&e);
+    wait_settled(&e, "orders", id);
+    env_stop(&e);
+    char *dl = query(&e, "SELECT min(id) FROM projector.dead_letters");
+    char *outs[3] = {dlq(&e, "list", NULL, NULL, 0), dlq(&e, "show", dl, NULL, 0), NULL};
+    cr_assert(read_file(e.log, &log, NULL, NULL) == 0, "no log at %s", e.log);
+    outs[2] = log;
+    for (size_t i = 0; i < ARRAY_SIZE(outs); i++) {
+        cr_expect(strchr(outs[i], '\x1b') == NULL && strchr(outs[i], '\a') == NULL &&
+                      strstr(outs[i], "\xc2\x9b") == NULL,
+                  "output %zu sends control characters:\n%s", i, outs[i]);
+        assert_contains(outs[i], "\\x1b]0;pwned\\x07\\x1b[31m\\u009b9");
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(outs); i++)
+        free(outs[i]);
+    free(dl);
+    env_done(&e);
+}
+
 Test(dlq, list_fits_errors_to_the_width, .timeout = 120)
 {
     Env e;

@@ -108,3 +108,32 @@ Test(util, an_error_reworded_keeps_its_code_and_sqlstate)
     cr_expect_str_eq(err.sqlstate, "23505");
     cr_expect_eq(err.code, PJ_EPERMANENT);
 }
+
+typedef struct VisibleCase {
+    const char *text;
+    bool keep_lines;
+    const char *shown;
+} VisibleCase;
+
+Test(util, control_characters_are_written_out_and_text_is_kept)
+{
+    static const VisibleCase cases[] = {
+        {"plain text, caf\xc3\xa9, \xc2\xa0nbsp", false, "plain text, caf\xc3\xa9, \xc2\xa0nbsp"},
+        {"\x1b]0;title\x07", false, "\\x1b]0;title\\x07"},
+        {"a\nb\tc\rd", false, "a\\nb\\tc\\rd"},
+        {"a\nb\tc\rd", true, "a\nb\tc\\rd"},
+        {"del\x7f", false, "del\\x7f"},
+        {"csi\xc2\x9b"
+         "31m",
+         false, "csi\\u009b31m"},
+        {"\xc2\x80\xc2\x9f\xc2\xa0", false, "\\u0080\\u009f\xc2\xa0"},
+        {"", false, ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        StrBuf sb = {0};
+        strbuf_append(&sb, "");
+        strbuf_append_visible(&sb, cases[i].text, cases[i].keep_lines);
+        cr_expect_str_eq(sb.buf, cases[i].shown, "case %zu", i);
+        strbuf_done(&sb);
+    }
+}
