@@ -5,12 +5,14 @@
  */
 #include "base/config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/yamlsrc.h"
@@ -24,26 +26,31 @@ typedef struct ConfigKey {
     size_t offset;
     const char *default_value;
     long min, max;
+    bool secret; /* may hold a password or token: never echoed, not to be world-readable */
 } ConfigKey;
 
 #define STR_KEY(sec, name, field, def)                                                             \
     {                                                                                              \
-        sec, name, KEY_STRING, offsetof(Config, field), def, 0, 0                                  \
+        sec, name, KEY_STRING, offsetof(Config, field), def, 0, 0, false                           \
+    }
+#define SECRET_KEY(sec, name, field, def)                                                          \
+    {                                                                                              \
+        sec, name, KEY_STRING, offsetof(Config, field), def, 0, 0, true                            \
     }
 #define INT_KEY(sec, name, field, def, lo, hi)                                                     \
     {                                                                                              \
-        sec, name, KEY_INT, offsetof(Config, field), def, lo, hi                                   \
+        sec, name, KEY_INT, offsetof(Config, field), def, lo, hi, false                            \
     }
 
 static const ConfigKey config_keys[] = {
-    STR_KEY("redis", "url", redis_url, "redis://127.0.0.1:6379/0"),
+    SECRET_KEY("redis", "url", redis_url, "redis://127.0.0.1:6379/0"),
     STR_KEY("redis", "event_field", event_field, "event"),
     STR_KEY("redis", "consumer", consumer, "projector"),
     INT_KEY("redis", "connect_timeout_ms", connect_timeout_ms, "2000", 10, 600000),
-    STR_KEY("postgres", "conninfo", pg_conninfo, "host=127.0.0.1 port=5432 dbname=app"),
+    SECRET_KEY("postgres", "conninfo", pg_conninfo, "host=127.0.0.1 port=5432 dbname=app"),
     STR_KEY("postgres", "schema", pg_schema, "projector"),
     STR_KEY("http", "listen", http_listen, "127.0.0.1:8080"),
-    STR_KEY("http", "token", http_token, ""),
+    SECRET_KEY("http", "token", http_token, ""),
     INT_KEY("http", "max_connections", http_max_connections, "1024", 16, 100000),
     INT_KEY("http", "max_request_bytes", http_max_request_bytes, "16384", 4096, 1048576),
     INT_KEY("http", "max_waiters", http_max_waiters, "10000", 1, 1000000),
@@ -55,17 +62,18 @@ static const ConfigKey config_keys[] = {
     STR_KEY(NULL, "readmodels", readmodels_dir, "readmodels/"),
     INT_KEY(NULL, "batch", batch, "1000", 1, 10000),
     INT_KEY(NULL, "block_ms", block_ms, "1000", 1, 60000),
-    {NULL, "set_based", KEY_BOOL, offsetof(Config, set_based), "true", 0, 0},
+    {NULL, "set_based", KEY_BOOL, offsetof(Config, set_based), "true", 0, 0, false},
     INT_KEY(NULL, "parallel_apply", parallel_apply, "1", 1, PARALLEL_APPLY_MAX),
-    {NULL, "log_level", KEY_LOGLEVEL, offsetof(Config, log_level), "info", 0, 0},
+    {NULL, "log_level", KEY_LOGLEVEL, offsetof(Config, log_level), "info", 0, 0, false},
     INT_KEY(NULL, "stats_interval_s", stats_interval_s, "60", 0, 86400),
 };
 
 static const char *const config_sections[] = {"redis", "postgres", "http", "retry"};
 
-/* Expands ${NAME} in s from the environment. Returns a new string or NULL with err set
- * when a variable is unset or a "${" is not closed. */
-static char *expand_env(const char *s, PjError *err)
+/* Expands ${NAME} in s, the value of key, from the environment. Returns a new string or
+ * NULL with err set when a variable is unset or a "${" is not closed. The message names
+ * the key, never the value: it may hold a secret. */
+static char *expand_env(const char *s, const char *key, PjError *err)
 {
     StrBuf sb = {0};
     strbuf_append(&sb, "");
@@ -77,7 +85,7 @@ static char *expand_env(const char *s, PjError *err)
         const char *end = strchr(p + 2, '}');
         if (end == NULL) {
             strbuf_done(&sb);
-            pj_error_set(err, PJ_EINVAL, "unterminated \"${\" in \"%s\"", s);
+            pj_error_set(err, PJ_EINVAL, "unterminated \"${\" in the value of \"%s\"", key);
             return NULL;
         }
         char *name = xstrndup(p + 2, (size_t)(end - p - 2));
@@ -200,9 +208,11 @@ static char *expected_keys(const char *section)
     return strbuf_take(&sb);
 }
 
-/* Stores text (already expanded) into the field of k; adds a diagnostic on bad values. */
-static void store_value(Config *cfg, const ConfigKey *k, const char *text, const char *file,
-                        int line, int col, Diagnostics *diag)
+/* Stores text (already expanded) into the field of k; adds a diagnostic on bad values,
+ * which quotes shown: the value as written, so that a variable's name appears and never
+ * what it expanded to. */
+static void store_value(Config *cfg, const ConfigKey *k, const char *text, const char *shown,
+                        const char *file, int line, int col, Diagnostics *diag)
 {
     char *field = (char *)cfg + k->offset;
     if (k->type == KEY_STRING) {
@@ -213,22 +223,44 @@ static void store_value(Config *cfg, const ConfigKey *k, const char *text, const
             *(bool *)field = strcmp(text, "true") == 0;
         else
             diag_add(diag, file, line, col,
-                     "invalid value \"%s\" for \"%s\": expected true or false", text, k->name);
+                     "invalid value \"%s\" for \"%s\": expected true or false", shown, k->name);
     } else if (k->type == KEY_LOGLEVEL) {
         if (log_level_parse(text, (LogLevel *)field) < 0)
             diag_add(diag, file, line, col,
                      "invalid value \"%s\" for \"%s\": expected one of error, warn, info, debug",
-                     text, k->name);
+                     shown, k->name);
     } else {
         char *end;
         errno = 0;
         long v = strtol(text, &end, 10);
         if (errno != 0 || end == text || *end != '\0' || v < k->min || v > k->max)
             diag_add(diag, file, line, col, "invalid value \"%s\" for \"%s\": must be %ld..%ld",
-                     text, k->name, k->min, k->max);
+                     shown, k->name, k->min, k->max);
         else
             *(int *)field = (int)v;
     }
+}
+
+/* True when text, the value of secret key k, holds a secret: a token, a password in a
+ * Redis URL's user part, a password in a connection string. */
+static bool holds_secret(const ConfigKey *k, const char *text)
+{
+    assert(k->secret);
+    if (strcmp(k->name, "token") == 0)
+        return text[0] != '\0';
+    if (strcmp(k->name, "url") == 0) {
+        const char *at = strrchr(text, '@'), *colon = strchr(text + strlen("redis://"), ':');
+        return strncmp(text, "redis://", 8) == 0 && at != NULL && colon != NULL && colon < at;
+    }
+    return strstr(text, "password") != NULL;
+}
+
+/* Remembers the first key that holds a literal secret, for config_load's warning. */
+static void note_literal_secret(Config *cfg, const ConfigKey *k, const char *file, int line,
+                                int col)
+{
+    if (cfg->literal_secret == NULL)
+        cfg->literal_secret = xasprintf("%s:%d:%d: \"%s\"", file, line, col, k->name);
 }
 
 static void load_scalar(Config *cfg, const ConfigKey *k, const YamlNode *value, const char *file,
@@ -241,12 +273,16 @@ static void load_scalar(Config *cfg, const ConfigKey *k, const YamlNode *value, 
         return;
     }
     PjError err;
-    char *text = expand_env(yamlsrc_scalar(value), &err);
+    const char *raw = yamlsrc_scalar(value);
+    char *text = expand_env(raw, k->name, &err);
     if (text == NULL) {
         diag_add(diag, file, line, col, "%s", err.message);
         return;
     }
-    store_value(cfg, k, text, file, line, col, diag);
+    store_value(cfg, k, text, raw, file, line, col, diag);
+    if (k->secret && strstr(raw, "${") == NULL && holds_secret(k, text))
+        note_literal_secret(cfg, k, file, line, col);
+    explicit_bzero(text, strlen(text));
     free(text);
 }
 
@@ -281,7 +317,8 @@ static void set_defaults(Config *cfg)
 {
     Diagnostics ignored = {0};
     for (size_t i = 0; i < ARRAY_SIZE(config_keys); i++)
-        store_value(cfg, &config_keys[i], config_keys[i].default_value, NULL, 0, 0, &ignored);
+        store_value(cfg, &config_keys[i], config_keys[i].default_value,
+                    config_keys[i].default_value, NULL, 0, 0, &ignored);
     diag_done(&ignored);
 }
 
@@ -354,6 +391,20 @@ static void finish(Config *cfg, ConfigConninfoCheck conninfo_parses, const YamlS
     }
 }
 
+/* A literal secret in a file that group or others can read: the warning the caller logs. */
+static void warn_if_readable(Config *cfg)
+{
+    struct stat st;
+
+    if (cfg->literal_secret == NULL || stat(cfg->path, &st) != 0 ||
+        (st.st_mode & (S_IRGRP | S_IROTH)) == 0)
+        return;
+    cfg->secret_warning = xasprintf(
+        "%s holds a literal password or token, and the file can be read by group or others: "
+        "chmod 600 it, or take the secret from the environment with ${NAME}",
+        cfg->literal_secret);
+}
+
 int config_load(const char *path, bool missing_ok, ConfigConninfoCheck conninfo_parses,
                 Config **ret, Diagnostics *diag)
 {
@@ -373,6 +424,7 @@ int config_load(const char *path, bool missing_ok, ConfigConninfoCheck conninfo_
     if (diag->count == before)
         finish(cfg, conninfo_parses, src, diag);
     yamlsrc_free(src);
+    warn_if_readable(cfg);
     if (diag->count > before) {
         config_free(cfg);
         return -PJ_EINVAL;
@@ -400,6 +452,8 @@ Config *config_free(Config *cfg)
     if (cfg->redis.password != NULL)
         explicit_bzero(cfg->redis.password, strlen(cfg->redis.password));
     redis_addr_done(&cfg->redis);
+    free(cfg->literal_secret);
+    free(cfg->secret_warning);
     free(cfg->path);
     free(cfg);
     return NULL;

@@ -46,6 +46,8 @@ typedef struct Config {
     int parallel_apply; /* sessions a large batch is spread over (partition.h) */
     LogLevel log_level;
     int stats_interval_s;
+    char *literal_secret; /* "file:line:col: \"key\"" of the first secret written as is */
+    char *secret_warning; /* set when that file is readable by group or others: log it */
 } Config;
 
 /* True when conninfo is a connection string PostgreSQL's client library can parse. The

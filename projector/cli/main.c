@@ -116,6 +116,8 @@ static int load_config(const Args *a, bool missing_ok, Config **ret)
     diag_done(&diag);
     if (rc == 0)
         log_set_level((*ret)->log_level);
+    if (rc == 0 && (*ret)->secret_warning != NULL)
+        log_warn(NULL, "%s", (*ret)->secret_warning);
     return rc;
 }
 

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/config.h"
@@ -198,4 +199,66 @@ Test(config, unparsable_conninfo_is_reported_without_its_text)
     cr_assert(strstr(errs, "2:13: invalid value for \"conninfo\"") != NULL, "%s", errs);
     cr_assert(strstr(errs, "Secret42") == NULL, "the error repeats the password: %s", errs);
     free(errs);
+}
+
+/* A value taken from the environment is quoted as written (the variable's name), never as
+ * what it expanded to; an unterminated "${" names the key, not the value. */
+Test(config, errors_never_echo_a_secret)
+{
+    Config *cfg;
+    setenv("PJ_TEST_SECRET", "hunter2-secret", 1);
+    char *errs = load("http:\n"
+                      "  max_connections: \"${PJ_TEST_SECRET}\"\n"
+                      "postgres:\n"
+                      "  conninfo: \"password=abc${DEF host=x\"\n",
+                      &cfg);
+    cr_assert_null(cfg);
+    cr_expect(strstr(errs, "hunter2") == NULL && strstr(errs, "abc") == NULL, "%s", errs);
+    cr_expect(strstr(errs, "2:20: invalid value \"${PJ_TEST_SECRET}\" for \"max_connections\": "
+                           "must be 16..100000\n") != NULL,
+              "%s", errs);
+    cr_expect(strstr(errs, "4:13: unterminated \"${\" in the value of \"conninfo\"\n") != NULL,
+              "%s", errs);
+    free(errs);
+    unsetenv("PJ_TEST_SECRET");
+}
+
+/* Loads text from a file of the given mode; returns the config (NULL when it fails). */
+static Config *load_with_mode(const char *text, mode_t mode)
+{
+    char *path = write_tmp(text);
+    Diagnostics d = {0};
+    Config *cfg = NULL;
+    cr_assert_eq(chmod(path, mode), 0);
+    cr_assert_eq(config_load(path, false, pg_conninfo_parses, &cfg, &d), 0);
+    diag_done(&d);
+    unlink(path);
+    free(path);
+    return cfg;
+}
+
+Test(config, a_literal_secret_in_a_readable_file_is_warned_about)
+{
+    static const char *const literal[] = {
+        "postgres:\n  conninfo: \"host=db password=hunter2\"\n",
+        "redis:\n  url: redis://app:hunter2@127.0.0.1:6379/0\n",
+        "http:\n  token: 0123456789abcdef\n",
+    };
+    setenv("PJ_TEST_SECRET", "hunter2", 1);
+    for (size_t i = 0; i < sizeof literal / sizeof literal[0]; i++) {
+        Config *cfg = load_with_mode(literal[i], 0644);
+        cr_assert_not_null(cfg->secret_warning, "case %zu", i);
+        cr_expect(strstr(cfg->secret_warning, ":2:") != NULL, "%s", cfg->secret_warning);
+        cr_expect(strstr(cfg->secret_warning, "hunter2") == NULL, "%s", cfg->secret_warning);
+        config_free(cfg);
+        cfg = load_with_mode(literal[i], 0600);
+        cr_expect_null(cfg->secret_warning, "case %zu: mode 600 is private", i);
+        config_free(cfg);
+    }
+    Config *cfg = load_with_mode("postgres:\n  conninfo: \"host=db password=${PJ_TEST_SECRET}\"\n"
+                                 "redis:\n  url: redis://127.0.0.1:6379/0\n",
+                                 0644);
+    cr_expect_null(cfg->secret_warning, "secrets from the environment are not in the file");
+    config_free(cfg);
+    unsetenv("PJ_TEST_SECRET");
 }
