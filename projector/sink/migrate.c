@@ -67,13 +67,38 @@ static int apply_one(Pg *pg, const char *schema, const Migration *m, PjError *er
     return rc;
 }
 
+/* Creates the bookkeeping schema when it is missing. Only then: even CREATE SCHEMA IF NOT
+ * EXISTS needs CREATE on the database, which a role that was given its schema (the
+ * README's least-privilege recipe) does not have. */
+static int ensure_schema(Pg *pg, const char *schema, PjError *err)
+{
+    const char *params[] = {schema};
+    PGresult *res;
+    int rc = pg_query(pg, "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", 1, params,
+                      &res, err);
+    if (rc < 0)
+        return rc;
+    bool exists = PQntuples(res) > 0;
+    PQclear(res);
+    if (exists)
+        return 0;
+    rc = exec_rendered(pg, "CREATE SCHEMA :\"schema\"", schema, err);
+    if (rc < 0 && strcmp(err->sqlstate, PG_SQLSTATE_INSUFFICIENT_PRIVILEGE) == 0)
+        return pj_error_suffix(err,
+                               "(creating schema \"%s\" needs CREATE on database; or create it "
+                               "once for the role: CREATE SCHEMA %s AUTHORIZATION <role>)",
+                               schema, schema);
+    return rc;
+}
+
 static int apply_all(Pg *pg, const char *schema, int *applied, PjError *err)
 {
     static const char bootstrap[] =
-        "CREATE SCHEMA IF NOT EXISTS :\"schema\";"
         "CREATE TABLE IF NOT EXISTS :\"schema\".schema_migrations ("
         " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())";
     int rc = pg_exec(pg, "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK_KEY ")", err);
+    if (rc == 0)
+        rc = ensure_schema(pg, schema, err);
     if (rc == 0)
         rc = exec_rendered(pg, bootstrap, schema, err);
     for (size_t i = 0; rc == 0 && i < migrations_embedded_count; i++) {

@@ -18,6 +18,9 @@ typedef struct Pg Pg;
 int pg_connect(const char *conninfo, Pg **ret, PjError *err) PJ_MUSTCHECK;
 Pg *pg_free(Pg *pg);
 PGconn *pg_conn(Pg *pg);
+/* SQLSTATEs the daemon acts on by name. */
+#define PG_SQLSTATE_INSUFFICIENT_PRIVILEGE "42501"
+
 bool pg_is_transient_sqlstate(const char *sqlstate);
 /* True when libpq can parse conninfo (a config check; connects to nothing). */
 bool pg_conninfo_parses(const char *conninfo);

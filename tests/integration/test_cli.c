@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/util.h"
 #include "testenv.h"
@@ -237,5 +238,114 @@ Test(cli, status_and_takeover_of_a_dead_consumer, .timeout = 120)
     cr_assert_eq(testenv_kill(pid, SIGTERM), 0);
     PQfinish(pg);
     redisFree(r);
+    env_done(&e);
+}
+
+/* The README's least-privilege recipe, its SQL block run as written but for the role
+ * names (roles belong to the whole cluster, which every suite of the run shares). */
+static char *least_privilege_sql(const char *role, const char *reader)
+{
+    char *readme = NULL, *sql;
+    PjError err;
+    cr_assert_eq(read_file(PROJECTOR_SOURCE_DIR "/README.md", &readme, NULL, &err), 0);
+    const char *section = strstr(readme, "## Least privilege");
+    cr_assert_not_null(section, "README has no least-privilege section");
+    const char *start = strstr(section, "```sql\n"), *end = NULL;
+    cr_assert_not_null(start);
+    start += strlen("```sql\n");
+    end = strstr(start, "```");
+    cr_assert_not_null(end);
+    StrBuf sb = {0};
+    for (const char *p = start; p < end;) {
+        static const char *const role_uses[] = {"ROLE projector", "AUTHORIZATION projector"};
+        bool done = false;
+        for (size_t i = 0; i < ARRAY_SIZE(role_uses) && !done; i++) {
+            size_t n = strlen(role_uses[i]);
+            if (strncmp(p, role_uses[i], n) == 0) {
+                strbuf_appendf(&sb, "%.*s%s", (int)(n - strlen("projector")), p, role);
+                p += n;
+                done = true;
+            }
+        }
+        if (!done && strncmp(p, "app_reader", 10) == 0) {
+            strbuf_append(&sb, reader);
+            p += 10;
+        } else if (!done) {
+            strbuf_appendn(&sb, p++, 1);
+        }
+    }
+    /* The recipe's prose: unqualified tables go to the role's search_path. */
+    strbuf_appendf(&sb, "ALTER ROLE %s SET search_path = read;\n", role);
+    sql = strbuf_take(&sb);
+    free(readme);
+    return sql;
+}
+
+/* env's conninfo and config, as role. */
+static void env_as_role(Env *e, const char *role)
+{
+    const char *user = "user='postgres'";
+    char *at = strstr(e->conninfo, user);
+    cr_assert_not_null(at, "%s", e->conninfo);
+    char *conninfo =
+        xasprintf("%.*suser='%s'%s", (int)(at - e->conninfo), e->conninfo, role, at + strlen(user));
+    free(e->conninfo);
+    e->conninfo = conninfo;
+    free(e->config);
+    e->config = testenv_write_config(e->dir, e->redis_url, e->conninfo, e->port,
+                                     PROJECTOR_SOURCE_DIR "/readmodels", 100, 200);
+}
+
+/* A role with exactly the privileges the README lists can migrate and run; one that lacks
+ * the schemas (and CREATE on the database) is told which privilege it lacks. */
+Test(cli, the_least_privilege_recipe_works_as_written, .timeout = 120)
+{
+    Env e;
+    char role[32], reader[32], lacking[32];
+    env_setup(&e, "leastpriv");
+    snprintf(role, sizeof role, "pj_least_%d", (int)getpid());
+    snprintf(reader, sizeof reader, "pj_reader_%d", (int)getpid());
+    snprintf(lacking, sizeof lacking, "pj_lacking_%d", (int)getpid());
+    PGconn *admin = testenv_pg(e.conninfo);
+    char *sql = least_privilege_sql(role, reader);
+    PQclear(testenv_sql(admin, sql));
+    free(sql);
+    char *create =
+        xasprintf("CREATE ROLE %s LOGIN; REVOKE CREATE ON SCHEMA public FROM PUBLIC", lacking);
+    PQclear(testenv_sql(admin, create));
+    free(create);
+    char *conninfo = xstrdup(e.conninfo);
+
+    env_as_role(&e, role);
+    const char *migrate[] = {"migrate", "--config", e.config, NULL};
+    char *out = run_cli(migrate, 0);
+    free(out);
+    const char *run[] = {"run", "--config", e.config, NULL};
+    pid_t pid = testenv_spawn(run, e.log);
+    int status = 0;
+    for (int i = 0; i < 200 && status != 200; i++) {
+        char *body = NULL;
+        status = testenv_http_get(e.port, "/readyz", &body);
+        free(body);
+        if (status != 200)
+            testenv_sleep_ms(100);
+    }
+    kill(pid, SIGTERM);
+    cr_assert_eq(testenv_wait_exit(pid, 30000), 0, "run as %s: see %s", role, e.log);
+    cr_assert_eq(status, 200, "run as %s never got ready: see %s", role, e.log);
+    char *t = testenv_query_text(admin, "SELECT schemaname FROM pg_tables "
+                                        "WHERE tablename = 'order_read_model'");
+    cr_assert_str_eq(t, "read", "the read tables go to the role's search_path");
+    free(t);
+
+    free(e.conninfo);
+    e.conninfo = conninfo;
+    PQclear(testenv_sql(admin, "DROP SCHEMA projector CASCADE"));
+    env_as_role(&e, lacking);
+    out = run_cli(migrate, 1);
+    cr_assert(strstr(out, "CREATE on database") != NULL && strstr(out, "AUTHORIZATION") != NULL,
+              "%s", out);
+    free(out);
+    PQfinish(admin);
     env_done(&e);
 }
