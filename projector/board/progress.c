@@ -211,6 +211,10 @@ static json_t *stream_json(const Board *b, size_t rm, size_t s, int64_t now_wall
     json_object_set_new(o, "applied", json_integer((json_int_t)sb->applied));
     json_object_set_new(o, "skipped", json_integer((json_int_t)sb->skipped));
     json_object_set_new(o, "dead_letters", json_integer((json_int_t)sb->dead_letters));
+    /* Redis restored behind PostgreSQL, or a failover lost entries. */
+    json_object_set_new(o, "checkpoint_ahead",
+                        json_boolean(sb->has_position && sb->backlog.has_last_entry &&
+                                     stream_id_cmp(sb->position, sb->backlog.last_entry) > 0));
     return o;
 }
 

@@ -33,6 +33,10 @@ static const MetricFamily metric_families[] = {
      SCOPE_STREAM, 1.0},
     {"projector_lag_seconds", "gauge", "Age of the oldest entry not yet applied.", "lag_seconds",
      SCOPE_STREAM, 1.0},
+    {"projector_checkpoint_ahead", "gauge",
+     "1 when the checkpoint is past the stream's last entry (Redis restored behind "
+     "PostgreSQL, or a failover lost entries).",
+     "checkpoint_ahead", SCOPE_STREAM, 1.0},
     {"projector_last_poll_age_seconds", "gauge", "Time since the worker last polled Redis.",
      "last_poll_age_ms", SCOPE_READMODEL, 0.001},
 };
@@ -60,7 +64,9 @@ static void append_header(StrBuf *sb, const char *name, const char *type, const 
 
 static void append_value(StrBuf *sb, const json_t *v, double scale)
 {
-    if (json_is_integer(v) && scale == 1.0)
+    if (json_is_boolean(v))
+        strbuf_append(sb, json_is_true(v) ? " 1\n" : " 0\n");
+    else if (json_is_integer(v) && scale == 1.0)
         strbuf_appendf(sb, " %lld\n", (long long)json_integer_value(v));
     else
         strbuf_appendf(sb, " %.10g\n", json_number_value(v) * scale);
@@ -94,7 +100,7 @@ static void append_family(StrBuf *sb, const MetricFamily *f, const json_t *rms)
         json_array_foreach(json_object_get(rm, "streams"), j, stream)
         {
             const json_t *v = json_object_get(stream, f->field);
-            if (!json_is_number(v))
+            if (!json_is_number(v) && !json_is_boolean(v))
                 continue;
             strbuf_appendf(sb, "%s{", f->name);
             append_label(sb, "readmodel", name);

@@ -285,6 +285,43 @@ static int connect_sessions(Worker *w, PjError *err)
     return rc;
 }
 
+/* PostgreSQL's checkpoint is the truth, whatever Redis remembers. A group that delivered
+ * past the checkpoint moves back to it, so that everything after it is read again in
+ * order: after a crash those entries are only pending, but after PostgreSQL was restored
+ * from a backup (or its bookkeeping dropped) some were acknowledged too, and would
+ * otherwise never be read again. *ret_rewound says so; the history phase is then not
+ * needed (the pending entries after the checkpoint come again with the rest). A checkpoint past the
+ * stream's last entry (Redis restored, or a failover that lost entries) is said; new entries go on
+ * from there. */
+static int reconcile_group(Worker *w, size_t s, bool *ret_rewound, PjError *err)
+{
+    const char *stream = w->m->streams[s];
+    char cp[STREAM_ID_BUFSZ], at[STREAM_ID_BUFSZ];
+    StreamCounts c;
+    StreamId last;
+    int rc = reader_stream_counts(w->reader, stream, w->group, &c, err);
+    if (rc == 0)
+        rc = reader_last_id(w->reader, stream, &last, err);
+    if (rc < 0)
+        return rc;
+    stream_id_format(w->checkpoint[s], cp);
+    *ret_rewound = c.has_last_delivered && stream_id_cmp(c.last_delivered, w->checkpoint[s]) > 0;
+    if (*ret_rewound) {
+        log_info(w->ctx,
+                 "consumer group \"%s\" of stream \"%s\" delivered up to %s, past the "
+                 "checkpoint %s: reading again every entry after the checkpoint",
+                 w->group, stream, stream_id_format(c.last_delivered, at), cp);
+        rc =
+            reader_rewind_group(w->reader, stream, w->group, w->checkpoint[s], w->position[s], err);
+    }
+    if (rc == 0 && stream_id_cmp(w->checkpoint[s], last) > 0)
+        log_warn(w->ctx,
+                 "the checkpoint %s of stream \"%s\" is ahead of its last entry %s (Redis "
+                 "restored, or a failover lost entries): going on with new entries",
+                 cp, stream, stream_id_format(last, at));
+    return rc;
+}
+
 static int open_session(Worker *w, PjError *err)
 {
     const Config *cfg = w->o.cfg;
@@ -298,13 +335,14 @@ static int open_session(Worker *w, PjError *err)
     }
     if (rc == 0)
         rc = checkpoint_count_dead(w->pg, cfg->pg_schema, w->m, dead, err);
-    if (rc == 0) {
-        for (size_t s = 0; s < w->m->nstreams; s++) {
-            w->history[s] = true;
-            snprintf(w->cursor[s], STREAM_ID_BUFSZ, "0-0");
-        }
-        publish_positions(w, dead);
+    for (size_t s = 0; rc == 0 && s < w->m->nstreams; s++) {
+        bool rewound = false;
+        rc = reconcile_group(w, s, &rewound, err);
+        w->history[s] = !rewound;
+        snprintf(w->cursor[s], STREAM_ID_BUFSZ, "0-0");
     }
+    if (rc == 0)
+        publish_positions(w, dead);
     free(dead);
     if (rc < 0)
         drop_session(w);

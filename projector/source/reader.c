@@ -203,6 +203,9 @@ static void group_entries_read(const redisReply *groups, const char *group, Stre
             c->has_entries_read =
                 reply_uint(field_of(groups->element[i], "entries-read"), &c->entries_read);
             c->has_lag = reply_uint(field_of(groups->element[i], "lag"), &c->lag);
+            c->has_last_delivered =
+                reply_stream_id(field_of(groups->element[i], "last-delivered-id"),
+                                &c->last_delivered) == 0;
         }
     }
 }
@@ -632,4 +635,66 @@ char *reader_group_name(const char *readmodel)
 {
     assert(readmodel != NULL && readmodel[0] != '\0');
     return xasprintf("projector:%s", readmodel);
+}
+
+#define ACK_BELOW_COUNT 1000 /* pending entries one XPENDING of a rewind lists */
+
+/* Acknowledges one page of the group's pending entries at or below id; *ret_more when a
+ * full page came back. */
+static int ack_pending_page(Reader *r, const char *stream, const char *group, const char *id,
+                            bool *ret_more, PjError *err)
+{
+    char count[16];
+    snprintf(count, sizeof count, "%d", ACK_BELOW_COUNT);
+    const char *argv[] = {"XPENDING", stream, group, "-", id, count};
+    redisReply *reply = command(r, err, "list pending entries", (int)ARRAY_SIZE(argv), argv, NULL);
+    if (reply == NULL)
+        return -PJ_ETRANSIENT;
+    int rc = 0;
+    const char **ids = NULL;
+    size_t n = 0;
+    if (reply->type == REDIS_REPLY_ERROR)
+        rc = reply_error(reply, err, "list pending entries");
+    else if (reply->type != REDIS_REPLY_ARRAY)
+        rc = pj_error_set(err, PJ_ETRANSIENT, "unexpected XPENDING reply for \"%s\"", stream);
+    else
+        ids = xcalloc(reply->elements + 1, sizeof *ids);
+    for (size_t i = 0; rc == 0 && i < reply->elements; i++) {
+        const redisReply *e = reply->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 ||
+            e->element[0]->type != REDIS_REPLY_STRING)
+            rc = pj_error_set(err, PJ_ETRANSIENT, "unexpected XPENDING reply for \"%s\"", stream);
+        else
+            ids[n++] = e->element[0]->str;
+    }
+    if (rc == 0 && n > 0)
+        rc = reader_ack(r, stream, group, ids, n, err);
+    if (rc == 0)
+        rc = reader_flush(r, err);
+    *ret_more = rc == 0 && n == ACK_BELOW_COUNT;
+    free(ids);
+    freeReplyObject(reply);
+    return rc;
+}
+
+int reader_rewind_group(Reader *r, const char *stream, const char *group, StreamId id,
+                        int64_t entries_read, PjError *err)
+{
+    char idt[STREAM_ID_BUFSZ], read_s[24];
+    assert(r != NULL && stream != NULL && group != NULL);
+    stream_id_format(id, idt);
+    snprintf(read_s, sizeof read_s, "%lld", (long long)entries_read);
+    const char *argv[] = {"XGROUP", "SETID", stream, group, idt, "ENTRIESREAD", read_s};
+    redisReply *reply =
+        command(r, err, "move the consumer group back", entries_read >= 0 ? 7 : 5, argv, NULL);
+    if (reply == NULL)
+        return -PJ_ETRANSIENT;
+    int rc = reply->type == REDIS_REPLY_ERROR
+                 ? reply_error(reply, err, "move the consumer group back")
+                 : 0;
+    freeReplyObject(reply);
+    bool more = rc == 0;
+    for (int page = 0; rc == 0 && more && page < CLAIM_ROUNDS_MAX; page++)
+        rc = ack_pending_page(r, stream, group, idt, &more, err);
+    return rc;
 }

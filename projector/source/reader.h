@@ -45,11 +45,18 @@ typedef struct StreamCounts {
     uint64_t entries_read; /* ... and this is that number */
     bool has_lag;          /* Redis knows how many entries the group has yet to read */
     uint64_t lag;          /* ... and this is that number */
+    bool has_last_delivered;
+    StreamId last_delivered; /* the group's last-delivered-id */
 } StreamCounts;
 
 /* XINFO STREAM and XINFO GROUPS of one stream for one group, in one round trip. */
 int reader_stream_counts(Reader *r, const char *stream, const char *group, StreamCounts *ret,
                          PjError *err) PJ_MUSTCHECK;
+/* Moves the group back to id (XGROUP SETID), so that every entry after id is delivered
+ * again, pending ones included; entries_read (-1: unknown) keeps Redis's lag exact. Then
+ * acknowledges the group's pending entries at or below id, which are settled. */
+int reader_rewind_group(Reader *r, const char *stream, const char *group, StreamId id,
+                        int64_t entries_read, PjError *err) PJ_MUSTCHECK;
 /* Takes over every pending entry of the group, from any consumer, for consumer. */
 int reader_claim_all(Reader *r, const char *stream, const char *group, const char *consumer,
                      PjError *err) PJ_MUSTCHECK;
