@@ -22,25 +22,21 @@ typedef enum { KEY_STRING, KEY_INT, KEY_BOOL, KEY_LOGLEVEL } KeyType;
 typedef struct ConfigKey {
     const char *section; /* NULL for top-level keys */
     const char *name;
-    KeyType type;
     size_t offset;
     const char *default_value;
     long min, max;
+    KeyType type;
     bool secret; /* may hold a password or token: never echoed, not to be world-readable */
 } ConfigKey;
 
-#define STR_KEY(sec, name, field, def)                                                             \
+#define KEY(sec, key, kind, field, def, lo, hi, is_secret)                                         \
     {                                                                                              \
-        sec, name, KEY_STRING, offsetof(Config, field), def, 0, 0, false                           \
+        .section = (sec), .name = (key), .offset = offsetof(Config, field),                        \
+        .default_value = (def), .min = (lo), .max = (hi), .type = (kind), .secret = (is_secret)    \
     }
-#define SECRET_KEY(sec, name, field, def)                                                          \
-    {                                                                                              \
-        sec, name, KEY_STRING, offsetof(Config, field), def, 0, 0, true                            \
-    }
-#define INT_KEY(sec, name, field, def, lo, hi)                                                     \
-    {                                                                                              \
-        sec, name, KEY_INT, offsetof(Config, field), def, lo, hi, false                            \
-    }
+#define STR_KEY(sec, key, field, def) KEY(sec, key, KEY_STRING, field, def, 0, 0, false)
+#define SECRET_KEY(sec, key, field, def) KEY(sec, key, KEY_STRING, field, def, 0, 0, true)
+#define INT_KEY(sec, key, field, def, lo, hi) KEY(sec, key, KEY_INT, field, def, lo, hi, false)
 
 static const ConfigKey config_keys[] = {
     SECRET_KEY("redis", "url", redis_url, "redis://127.0.0.1:6379/0"),
@@ -62,9 +58,9 @@ static const ConfigKey config_keys[] = {
     STR_KEY(NULL, "readmodels", readmodels_dir, "readmodels/"),
     INT_KEY(NULL, "batch", batch, "1000", 1, 10000),
     INT_KEY(NULL, "block_ms", block_ms, "1000", 1, 60000),
-    {NULL, "set_based", KEY_BOOL, offsetof(Config, set_based), "true", 0, 0, false},
+    KEY(NULL, "set_based", KEY_BOOL, set_based, "true", 0, 0, false),
     INT_KEY(NULL, "parallel_apply", parallel_apply, "1", 1, PARALLEL_APPLY_MAX),
-    {NULL, "log_level", KEY_LOGLEVEL, offsetof(Config, log_level), "info", 0, 0, false},
+    KEY(NULL, "log_level", KEY_LOGLEVEL, log_level, "info", 0, 0, false),
     INT_KEY(NULL, "stats_interval_s", stats_interval_s, "60", 0, 86400),
 };
 

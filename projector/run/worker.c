@@ -297,8 +297,8 @@ static int reconcile_group(Worker *w, size_t s, bool *ret_rewound, PjError *err)
 {
     const char *stream = w->m->streams[s];
     char cp[STREAM_ID_BUFSZ], at[STREAM_ID_BUFSZ];
-    StreamCounts c;
-    StreamId last;
+    StreamCounts c = {0};
+    StreamId last = STREAM_ID_ZERO;
     int rc = reader_stream_counts(w->reader, stream, w->group, &c, err);
     if (rc == 0)
         rc = reader_last_id(w->reader, stream, &last, err);

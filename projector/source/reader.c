@@ -651,14 +651,12 @@ static int ack_pending_page(Reader *r, const char *stream, const char *group, co
     if (reply == NULL)
         return -PJ_ETRANSIENT;
     int rc = 0;
-    const char **ids = NULL;
     size_t n = 0;
+    const char **ids = xcalloc(reply->elements + 1, sizeof *ids);
     if (reply->type == REDIS_REPLY_ERROR)
         rc = reply_error(reply, err, "list pending entries");
     else if (reply->type != REDIS_REPLY_ARRAY)
         rc = pj_error_set(err, PJ_ETRANSIENT, "unexpected XPENDING reply for \"%s\"", stream);
-    else
-        ids = xcalloc(reply->elements + 1, sizeof *ids);
     for (size_t i = 0; rc == 0 && i < reply->elements; i++) {
         const redisReply *e = reply->element[i];
         if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 ||
