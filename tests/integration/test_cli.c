@@ -342,7 +342,8 @@ Test(cli, the_least_privilege_recipe_works_as_written, .timeout = 120)
     e.conninfo = conninfo;
     PQclear(testenv_sql(admin, "DROP SCHEMA projector CASCADE"));
     env_as_role(&e, lacking);
-    out = run_cli(migrate, 1);
+    const char *migrate_lacking[] = {"migrate", "--config", e.config, NULL};
+    out = run_cli(migrate_lacking, 1);
     cr_assert(strstr(out, "CREATE on database") != NULL && strstr(out, "AUTHORIZATION") != NULL,
               "%s", out);
     free(out);
