@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "board/board.h"
+#include "board_models.h"
 #include "fuzz.h"
 #include "http/http.h"
 #include "os/now.h"
@@ -31,19 +32,6 @@
 #define FUZZ_HTTP_PROBE_MS 5000
 #define FUZZ_HTTP_WAIT_DEFAULT_MS 10
 #define FUZZ_HTTP_WAIT_MAX_MS 250
-
-static char name_orders[] = "orders", name_stats[] = "customer_stats",
-            name_customers[] = "customers";
-static char stream_orders[] = "orders", stream_customers[] = "customers";
-static char *orders_streams[] = {stream_orders, stream_customers};
-static char *stats_streams[] = {stream_orders};
-static char *customers_streams[] = {stream_customers};
-static Model fuzz_models[] = {
-    {.name = name_orders, .streams = orders_streams, .nstreams = 2},
-    {.name = name_stats, .streams = stats_streams, .nstreams = 1},
-    {.name = name_customers, .streams = customers_streams, .nstreams = 1},
-};
-static const ModelSet fuzz_set = {.models = fuzz_models, .count = 3};
 
 static Board *fuzz_board;
 static Http *fuzz_http;
@@ -95,7 +83,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     fuzz_quiet_logs();
-    fuzz_board = board_new(&fuzz_set);
+    fuzz_board = board_new(board_models_fixture());
     fill_board(fuzz_board);
     if (http_start(&opts, fuzz_board, &fuzz_http, &err) < 0) {
         fprintf(stderr, "fuzz_http: cannot start the server: %s\n", err.message);

@@ -10,26 +10,14 @@
 #include <time.h>
 
 #include "board/board.h"
+#include "board_models.h"
 #include "os/now.h"
-
-static char name_orders[] = "orders", name_stats[] = "customer_stats",
-            name_customers[] = "customers";
-static char stream_orders[] = "orders", stream_customers[] = "customers";
-static char *orders_streams[] = {stream_orders, stream_customers};
-static char *stats_streams[] = {stream_orders};
-static char *customers_streams[] = {stream_customers};
-static Model models[] = {
-    {.name = name_orders, .streams = orders_streams, .nstreams = 2},
-    {.name = name_stats, .streams = stats_streams, .nstreams = 1},
-    {.name = name_customers, .streams = customers_streams, .nstreams = 1},
-};
-static const ModelSet set = {.models = models, .count = 3};
 
 static Board *board;
 
 static void setup(void)
 {
-    board = board_new(&set);
+    board = board_new(board_models_fixture());
 }
 
 static void teardown(void)
@@ -52,7 +40,7 @@ static void sleep_ms(int ms)
 
 static void run_all(void)
 {
-    for (size_t i = 0; i < set.count; i++) {
+    for (size_t i = 0; i < board_models_fixture()->count; i++) {
         board_set_state(board, i, BOARD_STATE_RUNNING, NULL);
         board_polled(board, i);
     }

@@ -19,23 +19,11 @@
 #include <unistd.h>
 
 #include "board/board.h"
+#include "board_models.h"
 #include "http/http.h"
 #include "http/metrics.h"
 #include "os/now.h"
 #include "testenv.h"
-
-static char name_orders[] = "orders", name_stats[] = "customer_stats",
-            name_customers[] = "customers";
-static char stream_orders[] = "orders", stream_customers[] = "customers";
-static char *orders_streams[] = {stream_orders, stream_customers};
-static char *stats_streams[] = {stream_orders};
-static char *customers_streams[] = {stream_customers};
-static Model models[] = {
-    {.name = name_orders, .streams = orders_streams, .nstreams = 2},
-    {.name = name_stats, .streams = stats_streams, .nstreams = 1},
-    {.name = name_customers, .streams = customers_streams, .nstreams = 1},
-};
-static const ModelSet set = {.models = models, .count = 3};
 
 static Board *board;
 static Http *http;
@@ -48,7 +36,7 @@ static void start_with(HttpOptions opts)
     opts.listen = "127.0.0.1:0";
     opts.wait_timeout_default_ms = 5000;
     opts.wait_timeout_max_ms = 30000;
-    board = board_new(&set);
+    board = board_new(board_models_fixture());
     cr_assert_eq(http_start(&opts, board, &http, &err), 0, "%s", err.message);
     port = http_port(http);
     cr_assert_neq(port, 0);
@@ -181,7 +169,7 @@ static StreamId sid(uint64_t ms, uint64_t seq)
 
 static void run_all(void)
 {
-    for (size_t i = 0; i < set.count; i++) {
+    for (size_t i = 0; i < board_models_fixture()->count; i++) {
         board_set_state(board, i, BOARD_STATE_RUNNING, NULL);
         board_polled(board, i);
     }
@@ -618,7 +606,7 @@ Test(http_listen, rejects_malformed_addresses)
     static const char *const bad[] = {
         "",         "8080",      "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536",
         "::1:8080", "[::1]8080", "[]:80",     "host:80a"};
-    Board *b = board_new(&set);
+    Board *b = board_new(board_models_fixture());
 
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
         HttpOptions opts = {.listen = bad[i]};
@@ -633,7 +621,7 @@ Test(http_listen, rejects_malformed_addresses)
 
 Test(http_listen, accepts_every_form_and_reports_busy_ports)
 {
-    Board *b = board_new(&set);
+    Board *b = board_new(board_models_fixture());
     HttpOptions opts = {.listen = ":0"};
     PjError err = {0};
     Http *h = NULL, *h2 = NULL, *h3 = NULL;
