@@ -53,7 +53,6 @@ BatchRun *batch_run_free(BatchRun *b)
     merge_plan_done(&b->merge);
     free(b->stmts);
     free(b->stmt_item);
-    free(b->stmt_cls);
     free(b);
     return NULL;
 }

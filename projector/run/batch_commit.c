@@ -1,13 +1,15 @@
 /* batch_commit.c - the transaction of one batch: its checkpoints, dead letters and
- * statements sent one by one or set-based (merge.h), and a bad event isolated by sending
- * the batch again, with the set-based group that holds it split in halves, until a
- * statement of one event fails and names it.
+ * statements sent one by one or set-based (merge.h), and the events PostgreSQL refuses
+ * isolated all at once: the batch sent again with each event between savepoints, in its
+ * own segment of the pipeline, so one round trip names every refused event.
  *
- * Invariant: each attempt is one transaction, so the good events are applied exactly once.
+ * Invariant: each try is one transaction, so the good events are applied exactly once.
  */
 #include "run/batch.h"
 #include "run/batch_internal.h"
 
+#include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "apply/event.h"
@@ -15,7 +17,15 @@
 #include "base/log.h"
 #include "sink/checkpoint.h"
 
-#define BATCH_TAG_GROUP_FIRST (-16L) /* set-based group g is tagged this - g in a pipeline */
+#define BATCH_TAG_GROUP (-2L) /* a set-based statement of several events, in a pipeline */
+
+/* The savepoint each event of an isolating try runs after. */
+#define SAVEPOINT_SET "SAVEPOINT projector_event"
+#define SAVEPOINT_ROLLBACK "ROLLBACK TO SAVEPOINT projector_event"
+#define SAVEPOINT_RELEASE "RELEASE SAVEPOINT projector_event"
+
+/* Dead letters named one by one in the log per batch; the rest are counted in one line. */
+#define BATCH_DEAD_LOGGED 5
 
 /* ---- sending ---- */
 
@@ -55,7 +65,7 @@ static void send_item(const BatchRun *b, const BatchCtx *c, long index)
 }
 
 /* Lists the statements of the items of partition part (or all) in batch order, with the
- * item and the class of each, and sends the dead letters on the way; returns how many. */
+ * item of each, and sends the dead letters on the way; returns how many. */
 static size_t gather_statements(BatchRun *b, const BatchCtx *c, int part)
 {
     size_t n = 0;
@@ -67,13 +77,10 @@ static size_t gather_statements(BatchRun *b, const BatchCtx *c, int part)
             continue;
         size_t cap = b->stmts_cap;
         xgrow((void **)&b->stmts, &b->stmts_cap, n + it->nstmts + 1, sizeof(BoundStatement *));
-        if (b->stmts_cap != cap || b->stmt_item == NULL) {
+        if (b->stmts_cap != cap || b->stmt_item == NULL)
             b->stmt_item = xrealloc(b->stmt_item, b->stmts_cap * sizeof *b->stmt_item);
-            b->stmt_cls = xrealloc(b->stmt_cls, b->stmts_cap * sizeof *b->stmt_cls);
-        }
         for (size_t k = 0; k < it->nstmts; k++) {
             b->stmts[n] = &b->bound.items[it->first_stmt + k];
-            b->stmt_cls[n] = it->cls;
             b->stmt_item[n++] = i;
         }
     }
@@ -81,11 +88,11 @@ static size_t gather_statements(BatchRun *b, const BatchCtx *c, int part)
 }
 
 /* A group of one is sent as its plain statement, tagged with its item (so a failure names
- * the event); a larger group g as the set-based statement, tagged BATCH_TAG_GROUP_FIRST - g. */
+ * the event); a larger group as the set-based statement, tagged BATCH_TAG_GROUP. */
 void batch_run_send_merged(BatchRun *b, const BatchCtx *c, Pg *pg, int part)
 {
     size_t n = gather_statements(b, c, part);
-    merge_build(&b->merge, c->plan, b->stmts, b->stmt_cls, n);
+    merge_build(&b->merge, c->plan, b->stmts, NULL, n);
     for (size_t g = 0; g < b->merge.ngroups; g++) {
         const MergeGroup *grp = &b->merge.groups[g];
         const PlanStatement *st = applier_plan_statement(c->plan, grp->statement);
@@ -98,8 +105,7 @@ void batch_run_send_merged(BatchRun *b, const BatchCtx *c, Pg *pg, int part)
         }
         const char *name;
         char **params = merge_statement(&b->merge, grp, b->stmts, st, &name);
-        pg_pipeline_send(pg, name, st->nparams, (const char *const *)params,
-                         BATCH_TAG_GROUP_FIRST - (long)g);
+        pg_pipeline_send(pg, name, st->nparams, (const char *const *)params, BATCH_TAG_GROUP);
         merge_params_free(params, st->nparams);
     }
 }
@@ -136,87 +142,209 @@ static int run_once(BatchRun *b, const BatchCtx *c, bool set_based, long *failed
     return rc < 0 ? rc : pg_pipeline_finish(c->pg, failed, err);
 }
 
-/* ---- committing ---- */
+/* ---- isolating the events PostgreSQL refuses ---- */
 
-/* A set-based group failed: its events get two new classes, one per half, so the batch is
- * sent again with that group split in two (the rest merged as before). */
-static void split_group(BatchRun *b, size_t g)
+/* What an isolating try learned. */
+typedef struct Isolation {
+    BatchRun *b;
+    size_t refused;   /* events refused in this try */
+    bool bookkeeping; /* a statement of the transaction itself was refused */
+    PjError bookkeeping_err;
+} Isolation;
+
+/* A PgFailureFn: the event whose statement PostgreSQL refused is marked, with the reason. */
+static void note_refused(void *arg, long tag, const PjError *err)
 {
-    const MergeGroup *grp = &b->merge.groups[g];
-    unsigned halves[2] = {b->next_cls + 1, b->next_cls + 2};
-    b->next_cls += 2;
-    for (size_t j = 0; j < grp->count; j++) {
-        size_t item = b->stmt_item[b->merge.members[grp->first + j]];
-        b->items[item].cls = halves[j * 2 >= grp->count];
+    Isolation *iso = arg;
+    if (tag < 0 || (size_t)tag >= iso->b->nitems) {
+        if (!iso->bookkeeping)
+            iso->bookkeeping_err = *err;
+        iso->bookkeeping = true;
+        return;
     }
+    Item *it = &iso->b->items[tag];
+    assert(it->kind == BATCH_ITEM_APPLY && !it->refused);
+    it->refused = true;
+    it->attempts++;
+    free(it->error);
+    it->error = xstrdup(err->message);
+    snprintf(it->sqlstate, sizeof it->sqlstate, "%s", err->sqlstate);
+    iso->refused++;
 }
 
-/* PostgreSQL refused item failed for good (err): it is tried again after a pause until its
- * attempts are spent, then dead-lettered (or, with on_error: stop, held). Returns
- * -PJ_ESTOPPED when a stop comes during the pause, else 0: send the batch again. */
-static int refused(BatchRun *b, const BatchCtx *c, long failed, const PjError *err)
+/* Sends every event of the batch in an open transaction, each in its own segment:
+ *   ROLLBACK TO SAVEPOINT; its statements; RELEASE SAVEPOINT; SAVEPOINT; Sync
+ * After an event that PostgreSQL refuses, the rest of its segment is skipped and the next
+ * segment's ROLLBACK TO returns to the savepoint taken before it, undoing it; after one that
+ * succeeds, that ROLLBACK TO returns to the savepoint taken after it, undoing nothing. So
+ * every refused event is named in one round trip, and the transaction holds exactly the
+ * others, in batch order, one savepoint deep. The dead letters and checkpoints follow in
+ * commit_isolated, once the refused events are known. */
+static int send_isolating(BatchRun *b, const BatchCtx *c, Isolation *iso, PjError *err)
 {
-    Item *it = &b->items[failed];
-    const char *stream = c->m->streams[it->entry->stream];
-    if (++it->attempts < c->cfg->retry_attempts) {
-        int delay = c->hooks.retry_delay_ms(c->hooks.arg, it->attempts);
-        log_warn(c->log_ctx,
-                 "could not apply entry %s of stream \"%s\" (attempt %d of %d): %s, "
-                 "trying again in %d ms",
-                 it->entry->id_text, stream, it->attempts, c->cfg->retry_attempts, err->message,
-                 delay);
-        if (!c->hooks.pause(c->hooks.arg, delay))
-            return -PJ_ESTOPPED; /* nothing committed: delivered again at the next start */
-        return 0;
+    int rc = pg_pipeline_begin(c->pg, err);
+    if (rc < 0)
+        return rc;
+    pg_pipeline_send_begin(c->pg);
+    pg_pipeline_send_command(c->pg, SAVEPOINT_SET, -1);
+    for (size_t i = 0; i < b->nitems; i++) {
+        if (b->items[i].kind != BATCH_ITEM_APPLY)
+            continue;
+        pg_pipeline_send_command(c->pg, SAVEPOINT_ROLLBACK, -1);
+        send_item(b, c, (long)i);
+        pg_pipeline_send_command(c->pg, SAVEPOINT_RELEASE, -1);
+        pg_pipeline_send_command(c->pg, SAVEPOINT_SET, -1);
+        pg_pipeline_send_sync(c->pg);
     }
-    batch_item_dead(it, err->message, err->sqlstate);
-    if (c->m->on_error == MODEL_ON_ERROR_STOP) {
-        batch_run_hold_from(b, c, (size_t)failed);
-    } else {
-        log_warn(c->log_ctx, "could not apply entry %s of stream \"%s\": %s, dead-lettering it",
-                 it->entry->id_text, stream, err->message);
+    pg_pipeline_send_command(c->pg, SAVEPOINT_ROLLBACK, -1);
+    pg_pipeline_send_command(c->pg, SAVEPOINT_RELEASE, -1);
+    *iso = (Isolation){.b = b};
+    rc = pg_pipeline_run_segments(c->pg, note_refused, iso, err);
+    if (rc == 0 && iso->bookkeeping) {
+        *err = iso->bookkeeping_err;
+        rc = -PJ_ETRANSIENT;
     }
-    return 0;
+    return rc; /* on failure the session is renewed, and the transaction goes with it */
 }
 
-/* A statement of one event that fails permanently isolates that event: it is dead-lettered
- * and the batch is sent again without it, so each bad event costs one more round trip and
- * the good ones are applied exactly once. A set-based statement that fails does not say
- * which of its events is at fault: the batch is sent again with that statement's events
- * split in two halves, and so on, until a statement of one event fails and names it: about
- * log2(events of the statement) more round trips per bad event, each still set-based. */
-int batch_run_commit(BatchRun *b, const BatchCtx *c, PjError *err)
+/* Ends the open transaction of an isolating try with a ROLLBACK. */
+static int roll_back(const BatchCtx *c, PjError *err)
 {
-    bool set_based = c->cfg->set_based;
-    /* a split or a dead letter per try: at most 2 per event, and attempts per bad one */
-    size_t tries = (b->nitems + 1) * (size_t)(c->cfg->retry_attempts + 2) + 1;
-    b->next_cls = 0;
-    for (size_t attempt = 0; attempt <= tries; attempt++) {
-        long failed = 0; /* the failing statement's tag, set when the pipeline ran */
-        int rc;
-        if (attempt == 0) {
-            /* While the server runs the batch, the next one is read and classified. */
-            rc = send_batch(b, c, set_based, err);
-            if (rc == 0) {
-                c->hooks.read_ahead(c->hooks.arg);
-                rc = pg_pipeline_finish(c->pg, &failed, err);
-            }
-        } else {
-            rc = run_once(b, c, set_based, &failed, err);
+    int rc = pg_tx_end_send(c->pg, false, err);
+    return rc < 0 ? rc : pg_tx_end_wait(c->pg, false, err);
+}
+
+/* Sends the dead letters and the checkpoints in the open transaction, and commits it. */
+static int commit_isolated(BatchRun *b, const BatchCtx *c, PjError *err)
+{
+    int rc = pg_pipeline_begin(c->pg, err);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < b->nitems; i++)
+        if (b->items[i].kind == BATCH_ITEM_DEAD)
+            send_dead_letter(c, &b->items[i]);
+    batch_run_send_checkpoints(b, c);
+    pg_pipeline_send_command(c->pg, "COMMIT", -1);
+    long failed;
+    rc = pg_pipeline_run(c->pg, &failed, err);
+    return rc < 0 ? -PJ_ETRANSIENT : 0; /* a dead letter or checkpoint failed: renew */
+}
+
+/* The refused events of a try become dead letters, each named in the log up to a few per
+ * batch and the rest counted. */
+static void bury_refused(BatchRun *b, const BatchCtx *c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < b->nitems; i++) {
+        Item *it = &b->items[i];
+        if (!it->refused)
+            continue;
+        it->refused = false;
+        it->kind = BATCH_ITEM_DEAD;
+        if (n++ < BATCH_DEAD_LOGGED)
+            log_warn(c->log_ctx, "could not apply entry %s of stream \"%s\": %s, dead-lettering it",
+                     it->entry->id_text, c->m->streams[it->entry->stream], it->error);
+    }
+    if (n > BATCH_DEAD_LOGGED)
+        log_warn(c->log_ctx, "dead-lettered %zu more entries of this batch that PostgreSQL refused",
+                 n - BATCH_DEAD_LOGGED);
+}
+
+/* Of the refused events, the one with the fewest attempts decides: -1 when every refused
+ * event has spent its attempts (retry.attempts), else the delay before the next try. */
+static int next_try_delay(BatchRun *b, const BatchCtx *c)
+{
+    int fewest = 0;
+    const Item *first = NULL;
+    for (size_t i = 0; i < b->nitems; i++) {
+        const Item *it = &b->items[i];
+        if (it->refused && (first == NULL || it->attempts < fewest)) {
+            fewest = it->attempts;
+            first = it;
         }
-        if (rc == 0)
-            return 0;
-        if (rc == -PJ_EPERMANENT && failed <= BATCH_TAG_GROUP_FIRST && set_based) {
-            size_t g = (size_t)(BATCH_TAG_GROUP_FIRST - failed);
-            log_debug(c->log_ctx, "a set-based statement of %zu events failed (%s), splitting it",
-                      b->merge.groups[g].count, err->message);
-            split_group(b, g);
+    }
+    if (first == NULL || fewest >= c->cfg->retry_attempts)
+        return -1;
+    int delay = c->hooks.retry_delay_ms(c->hooks.arg, fewest);
+    log_warn(c->log_ctx,
+             "could not apply entry %s of stream \"%s\" (attempt %d of %d): %s, "
+             "trying the batch again in %d ms",
+             first->entry->id_text, c->m->streams[first->entry->stream], fewest,
+             c->cfg->retry_attempts, first->error, delay);
+    return delay;
+}
+
+static void forget_refusals(BatchRun *b)
+{
+    for (size_t i = 0; i < b->nitems; i++)
+        b->items[i].refused = false;
+}
+
+/* With on_error: stop, the first refused event and everything after it in its stream are
+ * held, and the batch is sent again without them. */
+static int hold_refused(BatchRun *b, const BatchCtx *c, PjError *err)
+{
+    for (size_t i = 0; i < b->nitems; i++) {
+        Item *it = &b->items[i];
+        if (!it->refused)
+            continue;
+        forget_refusals(b);
+        it->kind = BATCH_ITEM_DEAD; /* its error and sqlstate are the refusal's */
+        batch_run_hold_from(b, c, i);
+        break;
+    }
+    long failed;
+    int rc = run_once(b, c, c->cfg->set_based, &failed, err);
+    return rc < 0 ? -PJ_ETRANSIENT : 0; /* what came before the bad event did not change */
+}
+
+/* The batch holds events PostgreSQL refuses: each try names all of them at once
+ * (send_isolating); those with attempts left are tried again after a pause (the batch is
+ * rolled back meanwhile); the others are dead-lettered and the rest committed in the same
+ * transaction. A stop during a pause ends the batch uncommitted. */
+static int isolate(BatchRun *b, const BatchCtx *c, PjError *err)
+{
+    log_debug(c->log_ctx, "a batch of %zu entries holds events PostgreSQL refuses, isolating them",
+              b->nitems);
+    for (int tries = 0; tries <= c->cfg->retry_attempts; tries++) {
+        Isolation iso;
+        int rc = send_isolating(b, c, &iso, err);
+        if (rc < 0)
+            return rc;
+        int delay = next_try_delay(b, c);
+        if (iso.refused > 0 && (delay >= 0 || c->m->on_error == MODEL_ON_ERROR_STOP)) {
+            rc = roll_back(c, err);
+            if (rc < 0)
+                return -PJ_ETRANSIENT;
+            if (delay < 0)
+                return hold_refused(b, c, err);
+            forget_refusals(b);
+            if (!c->hooks.pause(c->hooks.arg, delay))
+                return -PJ_ESTOPPED; /* nothing committed: delivered again at the next start */
             continue;
         }
-        if (rc != -PJ_EPERMANENT || failed < 0)
-            return rc == -PJ_EPERMANENT ? -PJ_ETRANSIENT : rc; /* bookkeeping failed: retry */
-        if (refused(b, c, failed, err) < 0)
-            return -PJ_ESTOPPED;
+        bury_refused(b, c);
+        return commit_isolated(b, c, err);
     }
-    return pj_error_set(err, PJ_ETRANSIENT, "could not isolate the failing events of a batch");
+    return pj_error_set(err, PJ_ETRANSIENT, "could not isolate the refused events of a batch");
+}
+
+/* ---- committing ---- */
+
+/* The batch goes as one pipeline (set-based when configured); while the server runs it,
+ * the next batch is read. When PostgreSQL refuses one of its statements, every refused
+ * event is found in one more round trip (isolate), whatever the size of the batch. */
+int batch_run_commit(BatchRun *b, const BatchCtx *c, PjError *err)
+{
+    long failed = 0; /* the failing statement's tag, set when the pipeline ran */
+    int rc = send_batch(b, c, c->cfg->set_based, err);
+    if (rc == 0) {
+        c->hooks.read_ahead(c->hooks.arg);
+        rc = pg_pipeline_finish(c->pg, &failed, err);
+    }
+    if (rc == 0)
+        return 0;
+    if (rc != -PJ_EPERMANENT || failed == -1)
+        return rc == -PJ_EPERMANENT ? -PJ_ETRANSIENT : rc; /* bookkeeping failed: retry */
+    return isolate(b, c, err);
 }

@@ -1,6 +1,6 @@
 /* batch_internal.h - the inside of a BatchRun, shared by batch.c (reading, classifying,
- * publishing, acknowledging) and batch_commit.c (the transaction and the isolation of a
- * bad event). Not an interface: only those two files include it.
+ * publishing, acknowledging) and batch_commit.c (the transaction and the isolation of the
+ * events PostgreSQL refuses). Not an interface: only those two files include it.
  *
  * Invariant: once classified, items[i] is batch.entries[i] for every i < nitems.
  */
@@ -29,7 +29,7 @@ typedef struct Item {
     char sqlstate[6];
     int attempts; /* times PostgreSQL refused it in this batch */
     int part;     /* parallel apply: the partition of its statements, or BATCH_PART_SERIAL */
-    unsigned cls; /* merge_build's class: set-based groups are split by it to find a bad event */
+    bool refused; /* refused in the isolating try under way (error, sqlstate say why) */
 } Item;
 
 struct BatchRun {
@@ -44,8 +44,6 @@ struct BatchRun {
     MergePlan merge;
     const BoundStatement **stmts; /* BATCH_ITEM_APPLY statements in batch order */
     size_t *stmt_item;            /* the item of each */
-    unsigned *stmt_cls;           /* the class of each (its item's) */
-    unsigned next_cls;            /* the last class given out in this batch */
     size_t stmts_cap;
 };
 

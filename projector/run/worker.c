@@ -138,10 +138,14 @@ static int event_retry_delay_ms(void *arg, int attempts)
     return backoff_at(&w->backoff, attempts - 1);
 }
 
+/* The worker is alive while it waits to try a refused event again: it says so to the
+ * board before and after (the delay is at most retry.backoff_max_ms). */
 static bool event_retry_pause(void *arg, int ms)
 {
     const Worker *w = arg;
+    board_polled(w->o.board, w->o.rm);
     pause_ms(w, ms);
+    board_polled(w->o.board, w->o.rm);
     return !stopping(w);
 }
 

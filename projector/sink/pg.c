@@ -10,6 +10,7 @@
 #include "base/log.h"
 
 #include <assert.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,33 +213,79 @@ static int flush_all(Pg *pg)
     return r;
 }
 
-/* Reads the result of every queued statement and the Sync. */
-static int read_results(Pg *pg, long *ret_failed_tag, PjError *err)
+/* A Sync in the middle of a pipeline, among the tags: it ends a segment. */
+#define TAG_SYNC LONG_MIN
+
+/* The failure of one statement of a pipeline: the first of the pipeline decides the
+ * outcome (*first_rc, *first_err, *first_tag); with segments, on_failure hears the first
+ * of each. */
+typedef struct Outcome {
+    PgFailureFn *on_failure;
+    void *arg;
+    int rc;
+    long failed_tag;
+    PjError *err;
+    bool segment_failed;
+} Outcome;
+
+static void note_failure(Pg *pg, Outcome *o, const PGresult *res, long tag)
 {
+    PjError e;
+    int rc = pg_result_error(pg, res, "could not apply", &e);
+    if (o->on_failure != NULL && !o->segment_failed && rc == -PJ_EPERMANENT)
+        o->on_failure(o->arg, tag, &e);
+    o->segment_failed = true;
+    if (o->rc == 0 || (rc == -PJ_ETRANSIENT && o->rc == -PJ_EPERMANENT && o->on_failure != NULL)) {
+        o->rc = rc; /* with segments, a transient failure anywhere outweighs refusals */
+        o->failed_tag = tag;
+        if (o->err != NULL)
+            *o->err = e;
+    }
+}
+
+/* Reads the Sync that ends a segment (or the pipeline); a missing one is the outcome unless
+ * a statement failed before it. */
+static int read_sync(Pg *pg, Outcome *o)
+{
+    PGresult *sync = PQgetResult(pg->conn);
     int rc = 0;
+    if (sync == NULL || PQresultStatus(sync) != PGRES_PIPELINE_SYNC) {
+        PjError e;
+        rc = pg_result_error(pg, sync, "could not commit", &e);
+        if (o->rc == 0) {
+            o->rc = rc;
+            if (o->err != NULL)
+                *o->err = e;
+        }
+    }
+    PQclear(sync);
+    o->segment_failed = false;
+    return rc;
+}
+
+/* Reads the result of every queued statement and Sync, and the final Sync. */
+static int read_results(Pg *pg, Outcome *o)
+{
     for (size_t i = 0; i < pg->ntags; i++) {
+        if (pg->tags[i] == TAG_SYNC) {
+            if (read_sync(pg, o) < 0)
+                return o->rc;
+            continue;
+        }
         PGresult *res = PQgetResult(pg->conn);
         if (res == NULL)
-            return rc < 0 ? rc : pg_result_error(pg, NULL, "could not read a result", err);
-        ExecStatusType st = PQresultStatus(res);
-        if (st == PGRES_FATAL_ERROR && rc == 0) {
-            rc = pg_result_error(pg, res, "could not apply", err);
-            *ret_failed_tag = pg->tags[i];
-        }
+            return pg_result_error(pg, NULL, "could not read a result", o->err);
+        if (PQresultStatus(res) == PGRES_FATAL_ERROR)
+            note_failure(pg, o, res, pg->tags[i]);
         PQclear(res);
         PGresult *end = PQgetResult(pg->conn); /* NULL after each statement's results */
         if (end != NULL) {
             PQclear(end);
-            return rc < 0 ? rc : pg_result_error(pg, NULL, "unexpected extra result", err);
+            return pg_result_error(pg, NULL, "unexpected extra result", o->err);
         }
     }
-    PGresult *sync = PQgetResult(pg->conn);
-    if (sync == NULL || PQresultStatus(sync) != PGRES_PIPELINE_SYNC) {
-        if (rc == 0)
-            rc = pg_result_error(pg, sync, "could not commit", err);
-    }
-    PQclear(sync);
-    return rc;
+    (void)read_sync(pg, o);
+    return o->rc;
 }
 
 /* Leaves pipeline mode, whatever state the batch left behind. */
@@ -262,9 +309,50 @@ int pg_pipeline_flush(Pg *pg, PjError *err)
 
 int pg_pipeline_finish(Pg *pg, long *ret_failed_tag, PjError *err)
 {
-    *ret_failed_tag = -1;
+    Outcome o = {.failed_tag = -1, .err = err};
     (void)PQsetnonblocking(pg->conn, 0);
-    return pipeline_leave(pg, read_results(pg, ret_failed_tag, err), err);
+    int rc = pipeline_leave(pg, read_results(pg, &o), err);
+    *ret_failed_tag = o.rc < 0 ? o.failed_tag : -1;
+    return rc;
+}
+
+void pg_pipeline_send_sync(Pg *pg)
+{
+    assert(PQpipelineStatus(pg->conn) != PQ_PIPELINE_OFF);
+    if (pg->send_failed)
+        return;
+    if (PQpipelineSync(pg->conn) != 1) {
+        pg->send_failed = true;
+        return;
+    }
+    xgrow((void **)&pg->tags, &pg->tags_cap, pg->ntags + 1, sizeof *pg->tags);
+    pg->tags[pg->ntags++] = TAG_SYNC;
+}
+
+void pg_pipeline_send_command(Pg *pg, const char *sql, long tag)
+{
+    assert(PQpipelineStatus(pg->conn) != PQ_PIPELINE_OFF);
+    assert(tag != TAG_SYNC);
+    if (pg->send_failed)
+        return;
+    if (PQsendQueryParams(pg->conn, sql, 0, NULL, NULL, NULL, NULL, 0) != 1) {
+        pg->send_failed = true;
+        return;
+    }
+    xgrow((void **)&pg->tags, &pg->tags_cap, pg->ntags + 1, sizeof *pg->tags);
+    pg->tags[pg->ntags++] = tag;
+}
+
+int pg_pipeline_run_segments(Pg *pg, PgFailureFn *on_failure, void *arg, PjError *err)
+{
+    assert(on_failure != NULL);
+    int rc = pg_pipeline_flush(pg, err);
+    if (rc < 0)
+        return rc;
+    Outcome o = {.on_failure = on_failure, .arg = arg, .failed_tag = -1, .err = err};
+    (void)PQsetnonblocking(pg->conn, 0);
+    rc = pipeline_leave(pg, read_results(pg, &o), err);
+    return rc == -PJ_EPERMANENT ? 0 : rc;
 }
 
 int pg_pipeline_run(Pg *pg, long *ret_failed_tag, PjError *err)
@@ -276,14 +364,7 @@ int pg_pipeline_run(Pg *pg, long *ret_failed_tag, PjError *err)
 
 void pg_pipeline_send_begin(Pg *pg)
 {
-    if (pg->send_failed)
-        return;
-    if (PQsendQueryParams(pg->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) != 1) {
-        pg->send_failed = true;
-        return;
-    }
-    xgrow((void **)&pg->tags, &pg->tags_cap, pg->ntags + 1, sizeof *pg->tags);
-    pg->tags[pg->ntags++] = -1;
+    pg_pipeline_send_command(pg, "BEGIN", -1);
 }
 
 int pg_tx_end_send(Pg *pg, bool commit, PjError *err)

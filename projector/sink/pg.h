@@ -59,6 +59,24 @@ int pg_pipeline_run(Pg *pg, long *ret_failed_tag, PjError *err) PJ_MUSTCHECK;
 int pg_pipeline_flush(Pg *pg, PjError *err) PJ_MUSTCHECK;
 int pg_pipeline_finish(Pg *pg, long *ret_failed_tag, PjError *err) PJ_MUSTCHECK;
 
+/* ---- pipelines of segments: one Sync per segment ----
+ *
+ * A statement that fails skips only the rest of its segment. Inside an explicit
+ * transaction (pg_pipeline_send_begin) the transaction stays open and aborted after such a
+ * failure, until a ROLLBACK TO SAVEPOINT at the start of a later segment repairs it: so one
+ * round trip can learn which of many segments PostgreSQL refuses. */
+
+/* Queues a statement without parameters (SAVEPOINT, RELEASE, COMMIT ...), tagged. */
+void pg_pipeline_send_command(Pg *pg, const char *sql, long tag);
+/* Ends the current segment. */
+void pg_pipeline_send_sync(Pg *pg);
+/* Hears the first statement of a segment that PostgreSQL refused (a permanent failure). */
+typedef void PgFailureFn(void *arg, long tag, const PjError *err);
+/* Sends the final Sync, reads every result and leaves pipeline mode, telling on_failure
+ * (with arg) of each segment's refused statement. Returns 0 when every failure was a
+ * refusal; otherwise (a transient failure, the connection) -PJ_ETRANSIENT with err set. */
+int pg_pipeline_run_segments(Pg *pg, PgFailureFn *on_failure, void *arg, PjError *err) PJ_MUSTCHECK;
+
 /* ---- explicit transactions, for work committed across several sessions ---- */
 
 /* Queues BEGIN as the pipeline's first statement: then a successful pg_pipeline_finish

@@ -1,0 +1,157 @@
+/* test_flood.c - a flood of events PostgreSQL refuses (orders placed for customers nobody
+ * registered: the lookup of the name finds nothing and feeds a NOT NULL column) among a few
+ * healthy ones. Each full batch that holds refused events costs one more try however many
+ * it holds; the worker keeps reporting itself running; SIGTERM in the middle of the flood
+ * ends the daemon promptly, and a restart finishes the feed with every refused event
+ * dead-lettered exactly once.
+ */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "os/now.h"
+#include "testenv.h"
+
+#define FLOOD_BATCH 500
+#define FLOOD_HEALTHY_EVERY 50 /* order i is healthy when i % this == 0 */
+#define FLOOD_STOP_MS 10000    /* far above the README's bound, far below the 100 s seen */
+
+typedef TestDaemon Env;
+
+static void env_setup(Env *e, const char *name)
+{
+    if (!testenv_have_servers())
+        cr_skip_test("no test servers (run tests/run.sh)");
+    testenv_daemon_setup(e, name, NULL, FLOOD_BATCH, 200);
+}
+
+/* Customer c-1, then n orders: every FLOOD_HEALTHY_EVERY-th for c-1, the others for
+ * customers never registered. Pipelined, so a flood of thousands is published in a blink. */
+static void publish_flood(Env *e, int n)
+{
+    redisAppendCommand(e->redis, "XADD customers * type customer.registered version 1 payload %s",
+                       "{\"customerId\":\"c-1\",\"name\":\"Ada\"}");
+    for (int i = 0; i < n; i++) {
+        char payload[192];
+        bool healthy = i % FLOOD_HEALTHY_EVERY == 0;
+        snprintf(payload, sizeof payload,
+                 "{\"orderId\":\"o-%d\",\"customerId\":\"%s%d\",\"items\":[1],"
+                 "\"total\":{\"amount\":\"1.00\",\"currency\":\"EUR\"}}",
+                 i, healthy ? "c-" : "ghost-", healthy ? 1 : i);
+        redisAppendCommand(e->redis,
+                           "XADD orders * type order.placed version 1 occurred_at "
+                           "2026-01-15T10:00:00Z payload %s",
+                           payload);
+    }
+    for (int i = 0; i <= n; i++) {
+        redisReply *r = NULL;
+        cr_assert_eq(redisGetReply(e->redis, (void **)&r), REDIS_OK, "XADD %d failed", i);
+        cr_assert(r != NULL && r->type == REDIS_REPLY_STRING, "XADD %d: %s", i,
+                  r != NULL && r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
+        if (i == n)
+            snprintf(e->last, sizeof e->last, "%s", r->str);
+        freeReplyObject(r);
+    }
+}
+
+static long query_long(const Env *e, const char *sql)
+{
+    char *text = testenv_query_text(e->pg, sql);
+    long n = strtol(text, NULL, 10);
+    free(text);
+    return n;
+}
+
+static int log_count(const Env *e, const char *text)
+{
+    char *log = NULL;
+    size_t len;
+    PjError err;
+    int n = 0;
+    cr_assert_eq(read_file(e->log, &log, &len, &err), 0, "%s", err.message);
+    for (const char *p = strstr(log, text); p != NULL; p = strstr(p + 1, text))
+        n++;
+    free(log);
+    return n;
+}
+
+/* Every order of the feed is in exactly one place: the read table or a dead letter. */
+static void expect_each_order_once(const Env *e, int n)
+{
+    char want[64];
+    snprintf(want, sizeof want, "%d|%d|%d", n / FLOOD_HEALTHY_EVERY, n - n / FLOOD_HEALTHY_EVERY,
+             n - n / FLOOD_HEALTHY_EVERY);
+    testenv_daemon_expect(e,
+                          "SELECT (SELECT count(*) FROM order_read_model), count(*), "
+                          "count(DISTINCT (entry_ms, entry_seq)) FROM projector.dead_letters "
+                          "WHERE readmodel = 'orders' AND sqlstate = '23502'",
+                          want);
+    /* customer_stats looks nothing up: it counts every order */
+    snprintf(want, sizeof want, "%d", n);
+    testenv_daemon_expect(e, "SELECT sum(orders) FROM customer_stats", want);
+}
+
+/* 4,000 orders, 98% refused, in batches of 500: each batch is tried twice at most. */
+Test(flood, each_batch_of_a_flood_costs_one_more_try, .timeout = 180)
+{
+    Env e;
+    const int n = 4000;
+    env_setup(&e, "flood_tries");
+    publish_flood(&e, n);
+    testenv_daemon_settle(&e, "orders");
+    expect_each_order_once(&e, n);
+    int tries = log_count(&e, "readmodel=orders: a batch of");
+    int batches = (n + FLOOD_BATCH - 1) / FLOOD_BATCH;
+    cr_log_info("orders: %d isolating tries for %d batches of a flood", tries, batches);
+    cr_assert(tries >= batches && tries <= batches + 2, "%d isolating tries (log: %s)", tries,
+              e.log);
+    /* a few dead letters named per batch, the rest counted */
+    cr_assert_lt(log_count(&e, "dead-lettering it"), 6 * (batches + 2), "log: %s", e.log);
+    cr_assert_geq(log_count(&e, "more entries of this batch that PostgreSQL refused"), batches - 1,
+                  "log: %s", e.log);
+    cr_assert_eq(testenv_kill(e.pid, SIGTERM), 0, "unclean stop (log: %s)", e.log);
+    e.pid = 0;
+    testenv_daemon_done(&e);
+}
+
+/* SIGTERM once the flood is being dead-lettered: the daemon exits 0 within seconds, the
+ * worker said it was running meanwhile, and a second start finishes the feed. */
+Test(flood, sigterm_in_a_flood_stops_promptly_and_loses_nothing, .timeout = 240)
+{
+    Env e;
+    const int n = 30000;
+    env_setup(&e, "flood_stop");
+    publish_flood(&e, n);
+    const char *args[] = {"run", "--config", e.config, NULL};
+    e.pid = testenv_spawn(args, e.log);
+    cr_assert(testenv_wait_http(e.port, 20000), "no /healthz (log: %s)", e.log);
+    long dead = 0;
+    for (int i = 0; i < 600 && dead == 0; i++) {
+        testenv_sleep_ms(50);
+        dead = query_long(&e, "SELECT count(*) FROM projector.dead_letters");
+    }
+    cr_assert_gt(dead, 0, "nothing dead-lettered within 30 s (log: %s)", e.log);
+    char *body = NULL;
+    cr_assert_eq(testenv_http_get(e.port, "/lag/orders", &body), 200, "%s", body);
+    cr_expect(strstr(body, "\"retrying\"") == NULL && strstr(body, "\"stopped\"") == NULL,
+              "orders is not running in a flood: %s", body);
+    free(body);
+    int64_t t0 = now_monotonic_ms();
+    cr_assert_eq(kill(e.pid, SIGTERM), 0);
+    int code = testenv_wait_exit(e.pid, FLOOD_STOP_MS);
+    int64_t took = now_monotonic_ms() - t0;
+    cr_assert_eq(code, 0, "exit %d %lld ms after SIGTERM in a flood (log: %s)", code,
+                 (long long)took, e.log);
+    e.pid = 0;
+    long settled = query_long(&e, "SELECT count(*) FROM projector.dead_letters");
+    cr_log_info("SIGTERM in a flood: exit 0 in %lld ms, %ld dead letters of %d by then",
+                (long long)took, settled, n);
+    testenv_daemon_settle(&e, "orders");
+    expect_each_order_once(&e, n);
+    cr_assert_eq(testenv_kill(e.pid, SIGTERM), 0, "unclean stop (log: %s)", e.log);
+    e.pid = 0;
+    testenv_daemon_done(&e);
+}
