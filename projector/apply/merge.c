@@ -145,27 +145,6 @@ void merge_plan_done(MergePlan *mp)
 
 /* ---- parameters ---- */
 
-/* Appends v as an element of a PostgreSQL array literal: NULL, or double-quoted with
- * backslash and double quote escaped. */
-static void append_element(StrBuf *sb, const char *v)
-{
-    if (v == NULL) {
-        strbuf_append(sb, "NULL");
-        return;
-    }
-    strbuf_append(sb, "\"");
-    for (const char *p = v;;) {
-        size_t run = strcspn(p, "\"\\");
-        strbuf_appendn(sb, p, run);
-        p += run;
-        if (*p == '\0')
-            break;
-        strbuf_appendn(sb, "\\", 1);
-        strbuf_appendn(sb, p++, 1);
-    }
-    strbuf_append(sb, "\"");
-}
-
 /* The parameters of group g's set-based statement: parameter k is the text[] literal of
  * the k-th parameter of every member, in member order (NULL stays NULL). Owned by the
  * caller: merge_params_free. */
@@ -183,7 +162,7 @@ static char **merge_params(const MergePlan *mp, const MergeGroup *g,
             assert(b->nparams == nparams);
             if (j > 0)
                 strbuf_append(&sb, ",");
-            append_element(&sb, b->params[k]);
+            strbuf_append_array_element(&sb, b->params[k]);
         }
         strbuf_append(&sb, "}");
         params[k] = xstrdup(sb.buf);
@@ -347,7 +326,7 @@ static char **merge_fold(const MergePlan *mp, const MergeGroup *g,
                 if (r > 0)
                     strbuf_append(&key, ",");
                 if (f->kind == APPLIER_FOLD_KEY || f->kind == APPLIER_FOLD_LAST)
-                    append_element(&key, vals[r * np + k]);
+                    strbuf_append_array_element(&key, vals[r * np + k]);
                 else
                     append_decimal(&key, sums[r * np + k],
                                    f->kind == APPLIER_FOLD_INT ? 0 : f->scale);

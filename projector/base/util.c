@@ -251,6 +251,25 @@ static void append_control(StrBuf *sb, unsigned char c)
     }
 }
 
+void strbuf_append_array_element(StrBuf *sb, const char *v)
+{
+    if (v == NULL) {
+        strbuf_append(sb, "NULL");
+        return;
+    }
+    strbuf_append(sb, "\"");
+    for (const char *p = v;;) {
+        size_t run = strcspn(p, "\"\\");
+        strbuf_appendn(sb, p, run);
+        p += run;
+        if (*p == '\0')
+            break;
+        strbuf_appendn(sb, "\\", 1);
+        strbuf_appendn(sb, p++, 1);
+    }
+    strbuf_append(sb, "\"");
+}
+
 void strbuf_append_visible(StrBuf *sb, const char *s, bool keep_lines)
 {
     const unsigned char *p = (const unsigned char *)s, *run = p;

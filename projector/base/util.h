@@ -104,6 +104,9 @@ void xgrow(void **items, size_t *cap, size_t need, size_t elem_size);
  * breaks and tabs stay as they are (for text that is laid out in lines already). For event
  * data and server messages on their way to a terminal or a log. */
 void strbuf_append_visible(StrBuf *sb, const char *s, bool keep_lines);
+/* Appends v as an element of a PostgreSQL array literal: NULL, or double-quoted with
+ * backslash and double quote escaped. */
+void strbuf_append_array_element(StrBuf *sb, const char *v);
 
 /* True when s is a safe SQL identifier: [a-z_][a-z0-9_]*, at most 63 bytes. */
 bool sql_ident_is_safe(const char *s);

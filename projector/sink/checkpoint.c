@@ -13,7 +13,7 @@
 #include "sink/migrations.h"
 
 #define CHECKPOINT_PARAMS 6   /* of checkpoint_sql */
-#define DEAD_LETTER_PARAMS 10 /* of dead_letter_sql */
+#define DEAD_LETTER_PARAMS 10 /* of dead_letter_sql and dead_letters_sql */
 #define INIT_PARAMS 6         /* of checkpoint_init's insert */
 
 /* See migrations/003_advance_checkpoint.sql: fails unless the row is still at $3. */
@@ -24,6 +24,20 @@ static const char dead_letter_sql[] =
     "INSERT INTO :\"schema\".dead_letters AS d (readmodel, stream, entry_id, entry_ms, entry_seq, "
     "event_type, raw, error, sqlstate, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, "
     "$9, $10::integer) "
+    "ON CONFLICT (readmodel, stream, entry_id) DO UPDATE SET attempts = d.attempts + "
+    "EXCLUDED.attempts, "
+    "error = EXCLUDED.error, sqlstate = EXCLUDED.sqlstate, raw = EXCLUDED.raw, "
+    "last_failed_at = now()";
+
+/* Many at once: each parameter the array of one column. */
+static const char dead_letters_sql[] =
+    "INSERT INTO :\"schema\".dead_letters AS d (readmodel, stream, entry_id, entry_ms, "
+    "entry_seq, event_type, raw, error, sqlstate, attempts) "
+    "SELECT v.readmodel, v.stream, v.entry_id, v.entry_ms, v.entry_seq, v.event_type, "
+    "v.raw::jsonb, v.error, v.sqlstate, v.attempts "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], "
+    "$7::text[], $8::text[], $9::text[], $10::integer[]) AS v(readmodel, stream, entry_id, "
+    "entry_ms, entry_seq, event_type, raw, error, sqlstate, attempts) "
     "ON CONFLICT (readmodel, stream, entry_id) DO UPDATE SET attempts = d.attempts + "
     "EXCLUDED.attempts, "
     "error = EXCLUDED.error, sqlstate = EXCLUDED.sqlstate, raw = EXCLUDED.raw, "
@@ -44,6 +58,9 @@ int checkpoint_prepare(Pg *pg, const char *schema, PjError *err)
         checkpoint_prepare_sql(pg, "pj_checkpoint", checkpoint_sql, schema, CHECKPOINT_PARAMS, err);
     if (rc == 0)
         rc = checkpoint_prepare_sql(pg, "pj_dead_letter", dead_letter_sql, schema,
+                                    DEAD_LETTER_PARAMS, err);
+    if (rc == 0)
+        rc = checkpoint_prepare_sql(pg, "pj_dead_letters", dead_letters_sql, schema,
                                     DEAD_LETTER_PARAMS, err);
     return rc;
 }
@@ -156,16 +173,54 @@ void checkpoint_send(Pg *pg, const char *readmodel, const char *stream, StreamId
     pg_pipeline_send(pg, "pj_checkpoint", CHECKPOINT_PARAMS, params, tag);
 }
 
+/* The text of each column of dead letter d: params[k] points into d or into bufs. */
+typedef struct DeadLetterText {
+    char idt[STREAM_ID_BUFSZ], ms[STREAM_ID_PART_BUFSZ], seq[STREAM_ID_PART_BUFSZ];
+    char attempts[16];
+    const char *params[DEAD_LETTER_PARAMS];
+} DeadLetterText;
+
+static void dead_letter_text(const DeadLetter *d, DeadLetterText *t)
+{
+    stream_id_format(d->id, t->idt);
+    stream_id_format_parts(d->id, t->ms, t->seq);
+    const char *state = d->sqlstate != NULL && d->sqlstate[0] != '\0' ? d->sqlstate : NULL;
+    snprintf(t->attempts, sizeof t->attempts, "%d", d->attempts > 0 ? d->attempts : 1);
+    const char *params[] = {d->readmodel,  d->stream,   t->idt,   t->ms, t->seq,
+                            d->event_type, d->raw_json, d->error, state, t->attempts};
+    static_assert(ARRAY_SIZE(params) == DEAD_LETTER_PARAMS, "one parameter per placeholder");
+    memcpy(t->params, params, sizeof params);
+}
+
 void checkpoint_send_dead_letter(Pg *pg, const DeadLetter *d, long tag)
 {
-    char idt[STREAM_ID_BUFSZ], ms[STREAM_ID_PART_BUFSZ], seq[STREAM_ID_PART_BUFSZ];
-    stream_id_format(d->id, idt);
-    stream_id_format_parts(d->id, ms, seq);
-    const char *state = d->sqlstate != NULL && d->sqlstate[0] != '\0' ? d->sqlstate : NULL;
-    char attempts[16];
-    snprintf(attempts, sizeof attempts, "%d", d->attempts > 0 ? d->attempts : 1);
-    const char *params[] = {d->readmodel,  d->stream,   idt,      ms,    seq,
-                            d->event_type, d->raw_json, d->error, state, attempts};
-    static_assert(ARRAY_SIZE(params) == DEAD_LETTER_PARAMS, "one parameter per placeholder");
-    pg_pipeline_send(pg, "pj_dead_letter", DEAD_LETTER_PARAMS, params, tag);
+    DeadLetterText t;
+    dead_letter_text(d, &t);
+    pg_pipeline_send(pg, "pj_dead_letter", DEAD_LETTER_PARAMS, t.params, tag);
+}
+
+void checkpoint_send_dead_letters(Pg *pg, const DeadLetter *d, size_t n, long tag)
+{
+    if (n <= 1) {
+        if (n == 1)
+            checkpoint_send_dead_letter(pg, d, tag);
+        return;
+    }
+    StrBuf cols[DEAD_LETTER_PARAMS] = {{0}};
+    for (size_t i = 0; i < n; i++) {
+        DeadLetterText t;
+        dead_letter_text(&d[i], &t);
+        for (int k = 0; k < DEAD_LETTER_PARAMS; k++) {
+            strbuf_append(&cols[k], i == 0 ? "{" : ",");
+            strbuf_append_array_element(&cols[k], t.params[k]);
+        }
+    }
+    const char *params[DEAD_LETTER_PARAMS];
+    for (int k = 0; k < DEAD_LETTER_PARAMS; k++) {
+        strbuf_append(&cols[k], "}");
+        params[k] = cols[k].buf;
+    }
+    pg_pipeline_send(pg, "pj_dead_letters", DEAD_LETTER_PARAMS, params, tag);
+    for (int k = 0; k < DEAD_LETTER_PARAMS; k++)
+        strbuf_done(&cols[k]);
 }

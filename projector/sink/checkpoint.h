@@ -53,5 +53,8 @@ typedef struct DeadLetter {
 
 /* Queues the dead letter (a repeat of the same entry adds its attempts). */
 void checkpoint_send_dead_letter(Pg *pg, const DeadLetter *d, long tag);
+/* Queues the n dead letters d[0 .. n) as one statement (n may be 0); each entry at most
+ * once among them. */
+void checkpoint_send_dead_letters(Pg *pg, const DeadLetter *d, size_t n, long tag);
 
 #endif

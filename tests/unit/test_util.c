@@ -137,3 +137,20 @@ Test(util, control_characters_are_written_out_and_text_is_kept)
         strbuf_done(&sb);
     }
 }
+
+/* An array literal element: NULL bare, anything else quoted with " and \ escaped. */
+Test(util, array_elements_are_quoted_and_escaped)
+{
+    StrBuf sb = {0};
+    strbuf_append(&sb, "{");
+    strbuf_append_array_element(&sb, "plain");
+    strbuf_append(&sb, ",");
+    strbuf_append_array_element(&sb, NULL);
+    strbuf_append(&sb, ",");
+    strbuf_append_array_element(&sb, "a\"b\\c,{}");
+    strbuf_append(&sb, ",");
+    strbuf_append_array_element(&sb, "");
+    strbuf_append(&sb, "}");
+    cr_assert_str_eq(sb.buf, "{\"plain\",NULL,\"a\\\"b\\\\c,{}\",\"\"}");
+    strbuf_done(&sb);
+}
