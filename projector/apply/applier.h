@@ -72,6 +72,24 @@ ApplierPlan *applier_plan_free(ApplierPlan *plan);
 size_t applier_plan_count(const ApplierPlan *plan);
 const PlanStatement *applier_plan_statement(const ApplierPlan *plan, size_t i);
 
+/* A lookup whose finding nothing PostgreSQL refuses: an upsert's insert puts its value into
+ * a NOT NULL column (the insert's constraints are checked before any conflict), from
+ * another read model's table. A probe asks, for many events of the statement at once,
+ * which of them find nothing: parameter $1 is a bigint[] of event numbers, then one text[]
+ * per where value (the statement's parameters where_params[i]); it returns the numbers of
+ * the events whose lookup finds nothing, as PostgreSQL would find it for each. */
+typedef struct PlanProbe {
+    char *name; /* "q<handler>_<action>_<k>" */
+    char *sql;
+    int nparams;
+    size_t *where_params; /* nparams - 1 entries, 0-based parameters of the statement */
+    char *refusal;        /* PostgreSQL's refusal of such an event, for its dead letter */
+} PlanProbe;
+
+/* The probes of statement i of the plan (none for most). */
+size_t applier_plan_nprobes(const ApplierPlan *plan, size_t i);
+const PlanProbe *applier_plan_probe(const ApplierPlan *plan, size_t i, size_t k);
+
 /* One statement to execute: index into the plan and its parameters. */
 typedef struct BoundStatement {
     size_t statement;

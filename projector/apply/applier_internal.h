@@ -1,6 +1,7 @@
 /* applier_internal.h - what the applier_*.c files share, included by nothing else: the
  * plan's body, where each parameter's value comes from, and the compiler that builds one
- * statement. Order: applier_sql.c < applier_plan.c; applier_bind.c needs only the types.
+ * statement. Order: applier_sql.c < applier_probe.c < applier_plan.c; applier_bind.c needs
+ * only the types.
  * Invariant: parameter $n of a statement is the n-th ParamSource recorded while its text
  * was built, so binding never re-parses.
  */
@@ -28,6 +29,8 @@ typedef struct ParamSource {
 typedef struct StatementInfo {
     size_t handler;
     size_t action;
+    PlanProbe *probes; /* owned, nprobes entries (applier_probe.c) */
+    size_t nprobes;
     ParamSource *params; /* owned; nparams entries, $1 first */
     /* Set when the statement touches exactly the row of its key values and reads no row of
      * its own table (see applier_row_key): key_params[i] is the 0-based parameter holding
@@ -64,10 +67,19 @@ typedef struct Compiler {
  * c->key_params is allocated here (m->nkey entries). The caller frees c->sql, c->params
  * and c->key_params, or takes them. */
 void applier_compile_form(Compiler *c, const Action *a);
+/* Appends lookup lk's subquery, its where values new parameters for column target. */
+void applier_append_lookup(Compiler *c, const Lookup *lk, const char *target);
 /* True when the 1-based parameter n holds a key column's value. */
 bool applier_param_is_key(const Compiler *c, size_t n);
 /* True when the action sets (rather than adds to) the model's version column: only then
  * is there a new version to compare with the row's. */
 bool applier_guards_version(const Model *m, const Action *a);
+
+/* ---- applier_probe.c ---- */
+
+/* The probes of statement info (compiled by c, the single-row form of action a). */
+void applier_probes_compile(const ModelSet *set, const Model *m, const Action *a, const Compiler *c,
+                            StatementInfo *info);
+void applier_probes_free(StatementInfo *info);
 
 #endif

@@ -153,6 +153,7 @@ static void plan_compile_action(ApplierPlan *p, size_t hi, size_t ai)
     };
     p->infos[i] =
         (StatementInfo){.handler = hi, .action = ai, .params = c.params, .key_params = key_params};
+    applier_probes_compile(p->set, p->model, a, &c, &p->infos[i]);
     free(c.key_params);
     free(multi.key_params);
     free(multi.params);
@@ -205,6 +206,7 @@ ApplierPlan *applier_plan_free(ApplierPlan *plan)
         free(plan->statements[i].fold);
         free(plan->infos[i].params);
         free(plan->infos[i].key_params);
+        applier_probes_free(&plan->infos[i]);
     }
     free(plan->statements);
     free(plan->infos);
@@ -222,4 +224,16 @@ const PlanStatement *applier_plan_statement(const ApplierPlan *plan, size_t i)
 {
     assert(i < plan->count);
     return &plan->statements[i];
+}
+
+size_t applier_plan_nprobes(const ApplierPlan *plan, size_t i)
+{
+    assert(i < plan->count);
+    return plan->infos[i].nprobes;
+}
+
+const PlanProbe *applier_plan_probe(const ApplierPlan *plan, size_t i, size_t k)
+{
+    assert(i < plan->count && k < plan->infos[i].nprobes);
+    return &plan->infos[i].probes[k];
 }

@@ -99,7 +99,7 @@ static void plan_splice_unnest(Compiler *c, size_t at, const char *keyword)
 }
 
 /* (SELECT s."col" FROM source AS s WHERE s."w" = CAST($j AS type) AND ... LIMIT 1) */
-static void plan_append_lookup(Compiler *c, const Lookup *lk, const char *target)
+void applier_append_lookup(Compiler *c, const Lookup *lk, const char *target)
 {
     const Model *src = &c->set->models[lk->model];
 
@@ -129,7 +129,7 @@ static void plan_append_value(Compiler *c, const Assign *a, ParamRole role)
 {
     const Column *col = &c->m->columns[a->column];
     if (a->lookup != NULL)
-        plan_append_lookup(c, a->lookup, col->name);
+        applier_append_lookup(c, a->lookup, col->name);
     else
         plan_append_cast_param(c, col, a->expr, role, NULL);
 }

@@ -42,6 +42,16 @@ typedef struct BatchStats {
     uint64_t gaps; /* gaps in streams reported since start */
 } BatchStats;
 
+/* After PostgreSQL refused events of a batch, this many batches go on as below. */
+#define BATCH_REFUSING_BATCHES 8
+
+/* What the refusals of the last batches of a read model mean for the next ones, so a
+ * flood of bad events does not cost every batch a refused try. */
+typedef struct Refusals {
+    unsigned isolate; /* batches still to isolate at once, without a first try */
+    unsigned probe;   /* batches still to probe before they are sent (batch_run_probe) */
+} Refusals;
+
 /* What the loop lends to a batch step; every pointer is borrowed for the call. */
 typedef struct BatchCtx {
     const Config *cfg;
@@ -58,6 +68,7 @@ typedef struct BatchCtx {
     int64_t *position;    /* per stream: the checkpoint's entries-read position, -1 unknown */
     BatchStats *stats;
     char **stop_reason; /* on_error: stop - why the read model stopped (first reason kept) */
+    Refusals *refusals; /* how PostgreSQL treated the last batches */
     BatchHooks hooks;
 } BatchCtx;
 
@@ -104,6 +115,11 @@ bool batch_run_any_to_settle(const BatchRun *b);
  * -PJ_ESTOPPED on a stop during a retry's pause (nothing committed), another negative code
  * when the session must be renewed (nothing committed either); err says why. */
 int batch_run_commit(BatchRun *b, const BatchCtx *c, PjError *err) PJ_MUSTCHECK;
+/* Before the commit, while c->refusals->probe: the events whose lookup finds no row for
+ * a NOT NULL column (applier.h's probes) become dead letters. Returns 0 (a probe that
+ * PostgreSQL cannot run leaves the batch as it is) or a negative code when the session
+ * must be renewed. */
+int batch_run_probe(BatchRun *b, const BatchCtx *c, PjError *err) PJ_MUSTCHECK;
 /* After the commit: moves c->checkpoint and c->position, counts in c->stats and tells the
  * board each settled entry's outcome (which wakes /wait callers). */
 void batch_run_publish(BatchRun *b, const BatchCtx *c);

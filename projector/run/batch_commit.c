@@ -19,42 +19,60 @@
 
 #define BATCH_TAG_GROUP (-2L) /* a set-based statement of several events, in a pipeline */
 
-/* The savepoint each event of an isolating try runs after. */
-#define SAVEPOINT_SET "SAVEPOINT projector_event"
-#define SAVEPOINT_ROLLBACK "ROLLBACK TO SAVEPOINT projector_event"
-#define SAVEPOINT_RELEASE "RELEASE SAVEPOINT projector_event"
+/* The savepoint each event of an isolating try runs after, as statements prepared once
+ * per session (PostgreSQL parses them once, not once per event). */
+typedef enum { SAVEPOINT_SET, SAVEPOINT_ROLLBACK, SAVEPOINT_RELEASE, SAVEPOINT_COUNT } SavepointOp;
+static const char *const savepoint_names[SAVEPOINT_COUNT] = {"pj_sp_set", "pj_sp_rollback",
+                                                             "pj_sp_release"};
+static const char *const savepoint_sql[SAVEPOINT_COUNT] = {"SAVEPOINT projector_event",
+                                                           "ROLLBACK TO SAVEPOINT projector_event",
+                                                           "RELEASE SAVEPOINT projector_event"};
 
 /* Dead letters named one by one in the log per batch; the rest are counted in one line. */
 #define BATCH_DEAD_LOGGED 5
 
 /* ---- sending ---- */
 
-static void send_dead_letter(const BatchCtx *c, const Item *it)
+/* Sends the dead letters of the batch (its items of kind BATCH_ITEM_DEAD) as one
+ * statement. */
+static void send_dead_letters(const BatchRun *b, const BatchCtx *c)
 {
-    json_t *raw = event_raw_json(&it->entry->fields);
-    char *raw_text = json_dumps(raw, JSON_COMPACT);
-    DeadLetter d = {
-        .readmodel = c->m->name,
-        .stream = c->m->streams[it->entry->stream],
-        .id = it->entry->id,
-        .event_type = it->event_type,
-        .raw_json = raw_text != NULL ? raw_text : "{}",
-        .error = it->error,
-        .sqlstate = it->sqlstate,
-        .attempts = it->attempts > 0 ? it->attempts : 1,
-    };
-    checkpoint_send_dead_letter(c->pg, &d, -1);
-    free(raw_text);
-    json_decref(raw);
+    size_t n = 0;
+    for (size_t i = 0; i < b->nitems; i++)
+        n += b->items[i].kind == BATCH_ITEM_DEAD;
+    if (n == 0)
+        return;
+    DeadLetter *d = xcalloc(n, sizeof *d);
+    char **raw = xcalloc(n, sizeof *raw);
+    size_t k = 0;
+    for (size_t i = 0; i < b->nitems; i++) {
+        const Item *it = &b->items[i];
+        if (it->kind != BATCH_ITEM_DEAD)
+            continue;
+        json_t *j = event_raw_json(&it->entry->fields);
+        raw[k] = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        d[k++] = (DeadLetter){
+            .readmodel = c->m->name,
+            .stream = c->m->streams[it->entry->stream],
+            .id = it->entry->id,
+            .event_type = it->event_type,
+            .raw_json = raw[k - 1] != NULL ? raw[k - 1] : "{}",
+            .error = it->error,
+            .sqlstate = it->sqlstate,
+            .attempts = it->attempts > 0 ? it->attempts : 1,
+        };
+    }
+    checkpoint_send_dead_letters(c->pg, d, n, -1);
+    for (size_t i = 0; i < n; i++)
+        free(raw[i]);
+    free(raw);
+    free(d);
 }
 
 static void send_item(const BatchRun *b, const BatchCtx *c, long index)
 {
     const Item *it = &b->items[index];
-    if (it->kind == BATCH_ITEM_DEAD) {
-        send_dead_letter(c, it);
-        return;
-    }
     if (it->kind != BATCH_ITEM_APPLY)
         return;
     for (size_t k = 0; k < it->nstmts; k++) {
@@ -69,10 +87,10 @@ static void send_item(const BatchRun *b, const BatchCtx *c, long index)
 static size_t gather_statements(BatchRun *b, const BatchCtx *c, int part)
 {
     size_t n = 0;
+    if (part == BATCH_PART_ALL || part == 0)
+        send_dead_letters(b, c);
     for (size_t i = 0; i < b->nitems; i++) {
         const Item *it = &b->items[i];
-        if (it->kind == BATCH_ITEM_DEAD && (part == BATCH_PART_ALL || part == 0))
-            send_dead_letter(c, it);
         if (it->kind != BATCH_ITEM_APPLY || (part != BATCH_PART_ALL && it->part != part))
             continue;
         size_t cap = b->stmts_cap;
@@ -130,6 +148,7 @@ static int send_batch(BatchRun *b, const BatchCtx *c, bool set_based, PjError *e
     if (set_based) {
         batch_run_send_merged(b, c, c->pg, BATCH_PART_ALL);
     } else {
+        send_dead_letters(b, c);
         for (size_t i = 0; i < b->nitems; i++)
             send_item(b, c, (long)i);
     }
@@ -180,26 +199,47 @@ static void note_refused(void *arg, long tag, const PjError *err)
  * every refused event is named in one round trip, and the transaction holds exactly the
  * others, in batch order, one savepoint deep. The dead letters and checkpoints follow in
  * commit_isolated, once the refused events are known. */
+static int prepare_savepoints(const BatchCtx *c, PjError *err)
+{
+    for (int op = 0; op < SAVEPOINT_COUNT; op++) {
+        int rc = pg_prepare(c->pg, savepoint_names[op], savepoint_sql[op], 0, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void send_savepoint(const BatchCtx *c, SavepointOp op)
+{
+    pg_pipeline_send(c->pg, savepoint_names[op], 0, NULL, -1);
+}
+
 static int send_isolating(BatchRun *b, const BatchCtx *c, Isolation *iso, PjError *err)
 {
-    int rc = pg_pipeline_begin(c->pg, err);
+    int rc = prepare_savepoints(c, err);
+    if (rc == 0)
+        rc = pg_pipeline_begin(c->pg, err);
     if (rc < 0)
         return rc;
     pg_pipeline_send_begin(c->pg);
-    pg_pipeline_send_command(c->pg, SAVEPOINT_SET, -1);
+    send_savepoint(c, SAVEPOINT_SET);
     for (size_t i = 0; i < b->nitems; i++) {
         if (b->items[i].kind != BATCH_ITEM_APPLY)
             continue;
-        pg_pipeline_send_command(c->pg, SAVEPOINT_ROLLBACK, -1);
+        send_savepoint(c, SAVEPOINT_ROLLBACK);
         send_item(b, c, (long)i);
-        pg_pipeline_send_command(c->pg, SAVEPOINT_RELEASE, -1);
-        pg_pipeline_send_command(c->pg, SAVEPOINT_SET, -1);
+        send_savepoint(c, SAVEPOINT_RELEASE);
+        send_savepoint(c, SAVEPOINT_SET);
         pg_pipeline_send_sync(c->pg);
     }
-    pg_pipeline_send_command(c->pg, SAVEPOINT_ROLLBACK, -1);
-    pg_pipeline_send_command(c->pg, SAVEPOINT_RELEASE, -1);
+    send_savepoint(c, SAVEPOINT_ROLLBACK);
+    send_savepoint(c, SAVEPOINT_RELEASE);
     *iso = (Isolation){.b = b};
-    rc = pg_pipeline_run_segments(c->pg, note_refused, iso, err);
+    rc = pg_pipeline_flush(c->pg, err);
+    if (rc < 0)
+        return rc;
+    c->hooks.read_ahead(c->hooks.arg); /* while the server runs the batch */
+    rc = pg_pipeline_finish_segments(c->pg, note_refused, iso, err);
     if (rc == 0 && iso->bookkeeping) {
         *err = iso->bookkeeping_err;
         rc = -PJ_ETRANSIENT;
@@ -220,9 +260,7 @@ static int commit_isolated(BatchRun *b, const BatchCtx *c, PjError *err)
     int rc = pg_pipeline_begin(c->pg, err);
     if (rc < 0)
         return rc;
-    for (size_t i = 0; i < b->nitems; i++)
-        if (b->items[i].kind == BATCH_ITEM_DEAD)
-            send_dead_letter(c, &b->items[i]);
+    send_dead_letters(b, c);
     batch_run_send_checkpoints(b, c);
     pg_pipeline_send_command(c->pg, "COMMIT", -1);
     long failed;
@@ -298,14 +336,15 @@ static int hold_refused(BatchRun *b, const BatchCtx *c, PjError *err)
     return rc < 0 ? -PJ_ETRANSIENT : 0; /* what came before the bad event did not change */
 }
 
-/* The batch holds events PostgreSQL refuses: each try names all of them at once
+/* The batch holds events PostgreSQL refuses (or, refused_now false, the last batches did):
+ * each try names all of them at once
  * (send_isolating); those with attempts left are tried again after a pause (the batch is
  * rolled back meanwhile); the others are dead-lettered and the rest committed in the same
  * transaction. A stop during a pause ends the batch uncommitted. */
-static int isolate(BatchRun *b, const BatchCtx *c, PjError *err)
+static int isolate(BatchRun *b, const BatchCtx *c, bool refused_now, PjError *err)
 {
-    log_debug(c->log_ctx, "a batch of %zu entries holds events PostgreSQL refuses, isolating them",
-              b->nitems);
+    log_debug(c->log_ctx, "isolating the events of a batch of %zu entries: PostgreSQL refused %s",
+              b->nitems, refused_now ? "one of them" : "some of the last batches");
     for (int tries = 0; tries <= c->cfg->retry_attempts; tries++) {
         Isolation iso;
         int rc = send_isolating(b, c, &iso, err);
@@ -323,6 +362,9 @@ static int isolate(BatchRun *b, const BatchCtx *c, PjError *err)
                 return -PJ_ESTOPPED; /* nothing committed: delivered again at the next start */
             continue;
         }
+        c->refusals->isolate = iso.refused > 0 ? BATCH_REFUSING_BATCHES : 0;
+        if (iso.refused > 0)
+            c->refusals->probe = BATCH_REFUSING_BATCHES;
         bury_refused(b, c);
         return commit_isolated(b, c, err);
     }
@@ -336,6 +378,10 @@ static int isolate(BatchRun *b, const BatchCtx *c, PjError *err)
  * event is found in one more round trip (isolate), whatever the size of the batch. */
 int batch_run_commit(BatchRun *b, const BatchCtx *c, PjError *err)
 {
+    if (c->refusals->isolate > 0) {
+        c->refusals->isolate--;
+        return isolate(b, c, false, err);
+    }
     long failed = 0; /* the failing statement's tag, set when the pipeline ran */
     int rc = send_batch(b, c, c->cfg->set_based, err);
     if (rc == 0) {
@@ -346,5 +392,5 @@ int batch_run_commit(BatchRun *b, const BatchCtx *c, PjError *err)
         return 0;
     if (rc != -PJ_EPERMANENT || failed == -1)
         return rc == -PJ_EPERMANENT ? -PJ_ETRANSIENT : rc; /* bookkeeping failed: retry */
-    return isolate(b, c, err);
+    return isolate(b, c, true, err);
 }

@@ -1,6 +1,7 @@
 /* batch_internal.h - the inside of a BatchRun, shared by batch.c (reading, classifying,
- * publishing, acknowledging) and batch_commit.c (the transaction and the isolation of the
- * events PostgreSQL refuses). Not an interface: only those two files include it.
+ * publishing, acknowledging), batch_commit.c (the transaction and the isolation of the
+ * events PostgreSQL refuses) and batch_probe.c. Not an interface: only those files include
+ * it.
  *
  * Invariant: once classified, items[i] is batch.entries[i] for every i < nitems.
  */

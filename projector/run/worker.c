@@ -58,6 +58,7 @@ struct Worker {
     int64_t next_pg_check_ms;
     BatchStats stats;
     char *stop_reason; /* on_error: stop - why the read model stopped */
+    Refusals refusals; /* what PostgreSQL refused lately means for the next batches */
 };
 
 /* ---- small helpers ---- */
@@ -168,6 +169,7 @@ static BatchCtx batch_ctx(Worker *w)
         .position = w->position,
         .stats = &w->stats,
         .stop_reason = &w->stop_reason,
+        .refusals = &w->refusals,
         .hooks = {.arg = w,
                   .read_ahead = read_ahead,
                   .retry_delay_ms = event_retry_delay_ms,
@@ -454,11 +456,14 @@ static int wait_for_lookups(Worker *w)
     return 0;
 }
 
-/* Over several sessions when parallel apply takes the batch, else on the main one. */
+/* Over several sessions when parallel apply takes the batch, else on the main one (always
+ * while PostgreSQL refuses events of the last batches). */
 static int commit_batch(Worker *w, const BatchCtx *c, PjError *err)
 {
-    bool done;
-    int rc = parallel_commit(w->parallel, w->cur, c, w->parts, &done, err);
+    bool done = false;
+    int rc = 0;
+    if (w->refusals.isolate == 0) /* else the batch is isolated on one session at once */
+        rc = parallel_commit(w->parallel, w->cur, c, w->parts, &done, err);
     if (rc < 0 || done)
         return rc;
     return batch_run_commit(w->cur, c, err);
@@ -471,6 +476,11 @@ static int process_batch(Worker *w, PjError *err)
     int rc = wait_for_lookups(w);
     if (rc == -PJ_ESTOPPED)
         return rc;
+    if (w->refusals.probe > 0 && w->m->on_error != MODEL_ON_ERROR_STOP) {
+        w->refusals.probe--;
+        if ((rc = batch_run_probe(w->cur, &c, err)) < 0)
+            return rc;
+    }
     bool any = batch_run_any_to_settle(w->cur);
     if (any && (rc = commit_batch(w, &c, err)) < 0)
         return rc;

@@ -159,6 +159,22 @@ int pg_query(Pg *pg, const char *sql, int nparams, const char *const *params, PG
     return 0;
 }
 
+int pg_query_prepared(Pg *pg, const char *name, int nparams, const char *const *params,
+                      PGresult **ret, PjError *err)
+{
+    assert(pg != NULL && pg->conn != NULL && name != NULL);
+    assert(nparams >= 0 && (nparams == 0 || params != NULL));
+    assert(PQpipelineStatus(pg->conn) == PQ_PIPELINE_OFF);
+    PGresult *res = PQexecPrepared(pg->conn, name, nparams, params, NULL, NULL, 0);
+    if (!result_ok(res)) {
+        int rc = pg_result_error(pg, res, "could not run query", err);
+        PQclear(res);
+        return rc;
+    }
+    *ret = res;
+    return 0;
+}
+
 int pg_prepare(Pg *pg, const char *name, const char *sql, int nparams, PjError *err)
 {
     assert(pg != NULL && name != NULL && name[0] != '\0' && sql != NULL && nparams >= 0);
@@ -343,15 +359,12 @@ void pg_pipeline_send_command(Pg *pg, const char *sql, long tag)
     pg->tags[pg->ntags++] = tag;
 }
 
-int pg_pipeline_run_segments(Pg *pg, PgFailureFn *on_failure, void *arg, PjError *err)
+int pg_pipeline_finish_segments(Pg *pg, PgFailureFn *on_failure, void *arg, PjError *err)
 {
     assert(on_failure != NULL);
-    int rc = pg_pipeline_flush(pg, err);
-    if (rc < 0)
-        return rc;
     Outcome o = {.on_failure = on_failure, .arg = arg, .failed_tag = -1, .err = err};
     (void)PQsetnonblocking(pg->conn, 0);
-    rc = pipeline_leave(pg, read_results(pg, &o), err);
+    int rc = pipeline_leave(pg, read_results(pg, &o), err);
     return rc == -PJ_EPERMANENT ? 0 : rc;
 }
 

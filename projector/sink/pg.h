@@ -37,6 +37,10 @@ int pg_exec(Pg *pg, const char *sql, PjError *err) PJ_MUSTCHECK;
  * the caller PQclear()s. */
 int pg_query(Pg *pg, const char *sql, int nparams, const char *const *params, PGresult **ret,
              PjError *err) PJ_MUSTCHECK;
+/* Runs the statement prepared as name (pg_prepare); on success *ret gets the result,
+ * which the caller PQclear()s. */
+int pg_query_prepared(Pg *pg, const char *name, int nparams, const char *const *params,
+                      PGresult **ret, PjError *err) PJ_MUSTCHECK;
 /* Prepares name unless already prepared on this session. */
 int pg_prepare(Pg *pg, const char *name, const char *sql, int nparams, PjError *err) PJ_MUSTCHECK;
 
@@ -72,10 +76,11 @@ void pg_pipeline_send_command(Pg *pg, const char *sql, long tag);
 void pg_pipeline_send_sync(Pg *pg);
 /* Hears the first statement of a segment that PostgreSQL refused (a permanent failure). */
 typedef void PgFailureFn(void *arg, long tag, const PjError *err);
-/* Sends the final Sync, reads every result and leaves pipeline mode, telling on_failure
- * (with arg) of each segment's refused statement. Returns 0 when every failure was a
- * refusal; otherwise (a transient failure, the connection) -PJ_ETRANSIENT with err set. */
-int pg_pipeline_run_segments(Pg *pg, PgFailureFn *on_failure, void *arg, PjError *err) PJ_MUSTCHECK;
+/* After pg_pipeline_flush: reads every result and leaves pipeline mode, telling
+ * on_failure (with arg) of each segment's refused statement. Returns 0 when every failure
+ * was a refusal; otherwise (a transient failure, the connection) -PJ_ETRANSIENT, err set. */
+int pg_pipeline_finish_segments(Pg *pg, PgFailureFn *on_failure, void *arg,
+                                PjError *err) PJ_MUSTCHECK;
 
 /* ---- explicit transactions, for work committed across several sessions ---- */
 

@@ -1,9 +1,10 @@
-/* test_flood.c - a flood of events PostgreSQL refuses (orders placed for customers nobody
- * registered: the lookup of the name finds nothing and feeds a NOT NULL column) among a few
- * healthy ones. Each full batch that holds refused events costs one more try however many
- * it holds; the worker keeps reporting itself running; SIGTERM in the middle of the flood
- * ends the daemon promptly, and a restart finishes the feed with every refused event
- * dead-lettered exactly once.
+/* test_flood.c - floods of events PostgreSQL refuses among a few healthy ones: orders
+ * placed for customers nobody registered (the lookup of the name finds nothing for a NOT
+ * NULL column: the batches are probed for them once PostgreSQL has refused one), and
+ * orders whose amount is not a number (found only by PostgreSQL: each batch that holds
+ * some costs one isolating try however many it holds). The worker keeps reporting itself
+ * running; SIGTERM in the middle of a flood ends the daemon promptly, and a restart
+ * finishes the feed with every refused event dead-lettered exactly once.
  */
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -28,19 +29,22 @@ static void env_setup(Env *e, const char *name)
     testenv_daemon_setup(e, name, NULL, FLOOD_BATCH, 200);
 }
 
-/* Customer c-1, then n orders: every FLOOD_HEALTHY_EVERY-th for c-1, the others for
- * customers never registered. Pipelined, so a flood of thousands is published in a blink. */
-static void publish_flood(Env *e, int n)
+typedef enum { FLOOD_GHOSTS, FLOOD_BAD_AMOUNTS } FloodKind;
+
+/* Customer c-1, then n orders: every FLOOD_HEALTHY_EVERY-th a good one, the others for
+ * customers never registered (FLOOD_GHOSTS) or with the amount "abc" (FLOOD_BAD_AMOUNTS).
+ * Pipelined, so a flood of thousands is published in a blink. */
+static void publish_flood(Env *e, int n, FloodKind kind)
 {
     redisAppendCommand(e->redis, "XADD customers * type customer.registered version 1 payload %s",
                        "{\"customerId\":\"c-1\",\"name\":\"Ada\"}");
     for (int i = 0; i < n; i++) {
         char payload[192];
-        bool healthy = i % FLOOD_HEALTHY_EVERY == 0;
+        bool healthy = i % FLOOD_HEALTHY_EVERY == 0, ghost = !healthy && kind == FLOOD_GHOSTS;
         snprintf(payload, sizeof payload,
                  "{\"orderId\":\"o-%d\",\"customerId\":\"%s%d\",\"items\":[1],"
-                 "\"total\":{\"amount\":\"1.00\",\"currency\":\"EUR\"}}",
-                 i, healthy ? "c-" : "ghost-", healthy ? 1 : i);
+                 "\"total\":{\"amount\":\"%s\",\"currency\":\"EUR\"}}",
+                 i, ghost ? "ghost-" : "c-", ghost ? i : 1, healthy || ghost ? "1.00" : "abc");
         redisAppendCommand(e->redis,
                            "XADD orders * type order.placed version 1 occurred_at "
                            "2026-01-15T10:00:00Z payload %s",
@@ -78,38 +82,74 @@ static int log_count(const Env *e, const char *text)
     return n;
 }
 
-/* Every order of the feed is in exactly one place: the read table or a dead letter. */
-static void expect_each_order_once(const Env *e, int n)
+/* Every order of the feed is in exactly one place: the read table or a dead letter of
+ * the orders read model (with the SQLSTATE of the kind); customer_stats looks nothing up,
+ * so it counts every ghost, and refuses every bad amount. */
+static void expect_each_order_once(const Env *e, int n, FloodKind kind)
 {
-    char want[64];
-    snprintf(want, sizeof want, "%d|%d|%d", n / FLOOD_HEALTHY_EVERY, n - n / FLOOD_HEALTHY_EVERY,
-             n - n / FLOOD_HEALTHY_EVERY);
-    testenv_daemon_expect(e,
-                          "SELECT (SELECT count(*) FROM order_read_model), count(*), "
-                          "count(DISTINCT (entry_ms, entry_seq)) FROM projector.dead_letters "
-                          "WHERE readmodel = 'orders' AND sqlstate = '23502'",
-                          want);
-    /* customer_stats looks nothing up: it counts every order */
-    snprintf(want, sizeof want, "%d", n);
+    int bad = n - (n + FLOOD_HEALTHY_EVERY - 1) / FLOOD_HEALTHY_EVERY;
+    char sql[512], want[64];
+    snprintf(want, sizeof want, "%d|%d|%d", n - bad, bad, bad);
+    snprintf(sql, sizeof sql,
+             "SELECT (SELECT count(*) FROM order_read_model), count(*), "
+             "count(DISTINCT (entry_ms, entry_seq)) FROM projector.dead_letters "
+             "WHERE readmodel = 'orders' AND sqlstate = '%s'",
+             kind == FLOOD_GHOSTS ? "23502" : "22P02");
+    testenv_daemon_expect(e, sql, want);
+    snprintf(want, sizeof want, "%d", kind == FLOOD_GHOSTS ? n : n - bad);
     testenv_daemon_expect(e, "SELECT sum(orders) FROM customer_stats", want);
 }
 
-/* 4,000 orders, 98% refused, in batches of 500: each batch is tried twice at most. */
-Test(flood, each_batch_of_a_flood_costs_one_more_try, .timeout = 180)
+static int isolating_tries(const Env *e)
+{
+    return log_count(e, "readmodel=orders: isolating the events of a batch of");
+}
+
+/* 4,000 orders, 98% for unknown customers, in batches of 500: the first batch is refused
+ * and isolated; the others are probed, and their ghosts dead-lettered before they are sent,
+ * with PostgreSQL's words. */
+Test(flood, ghosts_are_found_by_a_probe_after_the_first_refusal, .timeout = 180)
 {
     Env e;
     const int n = 4000;
-    env_setup(&e, "flood_tries");
-    publish_flood(&e, n);
+    env_setup(&e, "flood_ghosts");
+    publish_flood(&e, n, FLOOD_GHOSTS);
     testenv_daemon_settle(&e, "orders");
-    expect_each_order_once(&e, n);
-    int tries = log_count(&e, "readmodel=orders: a batch of");
-    int batches = (n + FLOOD_BATCH - 1) / FLOOD_BATCH;
-    cr_log_info("orders: %d isolating tries for %d batches of a flood", tries, batches);
-    cr_assert(tries >= batches && tries <= batches + 2, "%d isolating tries (log: %s)", tries,
+    expect_each_order_once(&e, n, FLOOD_GHOSTS);
+    int tries = isolating_tries(&e);
+    cr_log_info("orders: %d isolating tries for %d batches of ghosts", tries, n / FLOOD_BATCH);
+    cr_assert(tries >= 1 && tries <= 2, "%d isolating tries (log: %s)", tries, e.log);
+    cr_assert_geq(log_count(&e, "whose lookup found no row for a NOT NULL column"),
+                  n / FLOOD_BATCH - 2, "log: %s", e.log);
+    /* the probe's words are PostgreSQL's, and say why */
+    testenv_daemon_expect(&e,
+                          "SELECT count(*) >= 2940 FROM projector.dead_letters WHERE readmodel = "
+                          "'orders' "
+                          "AND error = 'could not apply: null value in column \"customer_name\" "
+                          "of relation \"order_read_model\" violates not-null constraint (the "
+                          "lookup of customers.name found no row)' AND attempts = 1",
+                          "t"); /* at least the 490 ghosts of each batch after the first two */
+    cr_assert_eq(testenv_kill(e.pid, SIGTERM), 0, "unclean stop (log: %s)", e.log);
+    e.pid = 0;
+    testenv_daemon_done(&e);
+}
+
+/* 4,000 orders, 98% with an amount PostgreSQL refuses, in batches of 500: each batch is
+ * isolated once (the first after a refused try, the others at once), a few dead letters
+ * named per batch in the log and the rest counted. */
+Test(flood, each_batch_of_refused_events_costs_one_isolating_try, .timeout = 180)
+{
+    Env e;
+    const int n = 4000;
+    env_setup(&e, "flood_amounts");
+    publish_flood(&e, n, FLOOD_BAD_AMOUNTS);
+    testenv_daemon_settle(&e, "orders");
+    expect_each_order_once(&e, n, FLOOD_BAD_AMOUNTS);
+    int tries = isolating_tries(&e), batches = n / FLOOD_BATCH;
+    cr_log_info("orders: %d isolating tries for %d batches of bad amounts", tries, batches);
+    cr_assert(tries >= batches - 1 && tries <= batches + 1, "%d isolating tries (log: %s)", tries,
               e.log);
-    /* a few dead letters named per batch, the rest counted */
-    cr_assert_lt(log_count(&e, "dead-lettering it"), 6 * (batches + 2), "log: %s", e.log);
+    cr_assert_lt(log_count(&e, "dead-lettering it"), 2 * 6 * (batches + 2), "log: %s", e.log);
     cr_assert_geq(log_count(&e, "more entries of this batch that PostgreSQL refused"), batches - 1,
                   "log: %s", e.log);
     cr_assert_eq(testenv_kill(e.pid, SIGTERM), 0, "unclean stop (log: %s)", e.log);
@@ -117,14 +157,14 @@ Test(flood, each_batch_of_a_flood_costs_one_more_try, .timeout = 180)
     testenv_daemon_done(&e);
 }
 
-/* SIGTERM once the flood is being dead-lettered: the daemon exits 0 within seconds, the
+/* SIGTERM once a flood is being dead-lettered: the daemon exits 0 within seconds, the
  * worker said it was running meanwhile, and a second start finishes the feed. */
-Test(flood, sigterm_in_a_flood_stops_promptly_and_loses_nothing, .timeout = 240)
+static void stop_in_a_flood(const char *name, FloodKind kind)
 {
     Env e;
     const int n = 30000;
-    env_setup(&e, "flood_stop");
-    publish_flood(&e, n);
+    env_setup(&e, name);
+    publish_flood(&e, n, kind);
     const char *args[] = {"run", "--config", e.config, NULL};
     e.pid = testenv_spawn(args, e.log);
     cr_assert(testenv_wait_http(e.port, 20000), "no /healthz (log: %s)", e.log);
@@ -150,8 +190,18 @@ Test(flood, sigterm_in_a_flood_stops_promptly_and_loses_nothing, .timeout = 240)
     cr_log_info("SIGTERM in a flood: exit 0 in %lld ms, %ld dead letters of %d by then",
                 (long long)took, settled, n);
     testenv_daemon_settle(&e, "orders");
-    expect_each_order_once(&e, n);
+    expect_each_order_once(&e, n, kind);
     cr_assert_eq(testenv_kill(e.pid, SIGTERM), 0, "unclean stop (log: %s)", e.log);
     e.pid = 0;
     testenv_daemon_done(&e);
+}
+
+Test(flood, sigterm_in_a_flood_of_ghosts_stops_promptly_and_loses_nothing, .timeout = 240)
+{
+    stop_in_a_flood("flood_stop_ghosts", FLOOD_GHOSTS);
+}
+
+Test(flood, sigterm_in_a_flood_of_bad_amounts_stops_promptly_and_loses_nothing, .timeout = 240)
+{
+    stop_in_a_flood("flood_stop_amounts", FLOOD_BAD_AMOUNTS);
 }

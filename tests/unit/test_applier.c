@@ -482,3 +482,40 @@ Test(applier, bound_reset_keeps_memory_and_empties)
     applier_plan_free(plan);
     model_set_free(set);
 }
+
+/* The probes: the orders upsert puts the lookup of customers.name into its NOT NULL
+ * customer_name, so it has one, asking with the statement's own subquery; statements
+ * without such a lookup have none. */
+Test(applier, a_lookup_into_a_not_null_column_of_an_upsert_has_a_probe)
+{
+    ModelSet *set = load_good();
+    ApplierPlan *plan = plan_for(set, "orders");
+    size_t placed = statement_of(set, plan, "orders", "order.placed", 0);
+    cr_assert_eq(applier_plan_nprobes(plan, placed), 1);
+    const PlanProbe *p = applier_plan_probe(plan, placed, 0);
+    cr_assert_str_eq(p->name, "q0_0_0");
+    cr_assert_eq(p->nparams, 2);
+    cr_assert_str_eq(p->sql, "SELECT v.n FROM unnest($1::bigint[], $2::text[]) AS v(n, p1) WHERE "
+                             "(SELECT s.\"name\" FROM \"customers\" AS s WHERE s.\"id\" = "
+                             "CAST(v.p1 AS text) LIMIT 1) IS NULL");
+    /* where value: the statement's parameter that carries customerId for the lookup */
+    const PlanStatement *st = applier_plan_statement(plan, placed);
+    cr_assert(strstr(st->sql, "(SELECT s.\"name\" FROM \"customers\" AS s WHERE s.\"id\" = ") !=
+              NULL);
+    char ref[32];
+    snprintf(ref, sizeof ref, "CAST($%zu AS text) LIMIT 1)", p->where_params[0] + 1);
+    cr_assert(strstr(st->sql, ref) != NULL, "%s not in %s", ref, st->sql);
+    cr_assert(strstr(p->refusal, "null value in column \"customer_name\" of relation "
+                                 "\"order_read_model\" violates not-null constraint") != NULL,
+              "%s", p->refusal);
+    for (size_t i = 0; i < applier_plan_count(plan); i++)
+        if (i != placed)
+            cr_expect_eq(applier_plan_nprobes(plan, i), 0, "statement %s",
+                         applier_plan_statement(plan, i)->name);
+    applier_plan_free(plan);
+    plan = plan_for(set, "customer_stats");
+    for (size_t i = 0; i < applier_plan_count(plan); i++)
+        cr_expect_eq(applier_plan_nprobes(plan, i), 0);
+    applier_plan_free(plan);
+    model_set_free(set);
+}
