@@ -1,10 +1,14 @@
-/* gen_feed.c - `gen_feed REDIS_URL EVENTS [SEED]`: the benchmark's deterministic order feed.
+/* gen_feed.c - `gen_feed REDIS_URL EVENTS [SEED [POISON]]`: the benchmark's deterministic
+ * order feed.
  *
  * Owns the shape of the feed: customers registered and renamed (stream `customers`, flat
  * fields) and orders placed with 1-3 items, items added, confirmed, cancelled (stream
  * `orders`, envelopes), interleaved over a small pool of open orders so that one batch
  * touches an order several times. Entry IDs are explicit, "BASE-n" with n the event's
  * position in the whole feed, so the two streams can be merged back into feed order.
+ * With POISON (0-100), the poison stage's feed instead: the first customers, then orders
+ * placed and nothing else, POISON in every 100 of them for customers nobody registered (the
+ * orders read model's lookup of the name finds nothing for its NOT NULL column).
  * Prints one JSON line: counts per stream and type, last IDs, seconds.
  */
 #include <inttypes.h>
@@ -55,6 +59,8 @@ typedef struct Gen {
     Order open[GEN_OPEN_ORDERS];
     int nopen;
     long next_order;
+    int poison; /* of every 100 orders placed, for unknown customers; -1: the order story */
+    long poisoned;
     long by_type[T_COUNT];
     long on_customers, on_orders;
     char last_customers[48], last_orders[48];
@@ -211,7 +217,8 @@ static void gen_script(Gen *g, Order *o)
     o->next = 0;
 }
 
-static void gen_place(Gen *g)
+/* Places an order; a ghost one is for a customer nobody registered, and has no story. */
+static void gen_place(Gen *g, bool ghost)
 {
     Order *o = &g->open[g->nopen];
     StrBuf items = {0};
@@ -230,13 +237,14 @@ static void gen_place(Gen *g)
     gen_script(g, o);
     gen_begin(g, "orders");
     strbuf_appendf(&g->payload,
-                   "{\"orderId\":\"o-%ld\",\"customerId\":\"c-%ld\",\"items\":%s,"
+                   "{\"orderId\":\"o-%ld\",\"customerId\":\"%s-%ld\",\"items\":%s,"
                    "\"total\":{\"amount\":\"%ld.%02ld\",\"currency\":\"EUR\"}}",
-                   o->id, o->customer, items.buf, cents / 100, cents % 100);
+                   o->id, ghost ? "ghost" : "c", ghost ? o->id : o->customer, items.buf,
+                   cents / 100, cents % 100);
     strbuf_done(&items);
     gen_order_entry(g, T_PLACED, o);
     g->by_type[T_PLACED]++;
-    if (o->step[0] >= 0)
+    if (o->step[0] >= 0 && g->poison < 0)
         g->nopen++; /* else it stays pending and never comes back */
 }
 
@@ -271,12 +279,16 @@ static void gen_next(Gen *g)
 {
     long r = gen_below(g, 1000);
 
-    if (g->customers < GEN_FIRST_CUSTOMERS || r < 30)
+    if (g->poison >= 0 && g->customers >= GEN_FIRST_CUSTOMERS) {
+        bool ghost = g->next_order % 100 < g->poison;
+        g->poisoned += ghost;
+        gen_place(g, ghost);
+    } else if (g->customers < GEN_FIRST_CUSTOMERS || r < 30)
         gen_register(g);
     else if (r < 50)
         gen_rename(g);
     else if (g->nopen < GEN_OPEN_ORDERS)
-        gen_place(g);
+        gen_place(g, false);
     else
         gen_advance(g);
     g->events++;
@@ -351,7 +363,8 @@ static void gen_print(const Gen *g, double seconds)
            g->events, seconds, g->on_orders, g->last_orders, g->on_customers, g->last_customers);
     for (int t = 0; t < T_COUNT; t++)
         printf("%s\"%s\":%ld", t > 0 ? "," : "", gen_type_names[t], g->by_type[t]);
-    printf("},\"customers\":%ld,\"orders\":%ld}\n", g->customers, g->next_order);
+    printf("},\"customers\":%ld,\"orders\":%ld,\"poisoned\":%ld}\n", g->customers, g->next_order,
+           g->poisoned);
 }
 
 int main(int argc, char **argv)
@@ -362,12 +375,17 @@ int main(int argc, char **argv)
     int queued = 0;
     int64_t t0;
 
-    if (argc < 3 || argc > 4) {
-        fprintf(stderr, "usage: gen_feed REDIS_URL EVENTS [SEED]\n");
+    if (argc < 3 || argc > 5) {
+        fprintf(stderr, "usage: gen_feed REDIS_URL EVENTS [SEED [POISON]]\n");
         return 2;
     }
     events = atol(argv[2]);
     g.rng = argc > 3 ? strtoull(argv[3], NULL, 10) : 20260115;
+    g.poison = argc > 4 ? atoi(argv[4]) : -1;
+    if (argc > 4 && (g.poison < 0 || g.poison > 100)) {
+        fprintf(stderr, "gen_feed: POISON must be 0 to 100 (orders of every 100)\n");
+        return 2;
+    }
     if (events < 1) {
         fprintf(stderr, "gen_feed: EVENTS must be a positive number\n");
         return 2;

@@ -15,6 +15,7 @@ TARGET_PEER = 10.0  # drain / Python worker
 TARGET_P50_MS, TARGET_P99_MS = 2.0, 5.0
 TARGET_RSS_MIB = 32.0
 TARGET_CPU_VS_PG = 0.25
+TARGET_POISON_ALL, TARGET_POISON_SOME = 0.20, 0.80  # poison drain / healthy drain
 
 
 def load(results, name):
@@ -98,7 +99,19 @@ def build(results):
             "pg_cpu_seconds": drain["pg_cpu_seconds"],
             "redis_cpu_seconds": drain["redis_cpu_seconds"],
         }
+    doc["poison"] = poison(results)
     return doc
+
+
+def poison(results):
+    """The poison stage: drains of 0, 1 and 100 refused orders in 100, and the stops."""
+    drains = {pct: load(results, "poison_%d" % pct) for pct in (0, 1, 100)}
+    healthy = drains[0] and drains[0]["events_per_second"]
+    out = {"drains": drains, "stops": {pct: load(results, "poison_stop_%d" % pct)
+                                       for pct in (1, 100)}}
+    out["vs_healthy"] = {pct: ratio(d and d["events_per_second"], healthy)
+                         for pct, d in drains.items() if pct}
+    return out
 
 
 def num(v, fmt="{:,.0f}"):
@@ -177,6 +190,25 @@ def print_footprint(doc):
         "ceiling %s, Python worker %s" % (secs(pg.get("ceiling")), secs(pg.get("python"))))
 
 
+def print_poison(doc):
+    po = doc["poison"]
+    print("poison (the orders read model, %s orders placed, some for unknown customers)"
+          % num(doc["environment"].get("poison_events")))
+    labels = {0: "none refused (healthy)", 1: "1 in 100 refused", 100: "every one refused"}
+    targets = {1: TARGET_POISON_SOME, 100: TARGET_POISON_ALL}
+    for pct, label in labels.items():
+        d = po["drains"].get(pct)
+        note = d and "%.1f s, %s dead letters" % (d["seconds"], num(d["dead_letters"])) or ""
+        if pct:
+            note += ", %s of healthy (target >= %.2f)" % (
+                num(po["vs_healthy"].get(pct), "{:.2f}"), targets[pct])
+        row(label, num(d and d["events_per_second"]), note)
+    for pct, st in po["stops"].items():
+        row("SIGTERM, %d in 100 refused" % pct,
+            "failed" if st is None else "exit %d in %d ms" % (st["exit_code"], st["stop_ms"]),
+            st and "%s orders settled by then" % num(st["settled_at_sigterm"]) or "")
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit("usage: report.py RESULTS_DIR OUT")
@@ -187,11 +219,13 @@ def main():
           "(fsync %s), Redis %s, batch %s"
           % (env.get("commit"), env.get("date"), env.get("cpus"), env.get("load_at_start"),
              env.get("postgresql"), env.get("fsync"), env.get("redis"), env.get("batch")))
-    print_drain(doc)
-    print_latency(doc)
-    print_footprint(doc)
-    print("rebuild")
-    row("full rebuild", doc["rebuild"])
+    if not env.get("poison_only"):
+        print_drain(doc)
+        print_latency(doc)
+        print_footprint(doc)
+        print("rebuild")
+        row("full rebuild", doc["rebuild"])
+    print_poison(doc)
     with open(sys.argv[2], "w") as f:
         json.dump(doc, f, indent=2)
         f.write("\n")

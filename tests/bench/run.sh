@@ -5,7 +5,7 @@
 # Python peer worker, /wait latency at a steady rate, and the daemon's footprint. Prints one
 # table and writes it as JSON to build/bench.json. Figures only: it never fails on time.
 #   bash tests/bench/run.sh [--events N] [--quick] [--batch N] [--rate N] [--samples N]
-#                           [--models N] [--parallel N] [--keep]
+#                           [--models N] [--parallel N] [--poison-only] [--keep]
 set -u -o pipefail
 
 PJ_PROG=bench
@@ -26,11 +26,13 @@ usage: bash tests/bench/run.sh [options]
   --samples N   events measured per latency run, after a 1 s warm-up (default 20000)
   --models N    read models on the "orders" stream in the second latency run (default 5)
   --parallel N  parallel_apply of the second drain (default 2)
+  --poison-only only the poison stage (orders placed, 0, 1 and 100 in 100 refused)
   --keep        keep the temp folder (server and daemon logs) and say where it is
 EOF
 }
 
 EVENTS=500000 BATCH=1000 RATE=2000 SAMPLES=20000 MODELS=5 PARALLEL=2 KEEP=0 QUICK=0
+POISON_ONLY=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --events) EVENTS=${2:?}; shift ;;
@@ -40,6 +42,7 @@ while [ $# -gt 0 ]; do
         --samples) SAMPLES=${2:?}; shift ;;
         --models) MODELS=${2:?}; shift ;;
         --parallel) PARALLEL=${2:?}; shift ;;
+        --poison-only) POISON_ONLY=1 ;;
         --keep) KEEP=1 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; pj_die "unknown argument \"$1\"" ;;
@@ -49,6 +52,7 @@ done
 if [ "$QUICK" -eq 1 ]; then
     EVENTS=20000 SAMPLES=2000
 fi
+POISON_EVENTS=100000
 for n in "$EVENTS" "$BATCH" "$RATE" "$SAMPLES" "$MODELS" "$PARALLEL"; do
     [[ "$n" =~ ^[1-9][0-9]*$ ]] || pj_die "\"$n\" is not a positive number"
 done
@@ -170,7 +174,8 @@ write_readmodels() {
 environment() {
     cat >"$TMP/results/env.json" <<EOF
 {"events": $EVENTS, "batch": $BATCH, "rate": $RATE, "samples": $SAMPLES, "warmup": $WARMUP,
- "models": $MODELS, "parallel": $PARALLEL, "quick": $QUICK,
+ "models": $MODELS, "parallel": $PARALLEL, "quick": $QUICK, "poison_events": $POISON_EVENTS,
+ "poison_only": $POISON_ONLY,
  "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
  "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "cpus": $(nproc),
  "load_at_start": "$(cut -d' ' -f1-3 /proc/loadavg)",
@@ -293,6 +298,66 @@ drop_daemon_groups() {
     done
 }
 
+# ---- poison ----
+
+# The orders read model (with customers, which it looks names up in) on feeds of orders
+# placed only, none, 1 and 100 in 100 of them for customers nobody registered: each drain
+# into its own database, Redis databases 2, 3 and 4. Then SIGTERM in the middle of the 1
+# and the 100 in 100 feeds (consumer groups destroyed, fresh databases).
+poison() {
+    local pct db ids
+    mkdir -p "$TMP/readmodels_poison"
+    cp readmodels/customers.yaml readmodels/orders.yaml "$TMP/readmodels_poison/"
+    for pct in 0 1 100; do
+        db=$((pct == 0 ? 2 : pct == 1 ? 3 : 4))
+        "$BIN/gen_feed" "$(redis_url "$db")" "$POISON_EVENTS" 20260115 "$pct" \
+            >"$TMP/results/poison_feed_$pct.json" || pj_die "could not generate the poison feed"
+        ids=$($PY -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+print(" ".join("%s=%s" % (s, v["last_id"]) for s, v in d["streams"].items() if v["entries"]))' \
+            "$TMP/results/poison_feed_$pct.json")
+        psql_cmd postgres -c "CREATE DATABASE poison_$pct" || pj_die "no database poison_$pct"
+        write_config "poison_$pct" "$db" "$TMP/readmodels_poison/"
+        # shellcheck disable=SC2086
+        DRAIN_LOG="$TMP/poison_$pct.log" stage "poison_$pct" "$BIN/drain" \
+            "$TMP/poison_$pct.yaml" "$HTTP_PORT" "$TMP/pg/data" "$TMP/redis/redis.pid" \
+            "$POISON_EVENTS" $ids
+    done
+    for pct in 1 100; do
+        db=$((pct == 1 ? 3 : 4))
+        for s in orders customers; do
+            for rm in orders customers; do
+                redis-cli -u "$(redis_url "$db")" XGROUP DESTROY "$s" "projector:$rm" >/dev/null
+            done
+        done
+        psql_cmd postgres -c "CREATE DATABASE poison_stop_$pct" || pj_die "no poison_stop_$pct"
+        write_config "poison_stop_$pct" "$db" "$TMP/readmodels_poison/"
+        poison_stop "$pct"
+    done
+}
+
+# poison_stop PCT: starts the daemon on the PCT feed, sends SIGTERM once a third of the
+# orders are settled (applied or dead-lettered), and times the exit.
+poison_stop() {
+    local name="poison_stop_$1" pid n=0 i t0 t1 code
+    "$BIN/projector" run --config "$TMP/$name.yaml" >"$TMP/$name.log" 2>&1 &
+    pid=$!
+    for i in $(seq 1 1200); do
+        n=$(psql_cmd "$name" -Atc "SELECT (SELECT count(*) FROM order_read_model) +
+            (SELECT count(*) FROM projector.dead_letters)" 2>/dev/null) || n=0
+        [ "${n:-0}" -ge $((POISON_EVENTS / 3)) ] && break
+        sleep 0.05
+    done
+    t0=$(date +%s.%N)
+    kill -TERM "$pid"
+    wait "$pid"
+    code=$?
+    t1=$(date +%s.%N)
+    awk -v t0="$t0" -v t1="$t1" -v code="$code" -v n="$n" 'BEGIN {
+        printf "{\"exit_code\": %d, \"stop_ms\": %.0f, \"settled_at_sigterm\": %d}\n",
+            code, (t1 - t0) * 1000, n }' >"$TMP/results/$name.json"
+}
+
 # ---- main ----
 
 pj_install_packages
@@ -300,6 +365,11 @@ install_python_modules
 build_release
 start_servers
 environment
+if [ "$POISON_ONLY" -eq 1 ]; then
+    poison
+    "$PY" tests/bench/report.py "$TMP/results" "$OUT"
+    exit 0
+fi
 generate
 create_databases # writes drain.yaml and sets HTTP_PORT
 # shellcheck disable=SC2086
@@ -317,4 +387,5 @@ digest_tables
 latency lat_shipped 2 "$ROOT/readmodels/"
 write_readmodels "$TMP/readmodels_models"
 latency lat_models 3 "$TMP/readmodels_models"
+poison
 "$PY" tests/bench/report.py "$TMP/results" "$OUT"
