@@ -52,16 +52,17 @@ static void send_dead_letters(const BatchRun *b, const BatchCtx *c)
         json_t *j = event_raw_json(&it->entry->fields);
         raw[k] = json_dumps(j, JSON_COMPACT);
         json_decref(j);
-        d[k++] = (DeadLetter){
+        d[k] = (DeadLetter){
             .readmodel = c->m->name,
             .stream = c->m->streams[it->entry->stream],
             .id = it->entry->id,
             .event_type = it->event_type,
-            .raw_json = raw[k - 1] != NULL ? raw[k - 1] : "{}",
+            .raw_json = raw[k] != NULL ? raw[k] : "{}",
             .error = it->error,
             .sqlstate = it->sqlstate,
             .attempts = it->attempts > 0 ? it->attempts : 1,
         };
+        k++;
     }
     checkpoint_send_dead_letters(c->pg, d, n, -1);
     for (size_t i = 0; i < n; i++)
