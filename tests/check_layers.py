@@ -29,7 +29,7 @@ PURE = {"base", "model", "apply"}
 # System headers a pure layer must not include, and calls it must not make.
 IMPURE_HEADERS = re.compile(
     r"^(libpq-fe\.h|hiredis/.*|pthread\.h|microhttpd\.h|sys/socket\.h|netinet/.*|arpa/.*|"
-    r"netdb\.h|poll\.h|sys/select\.h|sys/epoll\.h|signal\.h|threads\.h)$")
+    r"netdb\.h|poll\.h|sys/select\.h|sys/epoll\.h|signal\.h|threads\.h|systemd/.*)$")
 IMPURE_CALLS = re.compile(
     r"\b(clock_gettime|gettimeofday|time|nanosleep|usleep|sleep|pthread_\w+|socket|connect|"
     r"getaddrinfo|rand|random)\s*\(")

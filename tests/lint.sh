@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/lint.sh - the source checks of the test command: the layers' include rules
 # (tests/check_layers.py), clang-format (major version 14, as Debian 12 ships it) over
-# every C file, cppcheck over projector/, and whitespace errors in the tree. clang-tidy
+# every C file, cppcheck over projector/, whitespace errors in the tree, and the shipped
+# systemd unit (systemd-analyze verify). clang-tidy
 # runs inside the clang build (PROJECTOR_TIDY, see CMakeLists.txt and .clang-tidy).
 # Prints each check's findings and ends with "N passed, N failed".
 #   bash tests/lint.sh
@@ -64,9 +65,22 @@ whitespace_check() {
     git diff --check "$empty" HEAD -- . ':!tests/fuzz/corpus' && git diff --check HEAD
 }
 
+# The shipped systemd unit, with its binary pointed at this build (verify wants it to exist).
+unit_check() {
+    local dir rc
+    dir=$(mktemp -d) || return 1
+    sed "s#/usr/local/bin/projector#$PWD/build/gcc/projector#g" \
+        deploy/systemd/projector.service >"$dir/projector.service"
+    systemd-analyze verify "$dir/projector.service"
+    rc=$?
+    rm -rf "$dir"
+    return $rc
+}
+
 check "include rules of the layers" /usr/bin/python3 tests/check_layers.py
 check "clang-format $CLANG_FORMAT_MAJOR" format_check
 check "cppcheck" cppcheck_check
 check "git diff --check" whitespace_check
+check "systemd-analyze verify (deploy/systemd)" unit_check
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

@@ -5,6 +5,10 @@
  * every worker finish and commit its batch in flight. SIGHUP reloads the read models: the
  * new files are loaded and checked beside the running set; only if they are valid (and
  * need no rebuild) is the serving part stopped and started again on them.
+ *
+ * Under a service manager (systemd's notify protocol, os/notify.h) the main loop also says
+ * READY once every read model has started, RELOADING and READY around a reload, STOPPING
+ * on a stop, a STATUS line each second, and WATCHDOG while every worker's loop turns.
  */
 #include "run/daemon.h"
 
@@ -19,6 +23,7 @@
 #include "base/log.h"
 #include "board/board.h"
 #include "http/http.h"
+#include "os/notify.h"
 #include "os/now.h"
 #include "run/worker.h"
 #include "sink/migrations.h"
@@ -26,6 +31,7 @@
 #include "sink/tables.h"
 
 #define STOPPED_WHILE_WAITING (-1)
+#define TICK_MS 1000 /* the main loop's beat: status line, readiness, watchdog */
 
 typedef struct Daemon {
     const Config *cfg;
@@ -36,6 +42,8 @@ typedef struct Daemon {
     Http *http;
     int listener; /* between a reload's stop and start: the kept HTTP socket, else -1 */
     Worker **workers;
+    bool ready;          /* READY=1 sent since the last start of serving */
+    int64_t watchdog_ms; /* the service manager's watchdog interval, 0: none */
 } Daemon;
 
 /* Waits for a signal up to ms (forever when ms < 0); returns it, or 0 on timeout. */
@@ -64,6 +72,7 @@ static int connect_pg_patiently(Daemon *d, Pg **ret)
         if (!logged)
             log_warn(NULL, "%s, retrying", err.message);
         logged = true;
+        notify_watchdog(); /* waiting is not hanging */
         if (is_stop_signal(wait_signal(d, backoff_next(&backoff))))
             return STOPPED_WHILE_WAITING;
     }
@@ -244,15 +253,91 @@ static int reload(Daemon *d)
     return start_serving(d);
 }
 
+/* ---- the service manager ---- */
+
+/* The read models in one line ("2 read models: 1 running, 1 catching_up; 120 entries
+ * behind, lag 3.2 s"); false while any of them is still starting. */
+static bool status_line(Board *b, char *buf, size_t size)
+{
+    static const char *const states[] = {"starting", "running", "catching_up",
+                                         "retrying", "stopped", "rebuilding"};
+    size_t count[ARRAY_SIZE(states)] = {0};
+    uint64_t behind = 0;
+    double lag = 0;
+    json_t *doc = board_json(b, -1), *rm;
+    size_t i;
+    json_array_foreach(json_object_get(doc, "readmodels"), i, rm)
+    {
+        const char *state = json_string_value(json_object_get(rm, "state"));
+        for (size_t k = 0; state != NULL && k < ARRAY_SIZE(states); k++)
+            count[k] += strcmp(state, states[k]) == 0;
+        json_t *st;
+        size_t j;
+        json_array_foreach(json_object_get(rm, "streams"), j, st)
+        {
+            behind += (uint64_t)json_integer_value(json_object_get(st, "entries_behind"));
+            double l = json_number_value(json_object_get(st, "lag_seconds"));
+            lag = l > lag ? l : lag;
+        }
+    }
+    size_t n = json_array_size(json_object_get(doc, "readmodels"));
+    json_decref(doc);
+    int at = snprintf(buf, size, "%zu read model%s:", n, n == 1 ? "" : "s");
+    const char *sep = " ";
+    for (size_t k = 0; k < ARRAY_SIZE(states); k++) {
+        if (count[k] == 0 || at < 0 || (size_t)at >= size)
+            continue;
+        at += snprintf(buf + at, size - (size_t)at, "%s%zu %s", sep, count[k], states[k]);
+        sep = ", ";
+    }
+    if (at >= 0 && (size_t)at < size)
+        snprintf(buf + at, size - (size_t)at, "; %llu entries behind, lag %.1f s",
+                 (unsigned long long)behind, lag);
+    return count[0] == 0;
+}
+
+/* True when every worker's loop turned within half the watchdog interval. */
+static bool workers_alive(const Daemon *d)
+{
+    int64_t now = now_monotonic_ms();
+    for (size_t i = 0; d->workers != NULL && i < d->set->count; i++)
+        if (now - worker_heartbeat_ms(d->workers[i]) > d->watchdog_ms / 2)
+            return false;
+    return true;
+}
+
+/* One beat of the main loop: the status line, READY once every read model has started,
+ * and the watchdog's keep-alive while the workers are alive. */
+static void tell_manager(Daemon *d)
+{
+    char status[256];
+    bool started = status_line(d->board, status, sizeof status);
+    if (started && !d->ready) {
+        notify_ready(status);
+        d->ready = true;
+    } else {
+        notify_status(status);
+    }
+    if (d->watchdog_ms > 0 && workers_alive(d))
+        notify_watchdog();
+}
+
 static int serve_until_stopped(Daemon *d)
 {
+    int tick = TICK_MS;
+    if (d->watchdog_ms > 0 && d->watchdog_ms / 4 < tick)
+        tick = (int)(d->watchdog_ms / 4 > 0 ? d->watchdog_ms / 4 : 1);
     for (;;) {
-        int sig = wait_signal(d, -1);
+        tell_manager(d);
+        int sig = wait_signal(d, tick);
         if (is_stop_signal(sig)) {
+            notify_stopping();
             log_info(NULL, "received %s, finishing the batches in flight", strsignal(sig));
             return 0;
         }
         if (sig == SIGHUP) {
+            notify_reloading();
+            d->ready = false; /* READY again once the reloaded read models have started */
             int code = reload(d);
             if (code != 0)
                 return code == STOPPED_WHILE_WAITING ? 0 : code;
@@ -262,7 +347,7 @@ static int serve_until_stopped(Daemon *d)
 
 int daemon_run(const Config *cfg, ModelSet *set)
 {
-    Daemon d = {.cfg = cfg, .set = set, .listener = -1};
+    Daemon d = {.cfg = cfg, .set = set, .listener = -1, .watchdog_ms = notify_watchdog_ms()};
     atomic_init(&d.stop, false);
     /* Block the signals before any thread starts, so only sigwait here sees them. */
     sigemptyset(&d.signals);

@@ -59,6 +59,7 @@ struct Worker {
     BatchStats stats;
     char *stop_reason; /* on_error: stop - why the read model stopped */
     Refusals refusals; /* what PostgreSQL refused lately means for the next batches */
+    atomic_int_least64_t heartbeat_ms; /* worker_heartbeat_ms */
 };
 
 /* ---- small helpers ---- */
@@ -68,11 +69,22 @@ static bool stopping(const Worker *w)
     return atomic_load(w->o.stop);
 }
 
+static void beat(Worker *w)
+{
+    atomic_store(&w->heartbeat_ms, now_monotonic_ms());
+}
+
+int64_t worker_heartbeat_ms(const Worker *w)
+{
+    return atomic_load(&w->heartbeat_ms);
+}
+
 /* Sleeps ms, waking early on stop. Only used between retries. */
-static void pause_ms(const Worker *w, int ms)
+static void pause_ms(Worker *w, int ms)
 {
     int64_t until = now_monotonic_ms() + ms;
     while (!stopping(w)) {
+        beat(w);
         int64_t left = until - now_monotonic_ms();
         if (left <= 0)
             return;
@@ -143,7 +155,7 @@ static int event_retry_delay_ms(void *arg, int attempts)
  * board before and after (the delay is at most retry.backoff_max_ms). */
 static bool event_retry_pause(void *arg, int ms)
 {
-    const Worker *w = arg;
+    Worker *w = arg;
     board_polled(w->o.board, w->o.rm);
     pause_ms(w, ms);
     board_polled(w->o.board, w->o.rm);
@@ -595,6 +607,7 @@ static void *worker_main(void *arg)
     Worker *w = arg;
     PjError err;
     while (!stopping(w)) {
+        beat(w);
         if (w->pg == NULL) {
             if (open_session(w, &err) < 0) {
                 set_fault(w, err.message);
@@ -647,6 +660,7 @@ static void worker_free(Worker *w)
 int worker_start(const WorkerOpts *opts, Worker **ret, PjError *err)
 {
     Worker *w = xcalloc(1, sizeof *w);
+    atomic_init(&w->heartbeat_ms, now_monotonic_ms());
     w->o = *opts;
     w->m = &opts->set->models[opts->rm];
     snprintf(w->ctx, sizeof w->ctx, "readmodel=%s", w->m->name);

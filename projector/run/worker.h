@@ -26,6 +26,9 @@ typedef struct Worker Worker;
 
 /* Starts the thread. The worker connects (and reconnects) by itself. */
 int worker_start(const WorkerOpts *opts, Worker **ret, PjError *err) PJ_MUSTCHECK;
+/* When the worker's loop last turned (monotonic ms): each batch, each read that waits, each
+ * pause between retries. A loop that stops turning is a hung worker. */
+int64_t worker_heartbeat_ms(const Worker *w);
 /* Waits for the thread to finish its batch in flight and exit, then frees it. */
 Worker *worker_join(Worker *w);
 
