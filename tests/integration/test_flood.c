@@ -105,6 +105,22 @@ static int isolating_tries(const Env *e)
     return log_count(e, "readmodel=orders: isolating the events of a batch of");
 }
 
+/* Publishes a flood of n and runs the daemon until it has settled every entry. */
+static void drain_flood(Env *e, const char *name, int n, FloodKind kind)
+{
+    env_setup(e, name);
+    publish_flood(e, n, kind);
+    testenv_daemon_settle(e, "orders");
+    expect_each_order_once(e, n, kind);
+}
+
+static void stop_and_done(Env *e)
+{
+    cr_assert_eq(testenv_kill(e->pid, SIGTERM), 0, "unclean stop (log: %s)", e->log);
+    e->pid = 0;
+    testenv_daemon_done(e);
+}
+
 /* 4,000 orders, 98% for unknown customers, in batches of 500: the first batch is refused
  * and isolated; the others are probed, and their ghosts dead-lettered before they are sent,
  * with PostgreSQL's words. */
@@ -112,10 +128,7 @@ Test(flood, ghosts_are_found_by_a_probe_after_the_first_refusal, .timeout = 180)
 {
     Env e;
     const int n = 4000;
-    env_setup(&e, "flood_ghosts");
-    publish_flood(&e, n, FLOOD_GHOSTS);
-    testenv_daemon_settle(&e, "orders");
-    expect_each_order_once(&e, n, FLOOD_GHOSTS);
+    drain_flood(&e, "flood_ghosts", n, FLOOD_GHOSTS);
     int tries = isolating_tries(&e);
     cr_log_info("orders: %d isolating tries for %d batches of ghosts", tries, n / FLOOD_BATCH);
     cr_assert(tries >= 1 && tries <= 2, "%d isolating tries (log: %s)", tries, e.log);
@@ -129,9 +142,7 @@ Test(flood, ghosts_are_found_by_a_probe_after_the_first_refusal, .timeout = 180)
                           "of relation \"order_read_model\" violates not-null constraint (the "
                           "lookup of customers.name found no row)' AND attempts = 1",
                           "t"); /* at least the 490 ghosts of each batch after the first two */
-    cr_assert_eq(testenv_kill(e.pid, SIGTERM), 0, "unclean stop (log: %s)", e.log);
-    e.pid = 0;
-    testenv_daemon_done(&e);
+    stop_and_done(&e);
 }
 
 /* 4,000 orders, 98% with an amount PostgreSQL refuses, in batches of 500: each batch is
@@ -141,10 +152,7 @@ Test(flood, each_batch_of_refused_events_costs_one_isolating_try, .timeout = 180
 {
     Env e;
     const int n = 4000;
-    env_setup(&e, "flood_amounts");
-    publish_flood(&e, n, FLOOD_BAD_AMOUNTS);
-    testenv_daemon_settle(&e, "orders");
-    expect_each_order_once(&e, n, FLOOD_BAD_AMOUNTS);
+    drain_flood(&e, "flood_amounts", n, FLOOD_BAD_AMOUNTS);
     int tries = isolating_tries(&e), batches = n / FLOOD_BATCH;
     cr_log_info("orders: %d isolating tries for %d batches of bad amounts", tries, batches);
     cr_assert(tries >= batches - 1 && tries <= batches + 1, "%d isolating tries (log: %s)", tries,
@@ -152,9 +160,7 @@ Test(flood, each_batch_of_refused_events_costs_one_isolating_try, .timeout = 180
     cr_assert_lt(log_count(&e, "dead-lettering it"), 2 * 6 * (batches + 2), "log: %s", e.log);
     cr_assert_geq(log_count(&e, "more entries of this batch that PostgreSQL refused"), batches - 1,
                   "log: %s", e.log);
-    cr_assert_eq(testenv_kill(e.pid, SIGTERM), 0, "unclean stop (log: %s)", e.log);
-    e.pid = 0;
-    testenv_daemon_done(&e);
+    stop_and_done(&e);
 }
 
 /* SIGTERM once a flood is being dead-lettered: the daemon exits 0 within seconds, the
@@ -191,9 +197,7 @@ static void stop_in_a_flood(const char *name, FloodKind kind)
                 (long long)took, settled, n);
     testenv_daemon_settle(&e, "orders");
     expect_each_order_once(&e, n, kind);
-    cr_assert_eq(testenv_kill(e.pid, SIGTERM), 0, "unclean stop (log: %s)", e.log);
-    e.pid = 0;
-    testenv_daemon_done(&e);
+    stop_and_done(&e);
 }
 
 Test(flood, sigterm_in_a_flood_of_ghosts_stops_promptly_and_loses_nothing, .timeout = 240)
