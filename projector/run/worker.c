@@ -41,6 +41,8 @@ struct Worker {
     char ctx[96]; /* log context */
     char *group;
     Reader *reader;
+    Reader *sampler;       /* while the sessions are down: Redis alone, for the lag (sample_lag) */
+    bool checkpoint_known; /* w->checkpoint was loaded at least once */
     Pg *pg;
     Pg *parts[PARTITION_MAX]; /* parallel apply: the sessions of partitions 1.. */
     Parallel *parallel;
@@ -347,6 +349,7 @@ static int open_session(Worker *w, PjError *err)
     int rc = connect_sessions(w, err);
     if (rc == 0)
         rc = checkpoint_load(w->pg, cfg->pg_schema, w->m, w->checkpoint, w->position, err);
+    w->checkpoint_known = w->checkpoint_known || rc == 0;
     if (rc == 0) {
         BatchCtx c = batch_ctx(w);
         rc = parallel_recover(w->parallel, &c, err);
@@ -505,22 +508,48 @@ static int process_batch(Worker *w, PjError *err)
 
 /* ---- the loop ---- */
 
+/* Samples the lag of every stream through r, from the checkpoint; false when Redis failed. */
+static bool sample_through(Worker *w, Reader *r)
+{
+    for (size_t s = 0; s < w->m->nstreams; s++) {
+        StreamBacklog sample;
+        PjError err;
+        if (reader_sample(r, w->m->streams[s], w->group, w->checkpoint[s], &sample, &err) < 0) {
+            log_debug(w->ctx, "could not sample the lag of stream \"%s\": %s", w->m->streams[s],
+                      err.message);
+            return false;
+        }
+        board_sampled(w->o.board, w->o.rm, s, &sample);
+    }
+    return true;
+}
+
 static void sample_lag(Worker *w, bool force)
 {
     int64_t now = now_monotonic_ms();
     if (!force && now < w->next_sample_ms)
         return;
     w->next_sample_ms = now + SAMPLE_EVERY_MS;
-    for (size_t s = 0; s < w->m->nstreams; s++) {
-        StreamBacklog sample;
-        PjError err;
-        if (reader_sample(w->reader, w->m->streams[s], w->group, w->checkpoint[s], &sample, &err) ==
-            0)
-            board_sampled(w->o.board, w->o.rm, s, &sample);
-        else
-            log_debug(w->ctx, "could not sample the lag of stream \"%s\": %s", w->m->streams[s],
-                      err.message);
+    (void)sample_through(w, w->reader);
+}
+
+/* While the sessions are down (PostgreSQL away, say), the lag is still sampled from Redis
+ * when it answers, from the last checkpoint known: entries written meanwhile show in /lag,
+ * and an alert on the lag fires during an outage. */
+static void sample_while_down(Worker *w)
+{
+    const Config *cfg = w->o.cfg;
+    PjError err;
+    if (!w->checkpoint_known)
+        return; /* never loaded: nothing to measure from */
+    if (w->sampler == NULL &&
+        reader_connect(&cfg->redis, cfg->connect_timeout_ms,
+                       cfg->connect_timeout_ms + READER_REPLY_SLACK_MS, &w->sampler, &err) < 0) {
+        log_debug(w->ctx, "could not sample the lag while down: %s", err.message);
+        return;
     }
+    if (!sample_through(w, w->sampler))
+        w->sampler = reader_free(w->sampler);
 }
 
 static void log_stats(Worker *w)
@@ -611,9 +640,11 @@ static void *worker_main(void *arg)
         if (w->pg == NULL) {
             if (open_session(w, &err) < 0) {
                 set_fault(w, err.message);
+                sample_while_down(w);
                 pause_ms(w, backoff_next(&w->backoff));
                 continue;
             }
+            w->sampler = reader_free(w->sampler);
             /* Sampled first: until then the board knows no lag, and "running" with
              * nothing behind would tell /lag readers the read model had caught up. */
             sample_lag(w, true);
@@ -631,11 +662,13 @@ static void *worker_main(void *arg)
              * reloads the checkpoint, whatever state the failure left behind. */
             set_fault(w, err.message);
             drop_session(w);
+            sample_while_down(w);
             pause_ms(w, backoff_next(&w->backoff));
         }
     }
     settle_read_ahead(w);
     close_session(w);
+    w->sampler = reader_free(w->sampler);
     jsonarena_thread_done();
     log_info(w->ctx, "stopped");
     return NULL;
