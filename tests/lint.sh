@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # tests/lint.sh - the source checks of the test command: the layers' include rules
 # (tests/check_layers.py), clang-format (major version 14, as Debian 12 ships it) over
-# every C file, cppcheck over projector/, whitespace errors in the tree, and the shipped
-# systemd unit (systemd-analyze verify). clang-tidy
+# every C file, cppcheck over projector/, whitespace errors in the tree, the shipped
+# systemd unit (systemd-analyze verify), and cmake --install with the manual page (man
+# --warnings). clang-tidy
 # runs inside the clang build (PROJECTOR_TIDY, see CMakeLists.txt and .clang-tidy).
 # Prints each check's findings and ends with "N passed, N failed".
 #   bash tests/lint.sh
@@ -77,10 +78,29 @@ unit_check() {
     return $rc
 }
 
+# cmake --install of the gcc build into a temp folder holds what the README says it does,
+# and the manual page reads without a warning from man.
+install_check() {
+    local dir f warnings rc=0
+    dir=$(mktemp -d) || return 1
+    cmake --install build/gcc --prefix "$dir" >/dev/null || rc=1
+    for f in bin/projector share/man/man1/projector.1 lib/systemd/system/projector.service \
+        share/projector/schemas/config.schema.json share/projector/schemas/readmodel.schema.json \
+        share/doc/projector/examples/projector.yaml \
+        share/doc/projector/examples/readmodels/orders.yaml; do
+        [ -f "$dir/$f" ] || { echo "cmake --install did not install $f"; rc=1; }
+    done
+    warnings=$(man --warnings -l "$dir/share/man/man1/projector.1" 2>&1 >/dev/null)
+    [ -z "$warnings" ] || { echo "man --warnings: $warnings"; rc=1; }
+    rm -rf "$dir"
+    return $rc
+}
+
 check "include rules of the layers" /usr/bin/python3 tests/check_layers.py
 check "clang-format $CLANG_FORMAT_MAJOR" format_check
 check "cppcheck" cppcheck_check
 check "git diff --check" whitespace_check
 check "systemd-analyze verify (deploy/systemd)" unit_check
+check "cmake --install and man --warnings" install_check
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

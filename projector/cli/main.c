@@ -53,8 +53,11 @@ static const char usage_text[] =
     "\n"
     "options:\n"
     "  -c, --config FILE  configuration file (default: projector.yaml)\n"
-    "  -h, --help         show this help\n"
-    "  -V, --version      show the version\n";
+    "  -h, --help         show this help (after a command: that command's)\n"
+    "  -V, --version      show the version\n"
+    "\n"
+    "Exit status: 0 success, 1 runtime failure, 2 usage or configuration error.\n"
+    "See projector(1) and README.md.\n";
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -62,6 +65,64 @@ static int usage_error(const char *fmt, const char *arg)
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\nTry \"projector --help\".\n");
     return PJ_EXIT_USAGE;
+}
+
+/* The help of one command: "projector COMMAND --help". */
+typedef struct CommandHelp {
+    const char *name;
+    const char *text;
+} CommandHelp;
+
+static const CommandHelp command_help[] = {
+    {"run", "usage: projector [--config FILE] run\n"
+            "\n"
+            "Runs the daemon: migrates the bookkeeping schema, creates or extends the read\n"
+            "tables, then applies every read model's streams until SIGTERM or SIGINT (the\n"
+            "batches in flight are committed first). SIGHUP reloads the read models. Serves\n"
+            "/healthz, /readyz, /lag, /wait and /metrics on http.listen. Under systemd it\n"
+            "speaks the notify protocol (READY, RELOADING, STOPPING, STATUS, WATCHDOG).\n"},
+    {"check", "usage: projector [--config FILE] check [PATH...]\n"
+              "\n"
+              "Validates the configuration and the read models without any server: YAML,\n"
+              "unknown keys, types, columns, expressions, lookups. PATH is a folder or a list\n"
+              "of files checked together; without one, the configured read-model folder.\n"
+              "Exit 0 when everything is valid, 2 otherwise (each error with file:line:col).\n"},
+    {"migrate", "usage: projector [--config FILE] migrate\n"
+                "\n"
+                "Creates or upgrades the bookkeeping schema (postgres.schema) and exits.\n"},
+    {"ddl", "usage: projector [--config FILE] ddl\n"
+            "\n"
+            "Prints the SQL that creates the read tables and their indexes.\n"},
+    {"status", "usage: projector [--config FILE] status\n"
+               "\n"
+               "Prints, per read model and stream, the last entry applied, the entries behind\n"
+               "and the lag, read from PostgreSQL and Redis (the daemon need not run).\n"},
+    {"dlq", "usage: projector [--config FILE] dlq list [--readmodel R]\n"
+            "       projector [--config FILE] dlq show ID\n"
+            "       projector [--config FILE] dlq retry ID | --all [--readmodel R]\n"
+            "       projector [--config FILE] dlq discard ID\n"
+            "\n"
+            "The dead letters: events a read model could not apply. list shows them oldest\n"
+            "first; show one with its raw entry, decoded event and full error; retry applies\n"
+            "them again through the current read models (removing each that applies);\n"
+            "discard deletes one. Event content is printed with control characters written\n"
+            "out.\n"},
+};
+
+static const CommandHelp *find_command_help(const char *name)
+{
+    for (size_t i = 0; name != NULL && i < ARRAY_SIZE(command_help); i++)
+        if (strcmp(command_help[i].name, name) == 0)
+            return &command_help[i];
+    return NULL;
+}
+
+/* --help: the command's own help after a known command, else the general one. */
+static int print_help(const char *command)
+{
+    const CommandHelp *h = find_command_help(command);
+    fputs(h != NULL ? h->text : usage_text, stdout);
+    return EXIT_SUCCESS;
 }
 
 /* Commands whose own options follow the command word (the others take none). */
@@ -80,8 +141,7 @@ static int parse_args(int argc, char **argv, Args *a)
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
-            fputs(usage_text, stdout);
-            return EXIT_SUCCESS;
+            return print_help(a->command);
         } else if (strcmp(s, "-V") == 0 || strcmp(s, "--version") == 0) {
             printf("projector %s\n", PROJECTOR_VERSION);
             return EXIT_SUCCESS;

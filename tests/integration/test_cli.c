@@ -39,6 +39,33 @@ Test(cli, version_help_and_usage_errors)
     free(out);
 }
 
+/* Every command the general help lists has help of its own, which names it; and the
+ * manual page documents every command. */
+Test(cli, every_command_has_its_own_help_and_a_place_in_the_manual)
+{
+    const char *help[] = {"--help", NULL};
+    char *general = run_cli(help, 0);
+    char *manual = NULL;
+    PjError err;
+    cr_assert_eq(read_file(PROJECTOR_SOURCE_DIR "/docs/projector.1", &manual, NULL, &err), 0, "%s",
+                 err.message);
+    static const char *const commands[] = {"run", "check", "migrate", "ddl", "status", "dlq"};
+    for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
+        char line[64], usage[96], man[64];
+        snprintf(line, sizeof line, "\n  %s ", commands[i]);
+        cr_assert(strstr(general, line) != NULL, "--help does not list %s", commands[i]);
+        const char *args[] = {commands[i], "--help", NULL};
+        char *out = run_cli(args, 0);
+        snprintf(usage, sizeof usage, "usage: projector [--config FILE] %s", commands[i]);
+        cr_assert(strncmp(out, usage, strlen(usage)) == 0, "%s --help: %s", commands[i], out);
+        free(out);
+        snprintf(man, sizeof man, ".B %s", commands[i]);
+        cr_assert(strstr(manual, man) != NULL, "projector.1 does not document %s", commands[i]);
+    }
+    free(manual);
+    free(general);
+}
+
 Test(cli, check_accepts_the_shipped_models_and_reports_positions)
 {
     const char *good[] = {"check", PROJECTOR_SOURCE_DIR "/readmodels", NULL};
