@@ -1,13 +1,16 @@
 /* test_deploy.c - what deploy/ promises about the running daemon. Its /metrics, after the
  * sample feed, passes `promtool check metrics`; every projector_* metric, label and state
  * that the Grafana dashboard (deploy/grafana/projector.json) and the alert rules
- * (deploy/prometheus/alerts.yaml) name is one that /metrics exports.
+ * (deploy/prometheus/alerts.yaml) name is one that /metrics exports; and the sample
+ * producer of the container image (deploy/container/publish-sample.sh) publishes the feed
+ * once. The static checks of deploy/ are tests/check_deploy.py's, run by tests/lint.sh.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "base/util.h"
 #include "base/yamlsrc.h"
@@ -327,4 +330,43 @@ Test(deploy, alert_rules_name_exported_metrics, .timeout = 120)
     usage_done(&live);
     free(body);
     testenv_daemon_done(&d);
+}
+
+/* XLEN of a stream in the test's Redis database. */
+static long long stream_length(redisContext *c, const char *stream)
+{
+    redisReply *r = redisCommand(c, "XLEN %s", stream);
+    cr_assert(r != NULL && r->type == REDIS_REPLY_INTEGER, "XLEN %s failed", stream);
+    long long n = r->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+Test(deploy, sample_producer_publishes_the_feed_once, .timeout = 60)
+{
+    if (!testenv_have_servers())
+        cr_skip_test("no test servers (run tests/run.sh)");
+    int db = testenv_redis_db();
+    char *url = testenv_redis_url(db), *feed = xstrdup(PROJECTOR_BIN), *out = NULL;
+    redisContext *c = testenv_redis(db);
+    strcpy(strrchr(feed, '/') + 1, "feed"); /* built beside the daemon; "feed" is shorter */
+    cr_assert(access(feed, X_OK) == 0, "no feed tool at %s (build every target)", feed);
+    char *cmd =
+        xasprintf("REDIS_URL='%s' FEED='%s' FEED_FILE='%s' sh '%s'", url, feed,
+                  DEPLOY_DIR "/sample/feed.jsonl", DEPLOY_DIR "/container/publish-sample.sh");
+    for (int run = 1; run <= 2; run++) {
+        int code = run_with_input(cmd, "/dev/null", &out);
+        cr_assert_eq(code, 0, "run %d of publish-sample.sh exited %d:\n%s", run, code, out);
+        if (run == 1)
+            cr_expect(strstr(out, "published 14 entries") != NULL, "run 1:\n%s", out);
+        else
+            cr_expect(strstr(out, "already published") != NULL, "run 2:\n%s", out);
+        free(out);
+        cr_expect_eq(stream_length(c, "orders"), 10, "after run %d", run);
+        cr_expect_eq(stream_length(c, "customers"), 4, "after run %d", run);
+    }
+    free(cmd);
+    redisFree(c);
+    free(feed);
+    free(url);
 }
