@@ -2,8 +2,10 @@
 # tests/lint.sh - the source checks of the test command: the layers' include rules
 # (tests/check_layers.py), clang-format (major version 14, as Debian 12 ships it) over
 # every C file, cppcheck over projector/, whitespace errors in the tree, the shipped
-# systemd unit (systemd-analyze verify), and cmake --install with the manual page (man
-# --warnings). clang-tidy
+# systemd unit (systemd-analyze verify), cmake --install with the manual page (man
+# --warnings), and the rest of deploy/: the alert rules and their tests (promtool), every
+# YAML file (yamllint), and what tests/check_deploy.py checks of the dashboard, the
+# container image, compose and Kubernetes. clang-tidy
 # runs inside the clang build (PROJECTOR_TIDY, see CMakeLists.txt and .clang-tidy).
 # Prints each check's findings and ends with "N passed, N failed".
 #   bash tests/lint.sh
@@ -102,5 +104,11 @@ check "cppcheck" cppcheck_check
 check "git diff --check" whitespace_check
 check "systemd-analyze verify (deploy/systemd)" unit_check
 check "cmake --install and man --warnings" install_check
+check "promtool check rules (deploy/prometheus)" promtool check rules deploy/prometheus/alerts.yaml
+check "promtool test rules (deploy/prometheus)" promtool test rules deploy/prometheus/alerts_test.yaml
+check "yamllint (deploy)" yamllint --strict -c deploy/.yamllint.yaml deploy
+for part in prometheus grafana container compose kubernetes; do
+    check "deploy $part (tests/check_deploy.py)" /usr/bin/python3 tests/check_deploy.py "$part"
+done
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]
