@@ -34,6 +34,7 @@ Board *board_new(const ModelSet *set)
         const Model *m = &set->models[i];
         b->rms[i].fault = BOARD_STATE_STARTING;
         b->rms[i].streams = xcalloc(m->nstreams ? m->nstreams : 1, sizeof(StreamBoard));
+        stats_init(&b->rms[i].stats);
         for (size_t s = 0; s < m->nstreams; s++)
             b->rms[i].streams[s].backlog.oldest_unapplied_ms = -1;
     }
@@ -129,6 +130,7 @@ void board_committed(Board *b, size_t rm, size_t stream, StreamId position,
     sb->has_position = true;
     sb->position = position;
     progress_count_commit(sb, outcomes, n);
+    stats_count_commit(&b->rms[rm].stats, outcomes, n, now_wall_ms());
     waiters_on_commit_locked(b->waits, rm, stream, position, outcomes, n, &wl);
     pthread_cond_broadcast(&b->cond);
     pthread_mutex_unlock(&b->mu);

@@ -4,7 +4,8 @@
  * Workers write to it (one worker per read model); the HTTP server and the lookup ordering
  * rule read from it. Every function is thread-safe. Indices: rm is the model's index in
  * the ModelSet, stream the index into that model's streams[]. Inside: board.c (lifecycle,
- * the worker side, /lag), waiters.c (/wait), progress.c (the per-stream record).
+ * the worker side, /lag), waiters.c (/wait), progress.c (the per-stream record), stats.c
+ * (the histograms and counters of /metrics).
  */
 #ifndef PROJECTOR_BOARD_H
 #define PROJECTOR_BOARD_H
@@ -43,6 +44,14 @@ void board_set_dead_letters(Board *board, size_t rm, size_t stream, uint64_t tot
  * position loaded from the checkpoint at start. */
 void board_committed(Board *board, size_t rm, size_t stream, StreamId position,
                      const BoardOutcome *outcomes, size_t n);
+
+/* After a committed batch of entries (all its streams), applied in apply_ms (the commit,
+ * from the first statement sent): counted in the batch-size and apply-time histograms. */
+void board_batch_done(Board *board, size_t rm, size_t entries, int64_t apply_ms);
+/* The worker dropped its sessions to try again, for cause. */
+void board_retried(Board *board, size_t rm, BoardRetryCause cause);
+/* Whether the worker's Redis and PostgreSQL sessions are up. */
+void board_connections(Board *board, size_t rm, bool redis_up, bool postgres_up);
 
 /* Blocks until read model rm has committed position >= target on its stream, the timeout
  * passes (-PJ_ETIMEDOUT) or board_shutdown is called (-PJ_ESTOPPED). No busy loop. */
@@ -83,6 +92,11 @@ size_t board_wait_pending(Board *board);
  *               "lag_seconds","events_per_second","applied","skipped","dead_letters"}]}]}
  * for all, or the single object for one. Caller owns the reference. */
 json_t *board_json(Board *board, int rm);
+/* What /metrics shows beyond /lag, per read model: {"readmodels":[{"name", "batches",
+ * "retries":{cause:n}, "redis_up", "postgres_up", "histograms":{"batch_size",
+ * "apply_seconds", "end_to_end_seconds": {"bounds":[...], "counts":[...] (per bucket, the
+ * last one past every bound), "count", "sum"}}}]}. Caller owns the reference. */
+json_t *board_metrics_json(Board *board);
 /* True when no read model is retrying, stopped or starting. */
 bool board_ready(Board *board);
 

@@ -32,12 +32,32 @@ typedef struct StreamBoard {
     size_t ring_start, ring_count;
 } StreamBoard;
 
+/* A histogram of fixed bounds (stats.c): counts[i] for values <= bounds[i] and above the
+ * bound before; counts[nbounds] for values above every bound. */
+#define BOARD_HIST_MAX 16
+typedef struct BoardHistogram {
+    const double *bounds;
+    size_t nbounds;
+    uint64_t counts[BOARD_HIST_MAX + 1];
+    uint64_t count;
+    double sum;
+} BoardHistogram;
+
+/* What /metrics counts of one read model beyond /lag. */
+typedef struct RmStats {
+    uint64_t batches;
+    uint64_t retries[BOARD_RETRY_COUNT];
+    bool redis_up, postgres_up;
+    BoardHistogram batch_size, apply_seconds, end_to_end_seconds;
+} RmStats;
+
 typedef struct RmBoard {
     BoardState fault;          /* STARTING, RUNNING (no fault), RETRYING, STOPPED, REBUILDING */
     char *reason;              /* owned, NULL when none */
     int64_t last_poll_wall_ms; /* 0: never polled */
     int64_t alive_mono_ms;     /* last poll or fault cleared, whichever is later */
     StreamBoard *streams;
+    RmStats stats;
 } RmBoard;
 
 typedef struct WaitRegistry WaitRegistry;
@@ -72,6 +92,12 @@ BoardState progress_state_locked(const Board *b, size_t rm, int64_t now_mono,
 void progress_position_json_locked(const Board *b, size_t rm, size_t stream, json_t *obj);
 /* One read model's /lag object. Caller owns the reference. */
 json_t *progress_rm_json_locked(const Board *b, size_t rm);
+
+/* ---- stats.c: the histograms and counters of /metrics ---- */
+
+void stats_init(RmStats *st);
+/* Observes the end-to-end latency of the settled outcomes (entry ID's time to now_wall). */
+void stats_count_commit(RmStats *st, const BoardOutcome *outcomes, size_t n, int64_t now_wall);
 
 /* ---- waiters.c: the registry of /wait waiters ---- */
 

@@ -36,6 +36,19 @@ typedef struct BoardOutcome {
     const char *error; /* BOARD_OUTCOME_DEAD_LETTERED: the error text (borrowed for the call) */
 } BoardOutcome;
 
+/* Why a worker dropped its sessions to try again (projector_retries_total). */
+typedef enum {
+    BOARD_RETRY_CONNECTION,    /* a server could not be reached or went away */
+    BOARD_RETRY_SERIALIZATION, /* SQLSTATE 40001 */
+    BOARD_RETRY_DEADLOCK,      /* 40P01 */
+    BOARD_RETRY_TIMEOUT,       /* 57014 (statement timeout), 55P03 (lock not available) */
+    BOARD_RETRY_OTHER,
+    BOARD_RETRY_COUNT
+} BoardRetryCause;
+
+/* "connection", "serialization", "deadlock", "timeout", "other". */
+const char *board_retry_cause_name(BoardRetryCause cause);
+
 typedef struct BoardWaiter BoardWaiter;
 
 /* Called once, from whichever thread finishes an armed waiter, without the board mutex. */

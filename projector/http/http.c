@@ -342,6 +342,7 @@ static enum MHD_Result serve_metrics(Http *h, struct MHD_Connection *c)
     char *text;
 
     json_object_set_new(lag, "http", http_counters(h));
+    json_object_set_new(lag, "stats", board_metrics_json(h->board));
     text = metrics_render(lag, board_wait_pending(h->board));
     json_decref(lag);
     return queue_body(c, MHD_HTTP_OK, text, "text/plain; version=0.0.4; charset=utf-8",

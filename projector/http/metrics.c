@@ -2,9 +2,12 @@
  *
  * Owns the metric names, their types and help texts, and label escaping. Every family is
  * written as one block (HELP, TYPE, then all its samples), as the format requires. The
- * HTTP server's own counters come in an optional "http" object of the same document; no
- * configuration value (address, password, token) is ever part of the exposition.
+ * HTTP server's own counters come in an optional "http" object of the same document, the
+ * board's batches, retries, sessions and histograms in an optional "stats" object
+ * (board_metrics_json); no configuration value (address, password, token) is ever part of
+ * the exposition.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "board/board.h"
@@ -155,6 +158,121 @@ static void append_http(StrBuf *sb, const json_t *http)
     }
 }
 
+/* ---- the board's statistics ---- */
+
+static void append_rm_label(StrBuf *sb, const char *name, const json_t *rm)
+{
+    strbuf_appendf(sb, "%s{", name);
+    append_label(sb, "readmodel", string_field(rm, "name"));
+}
+
+static void append_le(StrBuf *sb, double bound)
+{
+    char le[32];
+    snprintf(le, sizeof le, "%.10g", bound);
+    strbuf_append(sb, ",");
+    append_label(sb, "le", le);
+}
+
+/* One histogram family: cumulative buckets per read model, then _sum and _count. */
+static void append_histogram(StrBuf *sb, const char *name, const char *help, const char *field,
+                             const json_t *rms)
+{
+    size_t i;
+    json_t *rm;
+    char family[96];
+    append_header(sb, name, "histogram", help);
+    json_array_foreach(rms, i, rm)
+    {
+        const json_t *h = json_object_get(json_object_get(rm, "histograms"), field);
+        const json_t *bounds = json_object_get(h, "bounds"), *counts = json_object_get(h, "counts");
+        if (json_array_size(counts) != json_array_size(bounds) + 1)
+            continue;
+        uint64_t cumulative = 0;
+        snprintf(family, sizeof family, "%s_bucket", name);
+        for (size_t k = 0; k < json_array_size(counts); k++) {
+            cumulative += (uint64_t)json_integer_value(json_array_get(counts, k));
+            append_rm_label(sb, family, rm);
+            if (k < json_array_size(bounds))
+                append_le(sb, json_number_value(json_array_get(bounds, k)));
+            else
+                strbuf_append(sb, ",le=\"+Inf\"");
+            strbuf_appendf(sb, "} %llu\n", (unsigned long long)cumulative);
+        }
+        snprintf(family, sizeof family, "%s_sum", name);
+        append_rm_label(sb, family, rm);
+        strbuf_append(sb, "}");
+        append_value(sb, json_object_get(h, "sum"), 1.0);
+        snprintf(family, sizeof family, "%s_count", name);
+        append_rm_label(sb, family, rm);
+        strbuf_append(sb, "}");
+        append_value(sb, json_object_get(h, "count"), 1.0);
+    }
+}
+
+static void append_retries(StrBuf *sb, const json_t *rms)
+{
+    size_t i;
+    json_t *rm;
+    append_header(sb, "projector_retries_total", "counter",
+                  "Times a worker dropped its sessions to try again, by cause.");
+    json_array_foreach(rms, i, rm)
+    {
+        for (int c = 0; c < BOARD_RETRY_COUNT; c++) {
+            const char *cause = board_retry_cause_name((BoardRetryCause)c);
+            append_rm_label(sb, "projector_retries_total", rm);
+            strbuf_append(sb, ",");
+            append_label(sb, "cause", cause);
+            strbuf_append(sb, "}");
+            append_value(sb, json_object_get(json_object_get(rm, "retries"), cause), 1.0);
+        }
+    }
+}
+
+static void append_connections(StrBuf *sb, const json_t *rms)
+{
+    static const char *const servers[][2] = {{"redis", "redis_up"}, {"postgres", "postgres_up"}};
+    size_t i;
+    json_t *rm;
+    append_header(sb, "projector_connection_up", "gauge",
+                  "1 while the read model's worker has its session to the server.");
+    json_array_foreach(rms, i, rm)
+    {
+        for (size_t k = 0; k < ARRAY_SIZE(servers); k++) {
+            append_rm_label(sb, "projector_connection_up", rm);
+            strbuf_append(sb, ",");
+            append_label(sb, "server", servers[k][0]);
+            strbuf_append(sb, "}");
+            append_value(sb, json_object_get(rm, servers[k][1]), 1.0);
+        }
+    }
+}
+
+static void append_stats(StrBuf *sb, const json_t *stats)
+{
+    const json_t *rms = json_object_get(stats, "readmodels");
+    if (!json_is_array(rms))
+        return;
+    append_header(sb, "projector_batches_total", "counter", "Batches committed.");
+    size_t i;
+    json_t *rm;
+    json_array_foreach(rms, i, rm)
+    {
+        append_rm_label(sb, "projector_batches_total", rm);
+        strbuf_append(sb, "}");
+        append_value(sb, json_object_get(rm, "batches"), 1.0);
+    }
+    append_retries(sb, rms);
+    append_connections(sb, rms);
+    append_histogram(sb, "projector_batch_size", "Entries per committed batch.", "batch_size", rms);
+    append_histogram(sb, "projector_apply_duration_seconds",
+                     "Time to commit a batch, from its first statement sent.", "apply_seconds",
+                     rms);
+    append_histogram(sb, "projector_end_to_end_latency_seconds",
+                     "From the time in an entry's ID to the commit that settled it.",
+                     "end_to_end_seconds", rms);
+}
+
 char *metrics_render(const json_t *lag, size_t wait_pending)
 {
     StrBuf sb = {0};
@@ -162,11 +280,16 @@ char *metrics_render(const json_t *lag, size_t wait_pending)
 
     append_header(&sb, "projector_up", "gauge", "1 while the daemon is serving.");
     strbuf_append(&sb, "projector_up 1\n");
+    append_header(&sb, "projector_build_info", "gauge", "The version of the daemon, as a label.");
+    strbuf_append(&sb, "projector_build_info{");
+    append_label(&sb, "version", PROJECTOR_VERSION);
+    strbuf_append(&sb, "} 1\n");
     append_states(&sb, rms);
     for (size_t i = 0; i < ARRAY_SIZE(metric_families); i++)
         append_family(&sb, &metric_families[i], rms);
     append_header(&sb, "projector_wait_pending", "gauge", "/wait requests waiting for an entry.");
     strbuf_appendf(&sb, "projector_wait_pending %zu\n", wait_pending);
     append_http(&sb, json_object_get(lag, "http"));
+    append_stats(&sb, json_object_get(lag, "stats"));
     return strbuf_take(&sb);
 }

@@ -96,6 +96,29 @@ static void pause_ms(Worker *w, int ms)
     }
 }
 
+/* The cause a failure is counted under in projector_retries_total: PostgreSQL's SQLSTATE
+ * when it gave one, else a connection (Redis's and libpq's own failures). */
+static BoardRetryCause retry_cause(const PjError *err)
+{
+    const char *state = err->sqlstate;
+    if (state[0] == '\0' || strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0)
+        return BOARD_RETRY_CONNECTION;
+    if (strcmp(state, "40001") == 0)
+        return BOARD_RETRY_SERIALIZATION;
+    if (strcmp(state, "40P01") == 0)
+        return BOARD_RETRY_DEADLOCK;
+    if (strcmp(state, "57014") == 0 || strcmp(state, "55P03") == 0)
+        return BOARD_RETRY_TIMEOUT;
+    return BOARD_RETRY_OTHER;
+}
+
+/* A failure that drops the sessions: counted, and the sessions said down. */
+static void count_failure(Worker *w, const PjError *err)
+{
+    board_retried(w->o.board, w->o.rm, retry_cause(err));
+    board_connections(w->o.board, w->o.rm, false, false);
+}
+
 /* Logs once per change of fault, not once per attempt. */
 static void set_fault(Worker *w, const char *reason)
 {
@@ -497,8 +520,11 @@ static int process_batch(Worker *w, PjError *err)
             return rc;
     }
     bool any = batch_run_any_to_settle(w->cur);
+    int64_t started = now_monotonic_ms();
     if (any && (rc = commit_batch(w, &c, err)) < 0)
         return rc;
+    if (any)
+        board_batch_done(w->o.board, w->o.rm, batch_run_size(w->cur), now_monotonic_ms() - started);
     /* Committed: the rows are visible, so /wait callers are told now, before the
      * acknowledgement (if that fails, the entries come back and are skipped). */
     if (any)
@@ -550,6 +576,7 @@ static void sample_while_down(Worker *w)
     }
     if (!sample_through(w, w->sampler))
         w->sampler = reader_free(w->sampler);
+    board_connections(w->o.board, w->o.rm, w->sampler != NULL, false);
 }
 
 static void log_stats(Worker *w)
@@ -640,11 +667,13 @@ static void *worker_main(void *arg)
         if (w->pg == NULL) {
             if (open_session(w, &err) < 0) {
                 set_fault(w, err.message);
+                count_failure(w, &err);
                 sample_while_down(w);
                 pause_ms(w, backoff_next(&w->backoff));
                 continue;
             }
             w->sampler = reader_free(w->sampler);
+            board_connections(w->o.board, w->o.rm, true, true);
             /* Sampled first: until then the board knows no lag, and "running" with
              * nothing behind would tell /lag readers the read model had caught up. */
             sample_lag(w, true);
@@ -662,6 +691,7 @@ static void *worker_main(void *arg)
              * reloads the checkpoint, whatever state the failure left behind. */
             set_fault(w, err.message);
             drop_session(w);
+            count_failure(w, &err);
             sample_while_down(w);
             pause_ms(w, backoff_next(&w->backoff));
         }

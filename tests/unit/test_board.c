@@ -557,3 +557,43 @@ Test(board, abort_owner_answers_only_its_waiters)
     board_wait_free(board, other); /* still pending: unregisters it */
     cr_expect_eq(board_wait_pending(board), 0);
 }
+
+/* The statistics behind /metrics: batches, retries by cause, the sessions, and the
+ * histograms (a value on a bound counts in that bound's bucket; the last bucket takes
+ * what is past every bound). */
+Test(board, counts_batches_retries_sessions_and_histograms)
+{
+    board_batch_done(board, 0, 100, 3);    /* 0.003 s */
+    board_batch_done(board, 0, 20000, 20); /* past every batch-size bound */
+    board_retried(board, 0, BOARD_RETRY_DEADLOCK);
+    board_retried(board, 0, BOARD_RETRY_CONNECTION);
+    board_retried(board, 0, BOARD_RETRY_CONNECTION);
+    board_connections(board, 0, true, false);
+    json_t *doc = board_metrics_json(board);
+    json_t *rm = json_array_get(json_object_get(doc, "readmodels"), 0);
+    cr_assert_eq(json_integer_value(json_object_get(rm, "batches")), 2);
+    json_t *retries = json_object_get(rm, "retries");
+    cr_assert_eq(json_integer_value(json_object_get(retries, "connection")), 2);
+    cr_assert_eq(json_integer_value(json_object_get(retries, "deadlock")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(retries, "timeout")), 0);
+    cr_assert(json_is_true(json_object_get(rm, "redis_up")));
+    cr_assert(json_is_false(json_object_get(rm, "postgres_up")));
+    json_t *size = json_object_get(json_object_get(rm, "histograms"), "batch_size");
+    json_t *bounds = json_object_get(size, "bounds"), *counts = json_object_get(size, "counts");
+    cr_assert_eq(json_array_size(counts), json_array_size(bounds) + 1);
+    size_t at100 = 0;
+    while (at100 < json_array_size(bounds) &&
+           json_number_value(json_array_get(bounds, at100)) != 100.0)
+        at100++;
+    cr_assert_lt(at100, json_array_size(bounds), "no bound at 100");
+    cr_assert_eq(json_integer_value(json_array_get(counts, at100)), 1);
+    cr_assert_eq(json_integer_value(json_array_get(counts, json_array_size(bounds))), 1);
+    cr_assert_eq(json_integer_value(json_object_get(size, "count")), 2);
+    cr_assert_float_eq(json_number_value(json_object_get(size, "sum")), 20100.0, 1e-9);
+    json_t *apply = json_object_get(json_object_get(rm, "histograms"), "apply_seconds");
+    cr_assert_float_eq(json_number_value(json_object_get(apply, "sum")), 0.023, 1e-9);
+    /* the other read models saw nothing */
+    json_t *other = json_array_get(json_object_get(doc, "readmodels"), 1);
+    cr_assert_eq(json_integer_value(json_object_get(other, "batches")), 0);
+    json_decref(doc);
+}
