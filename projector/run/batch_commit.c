@@ -97,9 +97,14 @@ void batch_run_send_merged(BatchRun *b, const BatchCtx *c, Pg *pg, int part)
             continue;
         }
         const char *name;
-        char **params = merge_statement(&b->merge, grp, b->stmts, st, &name);
+        char **check;
+        char **params = merge_statement(&b->merge, grp, b->stmts, st, &name, &check);
+        if (check != NULL) /* the values a fold in C leaves out, converted all the same */
+            pg_pipeline_send(pg, st->check_name, st->check_nparams, (const char *const *)check,
+                             BATCH_TAG_GROUP_FIRST - (long)g);
         pg_pipeline_send(pg, name, st->nparams, (const char *const *)params,
                          BATCH_TAG_GROUP_FIRST - (long)g);
+        merge_params_free(check, st->check_nparams);
         merge_params_free(params, st->nparams);
     }
 }
