@@ -118,6 +118,20 @@ int applier_bind(const ApplierPlan *plan, const json_t *event, Bound *ret,
  * still no set-based form (multi_sql NULL). */
 bool applier_row_key(const ApplierPlan *plan, const BoundStatement *b, StrBuf *ret_key);
 
+/* What PostgreSQL said when it refused a statement: its diagnostic fields, any may be NULL
+ * (borrowed). */
+typedef struct ApplierRefusal {
+    const char *sqlstate, *primary, *detail, *context;
+} ApplierRefusal;
+
+/* For a refusal of b that is a data exception (SQLSTATE class 22: a value that does not
+ * convert or does not fit), which PostgreSQL reports by type alone, appends the column it
+ * is about to ret (`column "code"`; `column "a" or "b"` when the type and the values leave
+ * more than one) and returns true. False, with nothing appended, for any other refusal or
+ * when no column of b's action has the type the refusal names. */
+bool applier_refused_column(const ApplierPlan *plan, const BoundStatement *b,
+                            const ApplierRefusal *r, StrBuf *ret);
+
 /* Frees the parameters of every item and empties b (keeps its memory). */
 void bound_reset(Bound *b);
 void bound_done(Bound *b);

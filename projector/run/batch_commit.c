@@ -8,6 +8,7 @@
 #include "run/batch.h"
 #include "run/batch_internal.h"
 
+#include <assert.h>
 #include <stdlib.h>
 
 #include "apply/event.h"
@@ -15,7 +16,9 @@
 #include "base/log.h"
 #include "sink/checkpoint.h"
 
-#define BATCH_TAG_GROUP_FIRST (-16L) /* set-based group g is tagged this - g in a pipeline */
+/* In a pipeline a statement of one event is tagged with its index in the batch's Bound (0
+ * and up), set-based group g with BATCH_TAG_GROUP_FIRST - g, bookkeeping with -1. */
+#define BATCH_TAG_GROUP_FIRST (-16L)
 
 /* ---- sending ---- */
 
@@ -50,7 +53,8 @@ static void send_item(const BatchRun *b, const BatchCtx *c, long index)
     for (size_t k = 0; k < it->nstmts; k++) {
         const BoundStatement *bs = &b->bound.items[it->first_stmt + k];
         const PlanStatement *st = applier_plan_statement(c->plan, bs->statement);
-        pg_pipeline_send(c->pg, st->name, bs->nparams, (const char *const *)bs->params, index);
+        pg_pipeline_send(c->pg, st->name, bs->nparams, (const char *const *)bs->params,
+                         (long)(it->first_stmt + k));
     }
 }
 
@@ -80,8 +84,9 @@ static size_t gather_statements(BatchRun *b, const BatchCtx *c, int part)
     return n;
 }
 
-/* A group of one is sent as its plain statement, tagged with its item (so a failure names
- * the event); a larger group g as the set-based statement, tagged BATCH_TAG_GROUP_FIRST - g. */
+/* A group of one is sent as its plain statement, tagged with that statement (so a failure
+ * names the event); a larger group g as the set-based statement, tagged
+ * BATCH_TAG_GROUP_FIRST - g. */
 void batch_run_send_merged(BatchRun *b, const BatchCtx *c, Pg *pg, int part)
 {
     size_t n = gather_statements(b, c, part);
@@ -93,7 +98,7 @@ void batch_run_send_merged(BatchRun *b, const BatchCtx *c, Pg *pg, int part)
             size_t m = b->merge.members[grp->first];
             const BoundStatement *bs = b->stmts[m];
             pg_pipeline_send(pg, st->name, bs->nparams, (const char *const *)bs->params,
-                             (long)b->stmt_item[m]);
+                             (long)(bs - b->bound.items));
             continue;
         }
         const char *name;
@@ -156,10 +161,38 @@ static void split_group(BatchRun *b, size_t g)
     }
 }
 
+/* The item whose statements include statement s of the batch's Bound. */
+static size_t statement_item(const BatchRun *b, size_t s)
+{
+    size_t i = 0;
+    while (i < b->nitems && !(b->items[i].kind == BATCH_ITEM_APPLY && s >= b->items[i].first_stmt &&
+                              s < b->items[i].first_stmt + b->items[i].nstmts))
+        i++;
+    assert(i < b->nitems);
+    return i;
+}
+
+/* PostgreSQL names the type of a value it refuses ("value too long for type character
+ * varying(4)"), not its column: err names the column too when statement s's plan can
+ * tell which it is ("could not apply: column \"code\": value too long ..."). */
+static void name_refused_column(const BatchRun *b, const BatchCtx *c, size_t s, PjError *err)
+{
+    ApplierRefusal r = {
+        .sqlstate = err->sqlstate,
+        .primary = pg_failed_field(c->pg, PG_DIAG_MESSAGE_PRIMARY),
+        .detail = pg_failed_field(c->pg, PG_DIAG_MESSAGE_DETAIL),
+        .context = pg_failed_field(c->pg, PG_DIAG_CONTEXT),
+    };
+    StrBuf column = {0};
+    if (applier_refused_column(c->plan, &b->bound.items[s], &r, &column))
+        pg_error_place(err, "could not apply", column.buf);
+    strbuf_done(&column);
+}
+
 /* PostgreSQL refused item failed for good (err): it is tried again after a pause until its
  * attempts are spent, then dead-lettered (or, with on_error: stop, held). Returns
  * -PJ_ESTOPPED when a stop comes during the pause, else 0: send the batch again. */
-static int refused(BatchRun *b, const BatchCtx *c, long failed, const PjError *err)
+static int refused(BatchRun *b, const BatchCtx *c, size_t failed, const PjError *err)
 {
     Item *it = &b->items[failed];
     const char *stream = c->m->streams[it->entry->stream];
@@ -176,7 +209,7 @@ static int refused(BatchRun *b, const BatchCtx *c, long failed, const PjError *e
     }
     batch_item_dead(it, err->message, err->sqlstate);
     if (c->m->on_error == MODEL_ON_ERROR_STOP) {
-        batch_run_hold_from(b, c, (size_t)failed);
+        batch_run_hold_from(b, c, failed);
     } else {
         log_warn(c->log_ctx, "could not apply entry %s of stream \"%s\": %s, dead-lettering it",
                  it->entry->id_text, stream, err->message);
@@ -220,7 +253,8 @@ int batch_run_commit(BatchRun *b, const BatchCtx *c, PjError *err)
         }
         if (rc != -PJ_EPERMANENT || failed < 0)
             return rc == -PJ_EPERMANENT ? -PJ_ETRANSIENT : rc; /* bookkeeping failed: retry */
-        if (refused(b, c, failed, err) < 0)
+        name_refused_column(b, c, (size_t)failed, err);
+        if (refused(b, c, statement_item(b, (size_t)failed), err) < 0)
             return -PJ_ESTOPPED;
     }
     return pj_error_set(err, PJ_ETRANSIENT, "could not isolate the failing events of a batch");

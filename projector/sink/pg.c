@@ -21,6 +21,7 @@ struct Pg {
     long *tags; /* the tag of each statement queued in the pipeline */
     size_t ntags, tags_cap;
     bool send_failed;
+    PGresult *failed; /* the error of the statement the last pipeline reported, or NULL */
 };
 
 static const char *const transient_prefixes[] = {"08",    "53",    "57P0", "40001",
@@ -85,6 +86,7 @@ Pg *pg_free(Pg *pg)
 {
     if (pg == NULL)
         return NULL;
+    PQclear(pg->failed);
     PQfinish(pg->conn);
     for (size_t i = 0; i < pg->nprepared; i++)
         free(pg->prepared[i]);
@@ -122,6 +124,19 @@ int pg_result_error(Pg *pg, const PGresult *res, const char *what, PjError *err)
         snprintf(err->sqlstate, sizeof err->sqlstate, "%s", state != NULL ? state : "");
     }
     return -code;
+}
+
+void pg_error_place(PjError *err, const char *what, const char *place)
+{
+    size_t n = strlen(what);
+    if (strncmp(err->message, what, n) != 0 || strncmp(err->message + n, ": ", 2) != 0)
+        return;
+    char sqlstate[sizeof err->sqlstate];
+    char *rest = xstrdup(err->message + n + 2);
+    memcpy(sqlstate, err->sqlstate, sizeof sqlstate);
+    pj_error_set(err, err->code, "%s: %s: %s", what, place, rest);
+    memcpy(err->sqlstate, sqlstate, sizeof sqlstate);
+    free(rest);
 }
 
 static bool result_ok(const PGresult *res)
@@ -179,6 +194,8 @@ int pg_pipeline_begin(Pg *pg, PjError *err)
     assert(PQpipelineStatus(pg->conn) == PQ_PIPELINE_OFF);
     pg->ntags = 0;
     pg->send_failed = false;
+    PQclear(pg->failed);
+    pg->failed = NULL;
     if (PQenterPipelineMode(pg->conn) != 1 || PQsetnonblocking(pg->conn, 1) != 0)
         return pg_result_error(pg, NULL, "could not enter pipeline mode", err);
     return 0;
@@ -224,6 +241,8 @@ static int read_results(Pg *pg, long *ret_failed_tag, PjError *err)
         if (st == PGRES_FATAL_ERROR && rc == 0) {
             rc = pg_result_error(pg, res, "could not apply", err);
             *ret_failed_tag = pg->tags[i];
+            pg->failed = res; /* for pg_failed_field */
+            res = NULL;
         }
         PQclear(res);
         PGresult *end = PQgetResult(pg->conn); /* NULL after each statement's results */
@@ -248,6 +267,11 @@ static int pipeline_leave(Pg *pg, int rc, PjError *err)
     if (PQexitPipelineMode(pg->conn) != 1 && rc == 0)
         rc = pg_result_error(pg, NULL, "could not leave pipeline mode", err);
     return rc;
+}
+
+const char *pg_failed_field(const Pg *pg, int field)
+{
+    return pg->failed != NULL ? PQresultErrorField(pg->failed, field) : NULL;
 }
 
 int pg_pipeline_flush(Pg *pg, PjError *err)

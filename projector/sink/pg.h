@@ -31,6 +31,11 @@ bool pg_broken(Pg *pg);
  * -PJ_EPERMANENT. res may be NULL (connection failure). */
 int pg_result_error(Pg *pg, const PGresult *res, const char *what, PjError *err);
 
+/* Says where in an error that pg_result_error(..., what, err) wrote: "what: place: ..."
+ * ("could not apply: column \"code\": value too long ..."). Keeps its code and SQLSTATE;
+ * leaves an error that does not start with "what: " as it is. */
+void pg_error_place(PjError *err, const char *what, const char *place);
+
 /* Runs one statement without parameters; fails unless it returns COMMAND_OK/TUPLES_OK. */
 int pg_exec(Pg *pg, const char *sql, PjError *err) PJ_MUSTCHECK;
 /* Runs a parameterised statement; on success *ret (may be NULL) gets the result, which
@@ -58,6 +63,10 @@ int pg_pipeline_run(Pg *pg, long *ret_failed_tag, PjError *err) PJ_MUSTCHECK;
  * pg_pipeline_run does, and leaves pipeline mode. */
 int pg_pipeline_flush(Pg *pg, PjError *err) PJ_MUSTCHECK;
 int pg_pipeline_finish(Pg *pg, long *ret_failed_tag, PjError *err) PJ_MUSTCHECK;
+/* A diagnostic field (PG_DIAG_MESSAGE_PRIMARY, PG_DIAG_CONTEXT, ...) of the error of the
+ * statement whose tag the last pipeline reported, or NULL (no such statement or field).
+ * Borrowed: valid until the next pg_pipeline_begin on pg. */
+const char *pg_failed_field(const Pg *pg, int field);
 
 /* ---- explicit transactions, for work committed across several sessions ---- */
 

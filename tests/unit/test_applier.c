@@ -571,3 +571,75 @@ Test(applier, varchar_key_names_a_row_unless_it_ends_in_a_blank)
     applier_plan_free(plan);
     model_set_free(set);
 }
+
+typedef struct RefusalCase {
+    const char *payload; /* of a code.set event, or with "scored" of a code.scored one */
+    ApplierRefusal r;
+    const char *named; /* NULL: none */
+} RefusalCase;
+
+#define CODE_SET(label, name) "\"label\": \"" label "\", \"name\": \"" name "\""
+
+static const RefusalCase refusal_cases[] = {
+    /* bound: the parameter PostgreSQL reports ($5 is hits) */
+    {CODE_SET("x", "y"),
+     {"22P02", "invalid input syntax for type smallint: \"z\"", NULL,
+      "unnamed portal parameter $5 = '...'"},
+     "column \"hits\""},
+    /* executed: by the type named, then by the value that is too long */
+    {CODE_SET("toolong1", "y"),
+     {"22001", "value too long for type character varying(4)", NULL, NULL},
+     "column \"label\""},
+    {CODE_SET("x", "y"),
+     {"22001", "value too long for type character varying(4)", NULL, NULL},
+     "column \"code\" or \"label\""},
+    {CODE_SET("x", "\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4z"),
+     {"22001", "value too long for type character varying(8)", NULL, NULL},
+     "column \"name\""},
+    {CODE_SET("x", "y"),
+     {"22003", "numeric field overflow",
+      "A field with precision 5, scale 2 must round to an absolute value less than 10^3.", NULL},
+     "column \"price\""},
+    {CODE_SET("x", "y"), {"22003", "smallint out of range", NULL, NULL}, "column \"hits\""},
+    {"\"scored\": 1", {"22003", "value out of range: overflow", NULL, NULL}, "column \"score\""},
+    {"\"scored\": 1", {"22003", "smallint out of range", NULL, NULL}, NULL},
+    /* not about a value's type, or no column of that type */
+    {CODE_SET("x", "y"),
+     {"23505", "duplicate key value violates unique constraint \"codes_pkey\"", NULL, NULL},
+     NULL},
+    {CODE_SET("x", "y"), {"22008", "date out of range: \"x\"", NULL, NULL}, NULL},
+    {CODE_SET("x", "y"), {"22003", "integer out of range", NULL, NULL}, NULL},
+};
+
+ParameterizedTestParameters(applier, names_the_column_of_a_refused_value)
+{
+    static size_t cases[ARRAY_SIZE(refusal_cases)];
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+        cases[i] = i;
+    return cr_make_param_array(size_t, cases, ARRAY_SIZE(cases));
+}
+
+ParameterizedTest(size_t *index, applier, names_the_column_of_a_refused_value)
+{
+    const RefusalCase *c = &refusal_cases[*index];
+    ModelSet *set = load_codes();
+    ApplierPlan *plan = plan_for(set, "codes");
+    Bound b = {0};
+    PjError err = {0};
+    StrBuf got = {0};
+    char *json = xasprintf("{\"type\": \"code.%s\", \"payload\": {%s, \"price\": \"1\", "
+                           "\"hits\": \"z\", \"score\": \"1\", \"code\": \"ab\"}}",
+                           strstr(c->payload, "scored") != NULL ? "scored" : "set", c->payload);
+    cr_assert_eq(bind_text(plan, json, &b, &err), 0, "%s", err.message);
+    bool named = applier_refused_column(plan, &b.items[0], &c->r, &got);
+    if (c->named != NULL)
+        cr_expect(named && strcmp(got.buf, c->named) == 0, "%s: got %s, want %s", c->r.primary,
+                  named ? got.buf : "nothing", c->named);
+    else
+        cr_expect_not(named, "%s: named %s", c->r.primary, got.buf);
+    strbuf_done(&got);
+    bound_done(&b);
+    free(json);
+    applier_plan_free(plan);
+    model_set_free(set);
+}
