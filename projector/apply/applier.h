@@ -5,6 +5,10 @@
  * value travels as a text parameter cast to its column's type by PostgreSQL, so values can
  * never change a statement's meaning.
  *
+ * A value reaches its column as an INSERT or UPDATE assigns it, so one that does not fit is
+ * refused (the event is dead-lettered), never cut: a varchar(n) parameter is cast to
+ * varchar, and the assignment applies the length (see applier_param_type).
+ *
  * Statement shapes (t is the read table, $n parameters):
  *   upsert: INSERT INTO t AS t (cols) VALUES (CAST($1 AS type), ...)
  *           ON CONFLICT (key) DO UPDATE SET col = EXCLUDED.col, ...,
@@ -40,6 +44,7 @@ typedef struct FoldParam {
     FoldKind kind;
     int64_t lo, hi;       /* APPLIER_FOLD_INT: the column type's range */
     int precision, scale; /* APPLIER_FOLD_DECIMAL */
+    bool not_null;        /* APPLIER_FOLD_LAST: its column refuses a null */
 } FoldParam;
 
 typedef struct PlanStatement {
@@ -52,7 +57,8 @@ typedef struct PlanStatement {
     char *multi_name; /* "m<handler>_<action>" */
     char *multi_sql;
     /* The set-based form takes several rows of one key (in batch order) and folds them:
-     * add: amounts summed, other values from the last row. */
+     * add: amounts summed, other values from the last row; it refuses whenever one of
+     * those rows alone would (a value its column refuses, a running sum out of range). */
     bool multi_folds;
     /* A folding statement's set-based form without the folding (no GROUP BY), for rows of
      * distinct keys: "p<handler>_<action>", and how each parameter folds, for a caller that
@@ -60,6 +66,14 @@ typedef struct PlanStatement {
     char *plain_name;
     char *plain_sql;
     FoldParam *fold; /* nparams entries */
+    /* For a caller that folds in C and so sends only each key's last values: a statement
+     * that has PostgreSQL convert the values left out, each as its column would receive it
+     * (it refuses where one of those events alone would). Parameter j is a text[] of the
+     * values of the j-th APPLIER_FOLD_LAST parameter. "c<handler>_<action>"; NULL when the
+     * statement does not fold or has no such parameter. */
+    char *check_name;
+    char *check_sql;
+    int check_nparams;
 } PlanStatement;
 
 typedef struct ApplierPlan ApplierPlan;
@@ -121,6 +135,20 @@ int applier_bind(const ApplierPlan *plan, const json_t *event, Bound *ret,
  * spellings of one value would look like two rows). A statement may have a row key and
  * still no set-based form (multi_sql NULL). */
 bool applier_row_key(const ApplierPlan *plan, const BoundStatement *b, StrBuf *ret_key);
+
+/* What PostgreSQL said when it refused a statement: its diagnostic fields, any may be NULL
+ * (borrowed). */
+typedef struct ApplierRefusal {
+    const char *sqlstate, *primary, *detail, *context;
+} ApplierRefusal;
+
+/* For a refusal of b that is a data exception (SQLSTATE class 22: a value that does not
+ * convert or does not fit), which PostgreSQL reports by type alone, appends the column it
+ * is about to ret (`column "code"`; `column "a" or "b"` when the type and the values leave
+ * more than one) and returns true. False, with nothing appended, for any other refusal or
+ * when no column of b's action has the type the refusal names. */
+bool applier_refused_column(const ApplierPlan *plan, const BoundStatement *b,
+                            const ApplierRefusal *r, StrBuf *ret);
 
 /* Frees the parameters of every item and empties b (keeps its memory). */
 void bound_reset(Bound *b);

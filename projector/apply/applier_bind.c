@@ -178,8 +178,11 @@ static bool canonical_key(const Column *col, const char *text)
     switch (col->kind) {
     case MODEL_COL_TEXT:
         return true;
-    case MODEL_COL_VARCHAR: /* a length limit would cut two texts to one */
-        return strcmp(col->sql_type, "character varying") == 0;
+    case MODEL_COL_VARCHAR:
+        /* A value is stored as it is or refused, never cut (applier.h), but an assignment
+         * drops blanks past the length: in varchar(4), "abcd " is the row "abcd". */
+        return strcmp(col->sql_type, "character varying") == 0 || text[0] == '\0' ||
+               text[strlen(text) - 1] != ' ';
     case MODEL_COL_SMALLINT:
     case MODEL_COL_INTEGER:
     case MODEL_COL_BIGINT:

@@ -22,7 +22,8 @@ typedef enum {
 typedef struct ParamSource {
     const Expr *expr; /* borrowed from the model */
     ParamRole role;
-    const char *column; /* the column the value is for (borrowed, for messages) */
+    const Column *col;  /* the column whose type the value is cast to (borrowed) */
+    const char *column; /* its name (borrowed, for messages) */
     const char *target; /* APPLIER_PARAM_LOOKUP_WHERE: the column the lookup fills */
 } ParamSource;
 
@@ -69,6 +70,13 @@ typedef struct Compiler {
 void applier_compile_form(Compiler *c, const Action *a);
 /* Appends lookup lk's subquery, its where values new parameters for column target. */
 void applier_append_lookup(Compiler *c, const Lookup *lk, const char *target);
+/* The type a parameter for col is cast to: the column's own type, but for varchar(n) the
+ * type without its length (see applier_sql.c). */
+const char *applier_param_type(const Column *col);
+/* Appends the value of the text expression ref (SQL, "v.p1" say) as col receives it in an
+ * assignment: cast to applier_param_type, then, for varchar(n), the assignment's length
+ * check, which refuses a value too long instead of cutting it. */
+void applier_append_converted(StrBuf *sb, const Column *col, const char *ref);
 /* True when the 1-based parameter n holds a key column's value. */
 bool applier_param_is_key(const Compiler *c, size_t n);
 /* True when the action sets (rather than adds to) the model's version column: only then

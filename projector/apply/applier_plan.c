@@ -70,13 +70,18 @@ static bool plan_can_merge(const Model *m, const Action *a)
 
 /* Several events of one action on one key may fold into one row of the set-based form
  * when the result is the same as applying them one by one: no version guard (each would
- * compare with the row the previous one left), and every add: column an integer or
- * numeric one, whose sums are exact in any order (floating point sums are not). Set
- * columns take the last event's value, as the last statement would leave them. */
+ * compare with the row the previous one left), no lookup (only the last event's would
+ * run, so one that finds no row or reads a value its column refuses would pass unseen),
+ * and every add: column an integer or numeric one, whose sums are exact in any order
+ * (floating point sums are not). Set columns take the last event's value, as the last
+ * statement would leave them. */
 static bool plan_can_fold(const Model *m, const Action *a)
 {
     if (applier_guards_version(m, a))
         return false;
+    for (size_t i = 0; i < a->nset; i++)
+        if (a->set[i].lookup != NULL)
+            return false;
     for (size_t i = 0; i < a->nadd; i++) {
         ColumnKind k = m->columns[a->add[i].column].kind;
         if (k != MODEL_COL_SMALLINT && k != MODEL_COL_INTEGER && k != MODEL_COL_BIGINT &&
@@ -90,11 +95,11 @@ static bool plan_can_fold(const Model *m, const Action *a)
 static FoldParam plan_fold_param(const Compiler *c, size_t k)
 {
     const ParamSource *ps = &c->params[k - 1];
+    const Column *col = ps->col;
     if (applier_param_is_key(c, k))
         return (FoldParam){.kind = APPLIER_FOLD_KEY};
     if (ps->role != APPLIER_PARAM_ADD)
-        return (FoldParam){.kind = APPLIER_FOLD_LAST};
-    const Column *col = &c->m->columns[model_find_column(c->m, ps->column)];
+        return (FoldParam){.kind = APPLIER_FOLD_LAST, .not_null = !col->nullable};
     FoldParam f = {.kind = APPLIER_FOLD_INT};
     switch (col->kind) {
     case MODEL_COL_SMALLINT:
@@ -117,6 +122,36 @@ static FoldParam plan_fold_param(const Compiler *c, size_t k)
     return (FoldParam){.kind = APPLIER_FOLD_SQL};
 }
 
+/* The check statement of a fold in C (see PlanStatement): "SELECT count(<value of p1>),
+ * ... FROM unnest($1::text[], ...) AS v(p1, ...)", one array per APPLIER_FOLD_LAST
+ * parameter; count() has PostgreSQL convert every value. NULL when there is none. */
+static char *plan_check_sql(const Compiler *c, const FoldParam *fold, int *ret_n)
+{
+    StrBuf sb = {0};
+    int n = 0;
+
+    for (size_t k = 1; k <= c->nparams; k++) {
+        if (fold[k - 1].kind != APPLIER_FOLD_LAST)
+            continue;
+        char ref[32];
+        snprintf(ref, sizeof ref, "v.p%d", ++n);
+        strbuf_append(&sb, n > 1 ? ", count(" : "SELECT count(");
+        applier_append_converted(&sb, c->params[k - 1].col, ref);
+        strbuf_append(&sb, ")");
+    }
+    *ret_n = n;
+    if (n == 0)
+        return NULL;
+    strbuf_append(&sb, " FROM unnest(");
+    for (int j = 1; j <= n; j++)
+        strbuf_appendf(&sb, "%s$%d::text[]", j > 1 ? ", " : "", j);
+    strbuf_append(&sb, ") AS v(");
+    for (int j = 1; j <= n; j++)
+        strbuf_appendf(&sb, "%sp%d", j > 1 ? ", " : "", j);
+    strbuf_append(&sb, ")");
+    return strbuf_take(&sb);
+}
+
 static void plan_compile_action(ApplierPlan *p, size_t hi, size_t ai)
 {
     const Action *a = &p->model->handlers[hi].actions[ai];
@@ -124,6 +159,8 @@ static void plan_compile_action(ApplierPlan *p, size_t hi, size_t ai)
     Compiler multi = {.set = p->set, .m = p->model, .multi = true};
     Compiler plain = {.set = p->set, .m = p->model, .multi = true};
     FoldParam *fold = NULL;
+    char *check_sql = NULL;
+    int check_nparams = 0;
     size_t i = p->count++;
 
     applier_compile_form(&c, a);
@@ -139,6 +176,7 @@ static void plan_compile_action(ApplierPlan *p, size_t hi, size_t ai)
         fold = xcalloc(multi.nparams + 1, sizeof *fold);
         for (size_t k = 1; k <= multi.nparams; k++)
             fold[k - 1] = plan_fold_param(&multi, k);
+        check_sql = plan_check_sql(&multi, fold, &check_nparams);
     }
     p->statements[i] = (PlanStatement){
         .name = xasprintf("a%zu_%zu", hi, ai),
@@ -150,6 +188,9 @@ static void plan_compile_action(ApplierPlan *p, size_t hi, size_t ai)
         .plain_name = fold != NULL ? xasprintf("p%zu_%zu", hi, ai) : NULL,
         .plain_sql = fold != NULL ? strbuf_take(&plain.sql) : NULL,
         .fold = fold,
+        .check_name = check_sql != NULL ? xasprintf("c%zu_%zu", hi, ai) : NULL,
+        .check_sql = check_sql,
+        .check_nparams = check_nparams,
     };
     p->infos[i] =
         (StatementInfo){.handler = hi, .action = ai, .params = c.params, .key_params = key_params};
@@ -204,6 +245,8 @@ ApplierPlan *applier_plan_free(ApplierPlan *plan)
         free(plan->statements[i].plain_name);
         free(plan->statements[i].plain_sql);
         free(plan->statements[i].fold);
+        free(plan->statements[i].check_name);
+        free(plan->statements[i].check_sql);
         free(plan->infos[i].params);
         free(plan->infos[i].key_params);
         applier_probes_free(&plan->infos[i]);

@@ -2,20 +2,58 @@
  * set-based forms over unnest(...) (see applier.h for the shapes). The text comes only
  * from quoted identifiers, fixed keywords and $n; each $n is recorded as a ParamSource in
  * the order it appears, so parameter n's value is known without reading the text again.
+ *
+ * Invariant: a column receives its value as an INSERT or UPDATE assigns it, in every form,
+ * so a value that does not fit its column is refused, never cut to fit.
  */
 #include "apply/applier.h"
 #include "apply/applier_internal.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static size_t plan_add_param(Compiler *c, const Expr *e, ParamRole role, const char *column,
+/* A parameter is cast explicitly, so that its type never depends on where $n appears. But
+ * an explicit cast to varchar(n) cuts a longer value to n characters where an assignment
+ * refuses it ("value too long for type character varying(n)"): a varchar(n) value is cast
+ * to varchar and the assignment into the column applies the length. Every other type of
+ * the model converts the same either way (numeric(p,s) rounds to its scale and refuses an
+ * overflow in both), and keeps its modifier, so an add: amount is rounded before it is
+ * added, as one event at a time would. */
+const char *applier_param_type(const Column *col)
+{
+    return col->kind == MODEL_COL_VARCHAR ? "character varying" : col->sql_type;
+}
+
+/* The n of varchar(n), or 0 for varchar without a length and every other type. */
+static long plan_varchar_length(const Column *col)
+{
+    long n = 0;
+    if (col->kind != MODEL_COL_VARCHAR || sscanf(col->sql_type, "character varying(%ld)", &n) != 1)
+        return 0;
+    return n;
+}
+
+void applier_append_converted(StrBuf *sb, const Column *col, const char *ref)
+{
+    long n = plan_varchar_length(col);
+    if (n == 0) {
+        strbuf_appendf(sb, "CAST(%s AS %s)", ref, applier_param_type(col));
+        return;
+    }
+    /* varchar's length coercion, called as an assignment calls it (isExplicit false); the
+     * type modifier of varchar(n) is n plus the 4-byte length header */
+    strbuf_appendf(sb, "pg_catalog.\"varchar\"(CAST(%s AS character varying), %ld, false)", ref,
+                   n + 4);
+}
+
+static size_t plan_add_param(Compiler *c, const Expr *e, ParamRole role, const Column *col,
                              const char *target)
 {
     xgrow((void **)&c->params, &c->cap, c->nparams + 1, sizeof *c->params);
     c->params[c->nparams] =
-        (ParamSource){.expr = e, .role = role, .column = column, .target = target};
+        (ParamSource){.expr = e, .role = role, .col = col, .column = col->name, .target = target};
     return ++c->nparams;
 }
 
@@ -23,8 +61,9 @@ static size_t plan_add_param(Compiler *c, const Expr *e, ParamRole role, const c
 static void plan_append_cast_param(Compiler *c, const Column *col, const Expr *e, ParamRole role,
                                    const char *target)
 {
-    size_t n = plan_add_param(c, e, role, col->name, target);
-    strbuf_appendf(&c->sql, c->multi ? "CAST(v.p%zu AS %s)" : "CAST($%zu AS %s)", n, col->sql_type);
+    size_t n = plan_add_param(c, e, role, col, target);
+    strbuf_appendf(&c->sql, c->multi ? "CAST(v.p%zu AS %s)" : "CAST($%zu AS %s)", n,
+                   applier_param_type(col));
 }
 
 bool applier_param_is_key(const Compiler *c, size_t n)
@@ -35,27 +74,99 @@ bool applier_param_is_key(const Compiler *c, size_t n)
     return false;
 }
 
-/* The folding form's rows, one per key: "(SELECT u.pK AS pK, ..., the sum of every add:
- * amount (each cast to its column's type first, as one event at a time would), the last
- * value of every other parameter, FROM " (continued by plan_unnest_text). Every column
- * stays text, so the statement around it reads v.pn as in the plain set-based form. */
-static void plan_append_fold_select(const Compiler *c, StrBuf *sb)
+/* An add: column whose type has a range that a running sum may leave: the integers and
+ * numeric(p,s) (numeric without a modifier takes any sum; floating point never folds). */
+static bool plan_add_ranged(const Column *col)
+{
+    return col->kind == MODEL_COL_SMALLINT || col->kind == MODEL_COL_INTEGER ||
+           col->kind == MODEL_COL_BIGINT ||
+           (col->kind == MODEL_COL_NUMERIC && strcmp(col->sql_type, "numeric") != 0);
+}
+
+static void plan_append_names(const Compiler *c, StrBuf *sb)
+{
+    for (size_t i = 1; i <= c->nparams; i++)
+        strbuf_appendf(sb, "%sp%zu", i > 1 ? ", " : "", i);
+}
+
+/* "alias.pK, ..." for every key parameter: what the rows of one key share. */
+static void plan_append_keys(const Compiler *c, StrBuf *sb, const char *alias)
+{
+    size_t nkeys = 0;
+    for (size_t i = 1; i <= c->nparams; i++)
+        if (applier_param_is_key(c, i))
+            strbuf_appendf(sb, "%s%s.p%zu", nkeys++ > 0 ? ", " : "", alias, i);
+}
+
+/* The folding form's rows before grouping, one per event, in batch order (w.o): keys as
+ * text, every other value converted as its column receives it (so a value of an event
+ * that is not the key's last is refused as well), and for an add: column of a ranged type
+ * the running sum of its amounts within the key (r). */
+static void plan_append_fold_rows(const Compiler *c, StrBuf *sb)
 {
     strbuf_append(sb, "(SELECT ");
     for (size_t i = 1; i <= c->nparams; i++) {
         const ParamSource *ps = &c->params[i - 1];
+        char ref[32];
+        snprintf(ref, sizeof ref, "w.p%zu", i);
         strbuf_append(sb, i > 1 ? ", " : "");
-        if (applier_param_is_key(c, i)) {
-            strbuf_appendf(sb, "u.p%zu", i);
-        } else if (ps->role == APPLIER_PARAM_ADD) {
-            const Column *col = &c->m->columns[model_find_column(c->m, ps->column)];
-            strbuf_appendf(sb, "CAST(sum(CAST(u.p%zu AS %s)) AS text)", i, col->sql_type);
-        } else {
-            strbuf_appendf(sb, "(array_agg(u.p%zu ORDER BY u.o DESC))[1]", i);
-        }
+        if (applier_param_is_key(c, i))
+            strbuf_append(sb, ref);
+        else
+            applier_append_converted(sb, ps->col, ref);
         strbuf_appendf(sb, " AS p%zu", i);
+        if (ps->role == APPLIER_PARAM_ADD && plan_add_ranged(ps->col)) {
+            strbuf_append(sb, ", sum(");
+            applier_append_converted(sb, ps->col, ref);
+            strbuf_append(sb, ") OVER (PARTITION BY ");
+            plan_append_keys(c, sb, "w");
+            strbuf_appendf(sb, " ORDER BY w.o) AS r%zu", i);
+        }
     }
-    strbuf_append(sb, " FROM ");
+    strbuf_append(sb, ", w.o FROM unnest(");
+    for (size_t i = 1; i <= c->nparams; i++)
+        strbuf_appendf(sb, "%s$%zu::text[]", i > 1 ? ", " : "", i);
+    strbuf_append(sb, ") WITH ORDINALITY AS w(");
+    plan_append_names(c, sb);
+    strbuf_append(sb, ", o)) AS u");
+}
+
+/* The folding form's row source, one row per key: every add: amount summed; for a ranged
+ * one also its largest and smallest amount (a, b) and running sum (h, l), which the
+ * statement checks against the column's type as one event at a time would (see
+ * plan_append_fold_check); every other value the last event's, but a null one for a NOT
+ * NULL column first, so that its assignment refuses the statement as it would refuse that
+ * event alone. */
+static char *plan_fold_source(const Compiler *c)
+{
+    StrBuf sb = {0};
+
+    strbuf_append(&sb, "(SELECT ");
+    for (size_t i = 1; i <= c->nparams; i++) {
+        const ParamSource *ps = &c->params[i - 1];
+        strbuf_append(&sb, i > 1 ? ", " : "");
+        if (applier_param_is_key(c, i)) {
+            strbuf_appendf(&sb, "u.p%zu AS p%zu", i, i);
+        } else if (ps->role == APPLIER_PARAM_ADD) {
+            strbuf_appendf(&sb, "sum(u.p%zu) AS p%zu", i, i);
+            if (plan_add_ranged(ps->col))
+                strbuf_appendf(&sb,
+                               ", max(u.p%zu) AS a%zu, min(u.p%zu) AS b%zu, "
+                               "max(u.r%zu) AS h%zu, min(u.r%zu) AS l%zu",
+                               i, i, i, i, i, i, i, i);
+        } else {
+            strbuf_appendf(&sb, "(array_agg(u.p%zu ORDER BY ", i);
+            if (!ps->col->nullable)
+                strbuf_appendf(&sb, "u.p%zu IS NULL DESC, ", i);
+            strbuf_appendf(&sb, "u.o DESC))[1] AS p%zu", i);
+        }
+    }
+    strbuf_append(&sb, " FROM ");
+    plan_append_fold_rows(c, &sb);
+    strbuf_append(&sb, " GROUP BY ");
+    plan_append_keys(c, &sb, "u");
+    strbuf_append(&sb, ") AS v");
+    return strbuf_take(&sb);
 }
 
 /* The set-based form's row source: unnest($1::text[], ...) AS v(p1, ...), one text array
@@ -63,26 +174,15 @@ static void plan_append_fold_select(const Compiler *c, StrBuf *sb)
  * select over it with one row per key. */
 static char *plan_unnest_text(const Compiler *c)
 {
-    StrBuf sb = {0};
-
     if (c->fold)
-        plan_append_fold_select(c, &sb);
+        return plan_fold_source(c);
+    StrBuf sb = {0};
     strbuf_append(&sb, "unnest(");
     for (size_t i = 1; i <= c->nparams; i++)
         strbuf_appendf(&sb, "%s$%zu::text[]", i > 1 ? ", " : "", i);
-    strbuf_append(&sb, c->fold ? ") WITH ORDINALITY AS u(" : ") AS v(");
-    for (size_t i = 1; i <= c->nparams; i++)
-        strbuf_appendf(&sb, "%sp%zu", i > 1 ? ", " : "", i);
-    if (c->fold) {
-        strbuf_append(&sb, ", o) GROUP BY ");
-        size_t nkeys = 0;
-        for (size_t i = 1; i <= c->nparams; i++)
-            if (applier_param_is_key(c, i))
-                strbuf_appendf(&sb, "%su.p%zu", nkeys++ > 0 ? ", " : "", i);
-        strbuf_append(&sb, ") AS v");
-    } else {
-        strbuf_append(&sb, ")");
-    }
+    strbuf_append(&sb, ") AS v(");
+    plan_append_names(c, &sb);
+    strbuf_append(&sb, ")");
     return strbuf_take(&sb);
 }
 
@@ -146,7 +246,28 @@ static void plan_append_default(Compiler *c, const Column *col)
     strbuf_appendf(&c->sql, " AS %s)", col->sql_type);
 }
 
-/* "c" = COALESCE(t."c", default) + CAST($k AS type), reusing parameter k. */
+/* " + 0 * CAST(base + v.<which>k AS type)", base being the row's value (COALESCE(alias."c",
+ * default)) or, without an alias, the default. It adds nothing, but refuses, as the
+ * column's type does, a value that one event at a time would have come to and been refused
+ * for: a folding statement refuses whenever one of its events alone would. */
+static void plan_append_fold_check(Compiler *c, const Column *col, const char *alias, char which,
+                                   size_t k)
+{
+    strbuf_append(&c->sql, " + 0 * CAST(");
+    if (alias != NULL) {
+        strbuf_appendf(&c->sql, "COALESCE(%s.", alias);
+        sql_append_ident(&c->sql, col->name);
+        strbuf_append(&c->sql, ", ");
+        plan_append_default(c, col);
+        strbuf_append(&c->sql, ")");
+    } else {
+        plan_append_default(c, col);
+    }
+    strbuf_appendf(&c->sql, " + v.%c%zu AS %s)", which, k, col->sql_type);
+}
+
+/* "c" = COALESCE(t."c", default) + CAST($k AS type), reusing parameter k; folding, the row
+ * must also hold every running sum of the key's amounts (its highest and lowest). */
 static void plan_append_add_update(Compiler *c, const Column *col, size_t k)
 {
     sql_append_ident(&c->sql, col->name);
@@ -156,6 +277,28 @@ static void plan_append_add_update(Compiler *c, const Column *col, size_t k)
     plan_append_default(c, col);
     strbuf_appendf(&c->sql, c->multi ? ") + CAST(v.p%zu AS %s)" : ") + CAST($%zu AS %s)", k,
                    col->sql_type);
+    if (c->fold && plan_add_ranged(col)) {
+        plan_append_fold_check(c, col, "t", 'h', k);
+        plan_append_fold_check(c, col, "t", 'l', k);
+    }
+}
+
+/* " LEFT JOIN table AS x ON x."k" = CAST(v.pK AS type) AND ...": the row, if any, that each
+ * key of a folding upsert finds, whose value its running sums start from. */
+static void plan_append_current_row(Compiler *c)
+{
+    const Model *m = c->m;
+
+    strbuf_append(&c->sql, " LEFT JOIN ");
+    model_append_table(&c->sql, m);
+    strbuf_append(&c->sql, " AS x ON ");
+    for (size_t k = 0; k < m->nkey; k++) {
+        const Column *col = &m->columns[m->key[k]];
+        assert(c->key_params[k] > 0);
+        strbuf_append(&c->sql, k > 0 ? " AND x." : "x.");
+        sql_append_ident(&c->sql, col->name);
+        strbuf_appendf(&c->sql, " = CAST(v.p%zu AS %s)", c->key_params[k], applier_param_type(col));
+    }
 }
 
 /* Column col was just given the last parameter: remember it when col is a key column. */
@@ -261,6 +404,7 @@ static void plan_compile_upsert(Compiler *c, const Action *a)
 {
     const Model *m = c->m;
     size_t *add_params = xcalloc(a->nadd, sizeof *add_params);
+    bool current_row = false;
 
     strbuf_append(&c->sql, "INSERT INTO ");
     model_append_table(&c->sql, m);
@@ -285,11 +429,21 @@ static void plan_compile_upsert(Compiler *c, const Action *a)
         strbuf_append(&c->sql, " + ");
         plan_append_cast_param(c, col, a->add[i].expr, APPLIER_PARAM_ADD, NULL);
         add_params[i] = c->nparams;
+        if (c->fold && plan_add_ranged(col)) {
+            /* each event's own VALUES, and the row it would have left: as one by one */
+            plan_append_fold_check(c, col, NULL, 'a', c->nparams);
+            plan_append_fold_check(c, col, NULL, 'b', c->nparams);
+            plan_append_fold_check(c, col, "x", 'h', c->nparams);
+            plan_append_fold_check(c, col, "x", 'l', c->nparams);
+            current_row = true;
+        }
     }
     if (c->multi)
         plan_splice_unnest(c, c->sql.len, "FROM");
     else
         strbuf_append(&c->sql, ")");
+    if (current_row)
+        plan_append_current_row(c);
     plan_append_on_conflict(c, a, add_params);
     free(add_params);
 }
@@ -316,7 +470,7 @@ static void plan_compile_update(Compiler *c, const Action *a)
     for (size_t i = 0; i < a->nadd; i++) {
         const Column *col = &m->columns[a->add[i].column];
         strbuf_append(&c->sql, a->nset + i > 0 ? ", " : "");
-        size_t k = plan_add_param(c, a->add[i].expr, APPLIER_PARAM_ADD, col->name, NULL);
+        size_t k = plan_add_param(c, a->add[i].expr, APPLIER_PARAM_ADD, col, NULL);
         plan_append_add_update(c, col, k);
     }
     size_t from_at = c->sql.len;

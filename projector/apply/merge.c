@@ -8,7 +8,11 @@
  * one that touched its row, and a statement that may touch rows it does not name (a
  * fan-out update, a lookup into its own table, a key not in canonical form) is a barrier:
  * alone in its group, after every earlier statement and before every later one.
- * Statements on distinct rows commute: each reads and writes only its own row.
+ * Statements on distinct rows commute: each reads and writes only its own row. And a group
+ * fails whenever one of its statements alone would (a value its column refuses, a running
+ * sum out of range), so that the caller can split it until that statement runs alone and
+ * is refused by itself; it may fail more often (a sum out of range that an existing row
+ * brings back), which costs a split, never a result.
  */
 #include "apply/merge.h"
 
@@ -264,41 +268,146 @@ static bool sum_fits(const FoldParam *f, int64_t sum)
     return sum > -limit && sum < limit;
 }
 
+/* Amounts of one sign only (zero goes with either): then every running sum lies between
+ * the row's value and the row's value plus the whole sum, so the plain form, which checks
+ * the latter, refuses exactly when one of the events alone would. With both signs a
+ * running sum may leave the column's range and come back: the SQL folding form, which
+ * checks each, must run. *sign is the sign so far (0: none yet). */
+static bool same_sign(signed char *sign, int64_t x)
+{
+    signed char s = x > 0 ? 1 : x < 0 ? -1 : 0;
+    if (s != 0 && *sign == -s)
+        return false;
+    if (s != 0)
+        *sign = s;
+    return true;
+}
+
+/* Adds the amount spelled s to *sum (the key's first: sets it), keeping to one sign
+ * (*sign) and to the column's range. */
+static bool fold_amount(const FoldParam *f, const char *s, bool first, int64_t *sum,
+                        signed char *sign)
+{
+    int64_t x, total;
+    if (!parse_amount(f, s, &x) || !same_sign(sign, x))
+        return false;
+    if (first)
+        total = x;
+    else if (__builtin_add_overflow(*sum, x, &total))
+        return false;
+    if (!sum_fits(f, total))
+        return false;
+    *sum = total;
+    return true;
+}
+
+/* A key's rows folded so far: per parameter, its last value or the sum and sign of its
+ * amounts. */
+typedef struct FoldRow {
+    const char **vals;
+    int64_t *sums;
+    signed char *signs;
+} FoldRow;
+
+/* A value the fold leaves out (a row that is not its key's last): PostgreSQL must still
+ * convert it, so it goes into the check statement's array. False when it is a null for a
+ * NOT NULL column, which only the SQL folding form refuses as that event alone would be. */
+static bool fold_drop(const FoldParam *f, const char *v, StrBuf *check)
+{
+    if (v == NULL)
+        return !f->not_null;
+    strbuf_append(check, check->len > 0 ? "," : "");
+    strbuf_append_array_element(check, v);
+    return true;
+}
+
 /* The row of member b into the rows of its key: row r's values (last wins) and sums. */
 static bool fold_member(const PlanStatement *st, const BoundStatement *b, bool first,
-                        const char **vals, int64_t *sums)
+                        const FoldRow *r, StrBuf *checks)
 {
+    int j = 0; /* the check parameter of the next APPLIER_FOLD_LAST parameter */
     for (int k = 0; k < st->nparams; k++) {
         const FoldParam *f = &st->fold[k];
-        int64_t x;
-        if (f->kind == APPLIER_FOLD_KEY || f->kind == APPLIER_FOLD_LAST) {
-            vals[k] = b->params[k];
-        } else if (!parse_amount(f, b->params[k], &x) ||
-                   (!first && __builtin_add_overflow(sums[k], x, &x)) || !sum_fits(f, x)) {
+        if (f->kind == APPLIER_FOLD_KEY) {
+            r->vals[k] = b->params[k];
+        } else if (f->kind == APPLIER_FOLD_LAST) {
+            if (!first && !fold_drop(f, r->vals[k], &checks[j]))
+                return false;
+            r->vals[k] = b->params[k];
+            j++;
+        } else if (!fold_amount(f, b->params[k], first, &r->sums[k], &r->signs[k])) {
             return false;
-        } else {
-            sums[k] = x;
         }
     }
     return true;
 }
 
+/* The parameters of the plain form for the nrows folded rows (one per key). */
+static char **fold_params(const PlanStatement *st, const FoldRow *r, size_t nrows)
+{
+    size_t np = (size_t)st->nparams;
+    char **params = xcalloc(np + 1, sizeof *params);
+    StrBuf sb = {0};
+
+    for (size_t k = 0; k < np; k++) {
+        const FoldParam *f = &st->fold[k];
+        strbuf_reset(&sb);
+        strbuf_append(&sb, "{");
+        for (size_t row = 0; row < nrows; row++) {
+            if (row > 0)
+                strbuf_append(&sb, ",");
+            if (f->kind == APPLIER_FOLD_KEY || f->kind == APPLIER_FOLD_LAST)
+                strbuf_append_array_element(&sb, r->vals[row * np + k]);
+            else
+                append_decimal(&sb, r->sums[row * np + k],
+                               f->kind == APPLIER_FOLD_INT ? 0 : f->scale);
+        }
+        strbuf_append(&sb, "}");
+        params[k] = xstrdup(sb.buf);
+    }
+    strbuf_done(&sb);
+    return params;
+}
+
+/* The check statement's parameters: "{...}" around each array of values left out, or
+ * NULL when none was (every one left out a null). */
+static char **fold_checks(const PlanStatement *st, StrBuf *checks)
+{
+    bool any = false;
+    for (int j = 0; j < st->check_nparams; j++)
+        any |= checks[j].len > 0;
+    if (!any)
+        return NULL;
+    char **params = xcalloc((size_t)st->check_nparams + 1, sizeof *params);
+    for (int j = 0; j < st->check_nparams; j++)
+        params[j] = xasprintf("{%s}", checks[j].len > 0 ? checks[j].buf : "");
+    return params;
+}
+
 /* Folds group g of a folding statement in C, as its SQL would: one row per key, add:
  * amounts summed (each rounded to its column's scale first), other values from the key's
- * last member. Returns the parameters of the plain form (st->plain_sql), or NULL when an
- * amount is not one whose sum C gets exactly as PostgreSQL (a spelling it would have to
- * read, a value out of the column's range, a numeric without precision): then the
- * folding form must run. */
+ * last member. Returns the parameters of the plain form (st->plain_sql) and, in
+ * *ret_check, those of st->check_sql for the values it left out (NULL: none); or NULL when
+ * C cannot fold the group exactly as PostgreSQL would take its events one by one (an
+ * amount in a spelling PostgreSQL would have to read, out of the column's range, of
+ * either sign, a numeric without precision, a null left out for a NOT NULL column): then
+ * the folding form must run. */
 static char **merge_fold(const MergePlan *mp, const MergeGroup *g,
-                         const BoundStatement *const *stmts, const PlanStatement *st)
+                         const BoundStatement *const *stmts, const PlanStatement *st,
+                         char ***ret_check)
 {
     size_t np = (size_t)st->nparams, nrows = 0;
-    const char **vals = xcalloc(g->count * np + 1, sizeof *vals);
-    int64_t *sums = xcalloc(g->count * np + 1, sizeof *sums);
+    FoldRow rows_of = {
+        .vals = xcalloc(g->count * np + 1, sizeof *rows_of.vals),
+        .sums = xcalloc(g->count * np + 1, sizeof *rows_of.sums),
+        .signs = xcalloc(g->count * np + 1, sizeof *rows_of.signs),
+    };
+    StrBuf *checks = xcalloc((size_t)st->check_nparams + 1, sizeof *checks);
     StrBuf key = {0};
     RowTable rows;
     bool ok = st->fold != NULL;
 
+    *ret_check = NULL;
     rows_init(&rows, g->count);
     for (size_t j = 0; ok && j < g->count; j++) {
         const BoundStatement *b = stmts[mp->members[g->first + j]];
@@ -313,41 +422,31 @@ static char **merge_fold(const MergePlan *mp, const MergeGroup *g,
             slot->key = xstrdup(key.buf);
             slot->group = nrows++;
         }
-        ok = fold_member(st, b, first, vals + slot->group * np, sums + slot->group * np);
+        size_t at = slot->group * np;
+        FoldRow r = {rows_of.vals + at, rows_of.sums + at, rows_of.signs + at};
+        ok = fold_member(st, b, first, &r, checks);
     }
-    char **params = NULL;
-    if (ok) {
-        params = xcalloc(np + 1, sizeof *params);
-        for (size_t k = 0; k < np; k++) {
-            const FoldParam *f = &st->fold[k];
-            strbuf_reset(&key);
-            strbuf_append(&key, "{");
-            for (size_t r = 0; r < nrows; r++) {
-                if (r > 0)
-                    strbuf_append(&key, ",");
-                if (f->kind == APPLIER_FOLD_KEY || f->kind == APPLIER_FOLD_LAST)
-                    strbuf_append_array_element(&key, vals[r * np + k]);
-                else
-                    append_decimal(&key, sums[r * np + k],
-                                   f->kind == APPLIER_FOLD_INT ? 0 : f->scale);
-            }
-            strbuf_append(&key, "}");
-            params[k] = xstrdup(key.buf);
-        }
-    }
+    char **params = ok ? fold_params(st, &rows_of, nrows) : NULL;
+    if (ok)
+        *ret_check = fold_checks(st, checks);
+    for (int j = 0; j < st->check_nparams; j++)
+        strbuf_done(&checks[j]);
+    free(checks);
     strbuf_done(&key);
     rows_done(&rows);
-    free(vals);
-    free(sums);
+    free(rows_of.vals);
+    free(rows_of.sums);
+    free(rows_of.signs);
     return params;
 }
 
 char **merge_statement(const MergePlan *mp, const MergeGroup *g, const BoundStatement *const *stmts,
-                       const PlanStatement *st, const char **ret_name)
+                       const PlanStatement *st, const char **ret_name, char ***ret_check)
 {
+    *ret_check = NULL;
     /* distinct rows need no folding; repeated ones fold here when C sums them exactly */
     char **params = st->plain_name == NULL ? NULL
-                    : g->repeats           ? merge_fold(mp, g, stmts, st)
+                    : g->repeats           ? merge_fold(mp, g, stmts, st, ret_check)
                                            : merge_params(mp, g, stmts, st->nparams);
     *ret_name = params != NULL ? st->plain_name : st->multi_name;
     return params != NULL ? params : merge_params(mp, g, stmts, st->nparams);

@@ -36,9 +36,11 @@ void merge_plan_done(MergePlan *mp);
 void merge_params_free(char **params, int nparams);
 
 /* The statement group g runs as (*ret_name) and its parameters: the plain form when its
- * members are on distinct rows or fold in C, else the set-based form. Groups of two or
- * more members; the parameters are the caller's (merge_params_free). */
+ * members are on distinct rows or fold in C, else the set-based form. A fold in C that
+ * leaves values out also sets *ret_check to the parameters of st->check_name (its
+ * check_nparams of them), to run in the same transaction; else *ret_check is NULL.
+ * Groups of two or more members; the parameters are the caller's (merge_params_free). */
 char **merge_statement(const MergePlan *mp, const MergeGroup *g, const BoundStatement *const *stmts,
-                       const PlanStatement *st, const char **ret_name);
+                       const PlanStatement *st, const char **ret_name, char ***ret_check);
 
 #endif

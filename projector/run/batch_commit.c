@@ -79,7 +79,8 @@ static void send_item(const BatchRun *b, const BatchCtx *c, long index)
     for (size_t k = 0; k < it->nstmts; k++) {
         const BoundStatement *bs = &b->bound.items[it->first_stmt + k];
         const PlanStatement *st = applier_plan_statement(c->plan, bs->statement);
-        pg_pipeline_send(c->pg, st->name, bs->nparams, (const char *const *)bs->params, index);
+        pg_pipeline_send(c->pg, st->name, bs->nparams, (const char *const *)bs->params,
+                         (long)(it->first_stmt + k));
     }
 }
 
@@ -106,8 +107,10 @@ static size_t gather_statements(BatchRun *b, const BatchCtx *c, int part)
     return n;
 }
 
-/* A group of one is sent as its plain statement, tagged with its item (so a failure names
- * the event); a larger group as the set-based statement, tagged BATCH_TAG_GROUP. */
+/* A group of one is sent as its plain statement, tagged with that statement (its index in
+ * the batch's Bound, so a failure names the event); a larger group as the set-based
+ * statement (after the check of the values a fold in C leaves out), tagged
+ * BATCH_TAG_GROUP. */
 void batch_run_send_merged(BatchRun *b, const BatchCtx *c, Pg *pg, int part)
 {
     size_t n = gather_statements(b, c, part);
@@ -119,12 +122,17 @@ void batch_run_send_merged(BatchRun *b, const BatchCtx *c, Pg *pg, int part)
             size_t m = b->merge.members[grp->first];
             const BoundStatement *bs = b->stmts[m];
             pg_pipeline_send(pg, st->name, bs->nparams, (const char *const *)bs->params,
-                             (long)b->stmt_item[m]);
+                             (long)(bs - b->bound.items));
             continue;
         }
         const char *name;
-        char **params = merge_statement(&b->merge, grp, b->stmts, st, &name);
+        char **check;
+        char **params = merge_statement(&b->merge, grp, b->stmts, st, &name, &check);
+        if (check != NULL) /* the values a fold in C leaves out, converted all the same */
+            pg_pipeline_send(pg, st->check_name, st->check_nparams, (const char *const *)check,
+                             BATCH_TAG_GROUP);
         pg_pipeline_send(pg, name, st->nparams, (const char *const *)params, BATCH_TAG_GROUP);
+        merge_params_free(check, st->check_nparams);
         merge_params_free(params, st->nparams);
     }
 }
@@ -167,28 +175,62 @@ static int run_once(BatchRun *b, const BatchCtx *c, bool set_based, long *failed
 /* What an isolating try learned. */
 typedef struct Isolation {
     BatchRun *b;
+    const BatchCtx *c;
     size_t refused;   /* events refused in this try */
     bool bookkeeping; /* a statement of the transaction itself was refused */
     PjError bookkeeping_err;
 } Isolation;
 
-/* A PgFailureFn: the event whose statement PostgreSQL refused is marked, with the reason. */
-static void note_refused(void *arg, long tag, const PjError *err)
+/* The item whose statements include statement s of the batch's Bound. */
+static size_t statement_item(const BatchRun *b, size_t s)
+{
+    size_t i = 0;
+    while (i < b->nitems && !(b->items[i].kind == BATCH_ITEM_APPLY && s >= b->items[i].first_stmt &&
+                              s < b->items[i].first_stmt + b->items[i].nstmts))
+        i++;
+    return i;
+}
+
+/* PostgreSQL names the type of a value it refuses ("value too long for type character
+ * varying(4)"), not its column: err names the column too when statement s's plan can tell
+ * which it is ("could not apply: column \"code\": value too long ..."). */
+static void name_refused_column(const BatchRun *b, const BatchCtx *c, size_t s, const PGresult *res,
+                                PjError *err)
+{
+    ApplierRefusal r = {
+        .sqlstate = err->sqlstate,
+        .primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+        .detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL),
+        .context = PQresultErrorField(res, PG_DIAG_CONTEXT),
+    };
+    StrBuf column = {0};
+    if (applier_refused_column(c->plan, &b->bound.items[s], &r, &column))
+        pg_error_place(err, "could not apply", column.buf);
+    strbuf_done(&column);
+}
+
+/* A PgFailureFn: the event whose statement (tag: its index in the batch's Bound) PostgreSQL
+ * refused is marked, with the reason, its column named. */
+static void note_refused(void *arg, long tag, const PjError *err, const PGresult *res)
 {
     Isolation *iso = arg;
-    if (tag < 0 || (size_t)tag >= iso->b->nitems) {
+    BatchRun *b = iso->b;
+    size_t i = tag >= 0 ? statement_item(b, (size_t)tag) : b->nitems;
+    if (i >= b->nitems) {
         if (!iso->bookkeeping)
             iso->bookkeeping_err = *err;
         iso->bookkeeping = true;
         return;
     }
-    Item *it = &iso->b->items[tag];
+    PjError named = *err;
+    name_refused_column(b, iso->c, (size_t)tag, res, &named);
+    Item *it = &b->items[i];
     assert(it->kind == BATCH_ITEM_APPLY && !it->refused);
     it->refused = true;
     it->attempts++;
     free(it->error);
-    it->error = xstrdup(err->message);
-    snprintf(it->sqlstate, sizeof it->sqlstate, "%s", err->sqlstate);
+    it->error = xstrdup(named.message);
+    snprintf(it->sqlstate, sizeof it->sqlstate, "%s", named.sqlstate);
     iso->refused++;
 }
 
@@ -235,7 +277,7 @@ static int send_isolating(BatchRun *b, const BatchCtx *c, Isolation *iso, PjErro
     }
     send_savepoint(c, SAVEPOINT_ROLLBACK);
     send_savepoint(c, SAVEPOINT_RELEASE);
-    *iso = (Isolation){.b = b};
+    *iso = (Isolation){.b = b, .c = c};
     rc = pg_pipeline_flush(c->pg, err);
     if (rc < 0)
         return rc;

@@ -228,6 +228,8 @@ static int prepare_statements(Worker *w, Pg *pg, bool partition, PjError *err)
             rc = pg_prepare(pg, st->multi_name, st->multi_sql, st->nparams, err);
         if (rc == 0 && st->plain_name != NULL && w->o.cfg->set_based)
             rc = pg_prepare(pg, st->plain_name, st->plain_sql, st->nparams, err);
+        if (rc == 0 && st->check_name != NULL && w->o.cfg->set_based)
+            rc = pg_prepare(pg, st->check_name, st->check_sql, st->check_nparams, err);
     }
     return rc;
 }

@@ -125,6 +125,19 @@ int pg_result_error(Pg *pg, const PGresult *res, const char *what, PjError *err)
     return -code;
 }
 
+void pg_error_place(PjError *err, const char *what, const char *place)
+{
+    size_t n = strlen(what);
+    if (strncmp(err->message, what, n) != 0 || strncmp(err->message + n, ": ", 2) != 0)
+        return;
+    char sqlstate[sizeof err->sqlstate];
+    char *rest = xstrdup(err->message + n + 2);
+    memcpy(sqlstate, err->sqlstate, sizeof sqlstate);
+    pj_error_set(err, err->code, "%s: %s: %s", what, place, rest);
+    memcpy(err->sqlstate, sqlstate, sizeof sqlstate);
+    free(rest);
+}
+
 static bool result_ok(const PGresult *res)
 {
     ExecStatusType st = PQresultStatus(res);
@@ -249,7 +262,7 @@ static void note_failure(Pg *pg, Outcome *o, const PGresult *res, long tag)
     PjError e;
     int rc = pg_result_error(pg, res, "could not apply", &e);
     if (o->on_failure != NULL && !o->segment_failed && rc == -PJ_EPERMANENT)
-        o->on_failure(o->arg, tag, &e);
+        o->on_failure(o->arg, tag, &e, res);
     o->segment_failed = true;
     if (o->rc == 0 || (rc == -PJ_ETRANSIENT && o->rc == -PJ_EPERMANENT && o->on_failure != NULL)) {
         o->rc = rc; /* with segments, a transient failure anywhere outweighs refusals */

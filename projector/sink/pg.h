@@ -31,6 +31,11 @@ bool pg_broken(Pg *pg);
  * -PJ_EPERMANENT. res may be NULL (connection failure). */
 int pg_result_error(Pg *pg, const PGresult *res, const char *what, PjError *err);
 
+/* Says where in an error that pg_result_error(..., what, err) wrote: "what: place: ..."
+ * ("could not apply: column \"code\": value too long ..."). Keeps its code and SQLSTATE;
+ * leaves an error that does not start with "what: " as it is. */
+void pg_error_place(PjError *err, const char *what, const char *place);
+
 /* Runs one statement without parameters; fails unless it returns COMMAND_OK/TUPLES_OK. */
 int pg_exec(Pg *pg, const char *sql, PjError *err) PJ_MUSTCHECK;
 /* Runs a parameterised statement; on success *ret (may be NULL) gets the result, which
@@ -74,8 +79,9 @@ int pg_pipeline_finish(Pg *pg, long *ret_failed_tag, PjError *err) PJ_MUSTCHECK;
 void pg_pipeline_send_command(Pg *pg, const char *sql, long tag);
 /* Ends the current segment. */
 void pg_pipeline_send_sync(Pg *pg);
-/* Hears the first statement of a segment that PostgreSQL refused (a permanent failure). */
-typedef void PgFailureFn(void *arg, long tag, const PjError *err);
+/* Hears the first statement of a segment that PostgreSQL refused (a permanent failure):
+ * its tag, the error and the result (its diagnostic fields; borrowed for the call). */
+typedef void PgFailureFn(void *arg, long tag, const PjError *err, const PGresult *res);
 /* After pg_pipeline_flush: reads every result and leaves pipeline mode, telling
  * on_failure (with arg) of each segment's refused statement. Returns 0 when every failure
  * was a refusal; otherwise (a transient failure, the connection) -PJ_ETRANSIENT, err set. */

@@ -519,3 +519,164 @@ Test(applier, a_lookup_into_a_not_null_column_of_an_upsert_has_a_probe)
     applier_plan_free(plan);
     model_set_free(set);
 }
+
+/* ---------------------------------------------------------------------------------------
+ * Values that do not fit: assignment, not explicit casts; the column a refusal names
+ * --------------------------------------------------------------------------------------- */
+
+static const char codes_yaml[] = "readmodel: codes\n"
+                                 "table: codes\n"
+                                 "streams: [codes]\n"
+                                 "key: [code]\n"
+                                 "columns:\n"
+                                 "  code: varchar(4)\n"
+                                 "  label: { type: \"varchar(4)\", nullable: true }\n"
+                                 "  name: { type: \"varchar(8)\", nullable: true }\n"
+                                 "  price: { type: \"numeric(5,2)\", nullable: true }\n"
+                                 "  hits: { type: smallint, default: 0 }\n"
+                                 "  score: { type: real, nullable: true }\n"
+                                 "on:\n"
+                                 "  code.set:\n"
+                                 "    upsert:\n"
+                                 "      code: $.payload.code\n"
+                                 "      label: $.payload.label\n"
+                                 "      name: $.payload.name\n"
+                                 "      price: $.payload.price\n"
+                                 "      add: { hits: $.payload.hits }\n"
+                                 "  code.scored:\n"
+                                 "    update:\n"
+                                 "      where: { code: $.payload.code }\n"
+                                 "      add: { score: $.payload.score }\n"
+                                 "  code.relabelled:\n"
+                                 "    update:\n"
+                                 "      where: { code: $.payload.code }\n"
+                                 "      set: { label: $.payload.label }\n";
+
+static ModelSet *load_codes(void)
+{
+    ModelSet *set = testenv_load_model_text("codes.yaml", codes_yaml);
+    cr_assert_not_null(set, "codes model does not load");
+    return set;
+}
+
+/* An explicit cast to varchar(4) cuts "toolong1" to "tool"; an assignment refuses it. */
+Test(applier, varchar_with_a_length_is_cast_without_it)
+{
+    ModelSet *set = load_codes();
+    ApplierPlan *plan = plan_for(set, "codes");
+    const PlanStatement *st =
+        applier_plan_statement(plan, statement_of(set, plan, "codes", "code.relabelled", 0));
+    cr_expect_str_eq(st->sql, "UPDATE \"codes\" AS t SET \"label\" = CAST($1 AS character "
+                              "varying) WHERE t.\"code\" = CAST($2 AS character varying)");
+    cr_expect(strstr(st->multi_sql, "(4)") == NULL, "%s", st->multi_sql);
+    st = applier_plan_statement(plan, statement_of(set, plan, "codes", "code.set", 0));
+    cr_expect(strstr(st->sql, "(4)") == NULL && strstr(st->sql, "(8)") == NULL, "%s", st->sql);
+    /* numeric(p,s) rounds and refuses alike either way, and an amount is rounded first */
+    cr_expect(strstr(st->sql, "CAST($4 AS numeric(5,2))") != NULL, "%s", st->sql);
+    /* folding, every value is converted, with varchar's length as an assignment checks it */
+    cr_expect(strstr(st->multi_sql, "pg_catalog.\"varchar\"(CAST(w.p2 AS character varying), "
+                                    "8, false)") != NULL,
+              "%s", st->multi_sql);
+    cr_expect(strstr(st->check_sql, "count(pg_catalog.\"varchar\"(CAST(v.p1 AS character "
+                                    "varying), 8, false))") != NULL,
+              "%s", st->check_sql);
+    cr_expect_eq(st->check_nparams, 3, "label, name and price are left out by a fold in C");
+    applier_plan_free(plan);
+    model_set_free(set);
+}
+
+/* A varchar(n) key names one row unless blanks past the length could be dropped. */
+Test(applier, varchar_key_names_a_row_unless_it_ends_in_a_blank)
+{
+    ModelSet *set = load_codes();
+    ApplierPlan *plan = plan_for(set, "codes");
+    static const char *const keys[] = {"ab", "abcd", "toolong1", "ab ", "abcd "};
+    static const bool names_row[] = {true, true, true, false, false};
+    for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+        Bound b = {0};
+        PjError err = {0};
+        StrBuf key = {0};
+        char *json = xasprintf("{\"type\": \"code.relabelled\", \"payload\": {\"code\": \"%s\", "
+                               "\"label\": \"x\"}}",
+                               keys[i]);
+        cr_assert_eq(bind_text(plan, json, &b, &err), 0, "%s", err.message);
+        cr_expect_eq(applier_row_key(plan, &b.items[0], &key), names_row[i], "\"%s\"", keys[i]);
+        strbuf_done(&key);
+        bound_done(&b);
+        free(json);
+    }
+    applier_plan_free(plan);
+    model_set_free(set);
+}
+
+typedef struct RefusalCase {
+    const char *payload; /* of a code.set event, or with "scored" of a code.scored one */
+    ApplierRefusal r;
+    const char *named; /* NULL: none */
+} RefusalCase;
+
+#define CODE_SET(label, name) "\"label\": \"" label "\", \"name\": \"" name "\""
+
+static const RefusalCase refusal_cases[] = {
+    /* bound: the parameter PostgreSQL reports ($5 is hits) */
+    {CODE_SET("x", "y"),
+     {"22P02", "invalid input syntax for type smallint: \"z\"", NULL,
+      "unnamed portal parameter $5 = '...'"},
+     "column \"hits\""},
+    /* executed: by the type named, then by the value that is too long */
+    {CODE_SET("toolong1", "y"),
+     {"22001", "value too long for type character varying(4)", NULL, NULL},
+     "column \"label\""},
+    {CODE_SET("x", "y"),
+     {"22001", "value too long for type character varying(4)", NULL, NULL},
+     "column \"code\" or \"label\""},
+    {CODE_SET("x", "\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4z"),
+     {"22001", "value too long for type character varying(8)", NULL, NULL},
+     "column \"name\""},
+    {CODE_SET("x", "y"),
+     {"22003", "numeric field overflow",
+      "A field with precision 5, scale 2 must round to an absolute value less than 10^3.", NULL},
+     "column \"price\""},
+    {CODE_SET("x", "y"), {"22003", "smallint out of range", NULL, NULL}, "column \"hits\""},
+    {"\"scored\": 1", {"22003", "value out of range: overflow", NULL, NULL}, "column \"score\""},
+    {"\"scored\": 1", {"22003", "smallint out of range", NULL, NULL}, NULL},
+    /* not about a value's type, or no column of that type */
+    {CODE_SET("x", "y"),
+     {"23505", "duplicate key value violates unique constraint \"codes_pkey\"", NULL, NULL},
+     NULL},
+    {CODE_SET("x", "y"), {"22008", "date out of range: \"x\"", NULL, NULL}, NULL},
+    {CODE_SET("x", "y"), {"22003", "integer out of range", NULL, NULL}, NULL},
+};
+
+ParameterizedTestParameters(applier, names_the_column_of_a_refused_value)
+{
+    static size_t cases[ARRAY_SIZE(refusal_cases)];
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+        cases[i] = i;
+    return cr_make_param_array(size_t, cases, ARRAY_SIZE(cases));
+}
+
+ParameterizedTest(size_t *index, applier, names_the_column_of_a_refused_value)
+{
+    const RefusalCase *c = &refusal_cases[*index];
+    ModelSet *set = load_codes();
+    ApplierPlan *plan = plan_for(set, "codes");
+    Bound b = {0};
+    PjError err = {0};
+    StrBuf got = {0};
+    char *json = xasprintf("{\"type\": \"code.%s\", \"payload\": {%s, \"price\": \"1\", "
+                           "\"hits\": \"z\", \"score\": \"1\", \"code\": \"ab\"}}",
+                           strstr(c->payload, "scored") != NULL ? "scored" : "set", c->payload);
+    cr_assert_eq(bind_text(plan, json, &b, &err), 0, "%s", err.message);
+    bool named = applier_refused_column(plan, &b.items[0], &c->r, &got);
+    if (c->named != NULL)
+        cr_expect(named && strcmp(got.buf, c->named) == 0, "%s: got %s, want %s", c->r.primary,
+                  named ? got.buf : "nothing", c->named);
+    else
+        cr_expect_not(named, "%s: named %s", c->r.primary, got.buf);
+    strbuf_done(&got);
+    bound_done(&b);
+    free(json);
+    applier_plan_free(plan);
+    model_set_free(set);
+}

@@ -320,8 +320,10 @@ Test(merge, params_are_array_literals_with_quotes_escaped)
     int id = param_of("plain"), tag = param_of("T0");
     const PlanStatement *st = applier_plan_statement(plan, mp.groups[0].statement);
     const char *name = NULL;
-    char **params = merge_statement(&mp, &mp.groups[0], ptrs(), st, &name);
+    char **check = NULL;
+    char **params = merge_statement(&mp, &mp.groups[0], ptrs(), st, &name, &check);
     cr_expect_str_eq(name, st->plain_name, "distinct rows: the plain form");
+    cr_expect_null(check);
     cr_expect_str_eq(params[id], "{\"plain\",\"k\\\"q\",\"back\\\\slash\",\"x,{y}\"}");
     /* SQL NULL unquoted; the string "NULL" quoted, so it stays a string */
     cr_expect_str_eq(params[tag], "{\"T0\",NULL,\"NULL\",\"\"}");
@@ -335,8 +337,10 @@ Test(merge, distinct_rows_run_the_plain_form_of_a_folding_statement)
     build(NULL);
     const PlanStatement *st = applier_plan_statement(plan, mp.groups[0].statement);
     const char *name = NULL;
-    char **params = merge_statement(&mp, &mp.groups[0], ptrs(), st, &name);
+    char **check = NULL;
+    char **params = merge_statement(&mp, &mp.groups[0], ptrs(), st, &name, &check);
     cr_expect_str_eq(name, st->plain_name);
+    cr_expect_null(check);
     cr_expect_str_eq(params[param_of("a")], "{\"a\",\"b\"}");
     merge_params_free(params, st->nparams);
 }
@@ -352,13 +356,19 @@ Test(merge, repeats_fold_in_c_amounts_summed_last_value_kept)
         amount = param_of("1.005");
     const PlanStatement *st = applier_plan_statement(plan, mp.groups[0].statement);
     const char *name = NULL;
-    char **params = merge_statement(&mp, &mp.groups[0], ptrs(), st, &name);
+    char **check = NULL;
+    char **params = merge_statement(&mp, &mp.groups[0], ptrs(), st, &name, &check);
     cr_expect_str_eq(name, st->plain_name, "C folds these: the plain form runs");
     cr_expect_str_eq(params[id], "{\"a\",\"b\"}", "one row per key, in first-seen order");
     cr_expect_str_eq(params[owner], "{\"last\",\"other\"}");
     cr_expect_str_eq(params[k], "{42,-7}");
     /* each rounded to the column's scale first, half away from zero: 1.01 + 2.50 */
     cr_expect_str_eq(params[amount], "{3.51,-0.50}");
+    /* the owner left out still goes to PostgreSQL, to be converted as its column would */
+    cr_assert_not_null(check);
+    cr_expect_eq(st->check_nparams, 1);
+    cr_expect_str_eq(check[0], "{\"first\"}");
+    merge_params_free(check, st->check_nparams);
     merge_params_free(params, st->nparams);
 }
 
@@ -380,6 +390,11 @@ ParameterizedTestParameters(merge, amounts_c_cannot_sum_exactly_leave_folding_to
         {"\"amount\":\"10000000000\"", "\"amount\":\"1\"", false, "beyond numeric(12,2)"},
         {"\"amount\":\"9999999999.99\"", "\"amount\":\"0\"", true, "the largest numeric(12,2)"},
         {"\"amount\":\".5\"", "\"amount\":\"1\"", false, "no digit before the point"},
+        /* a running sum of amounts of both signs may leave the range and come back */
+        {"\"k\":5", "\"k\":-2", false, "amounts of both signs"},
+        {"\"amount\":\"-0.5\"", "\"amount\":\"0.5\"", false, "numeric of both signs"},
+        {"\"k\":0", "\"k\":-2", true, "zero goes with either sign"},
+        {"\"amount\":\"0.004\"", "\"amount\":\"-1\"", true, "rounds to zero first"},
     };
     return cr_make_param_array(FoldCase, cases, ARRAY_SIZE(cases));
 }
@@ -393,8 +408,10 @@ ParameterizedTest(FoldCase *c, merge, amounts_c_cannot_sum_exactly_leave_folding
     cr_assert(mp.groups[0].repeats);
     const PlanStatement *st = applier_plan_statement(plan, mp.groups[0].statement);
     const char *name = NULL;
-    char **params = merge_statement(&mp, &mp.groups[0], ptrs(), st, &name);
+    char **check = NULL;
+    char **params = merge_statement(&mp, &mp.groups[0], ptrs(), st, &name, &check);
     cr_expect_str_eq(name, c->in_c ? st->plain_name : st->multi_name, "%s", c->why);
+    merge_params_free(check, st->check_nparams);
     merge_params_free(params, st->nparams);
 }
 
@@ -413,7 +430,9 @@ Test(merge, a_sum_beyond_the_column_range_is_left_to_sql)
     cr_assert_eq(mp.ngroups, 1);
     const PlanStatement *st = applier_plan_statement(plan, mp.groups[0].statement);
     const char *name = NULL;
-    char **params = merge_statement(&mp, &mp.groups[0], ptrs(), st, &name);
+    char **check = NULL;
+    char **params = merge_statement(&mp, &mp.groups[0], ptrs(), st, &name, &check);
     cr_expect_str_eq(name, st->multi_name);
+    cr_expect_null(check, "the folding form converts every value itself");
     merge_params_free(params, st->nparams);
 }

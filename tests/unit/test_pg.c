@@ -60,3 +60,17 @@ Test(pg, no_sqlstate_at_all_is_transient)
 {
     cr_expect(pg_is_transient_sqlstate(NULL));
 }
+
+Test(pg, error_place_goes_after_what)
+{
+    PjError err = {0};
+    pj_error_set(&err, PJ_EPERMANENT, "could not apply: value too long for type x");
+    snprintf(err.sqlstate, sizeof err.sqlstate, "22001");
+    pg_error_place(&err, "could not apply", "column \"code\"");
+    cr_expect_str_eq(err.message, "could not apply: column \"code\": value too long for type x");
+    cr_expect_str_eq(err.sqlstate, "22001");
+    cr_expect_eq(err.code, PJ_EPERMANENT);
+    pj_error_set(&err, PJ_EPERMANENT, "could not commit: x");
+    pg_error_place(&err, "could not apply", "column \"code\"");
+    cr_expect_str_eq(err.message, "could not commit: x", "another error stays as it is");
+}
