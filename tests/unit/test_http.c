@@ -2,7 +2,8 @@
  * /healthz, /readyz, /lag, /metrics, every /wait answer (200, 400, 404, 408, 503), the
  * timing of a wake-up, 300 concurrent waiters, shutdown, and listen address errors; then
  * hostile clients: the bearer token, the waiter limit, oversized and malformed requests,
- * thousands of concurrent long-polls and a connection limit, with memory kept bounded.
+ * thousands of concurrent long-polls and a connection limit, with memory kept bounded;
+ * and the configuration keys of those limits.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -18,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/config.h"
 #include "board/board.h"
 #include "board_models.h"
 #include "http/http.h"
@@ -1159,4 +1161,102 @@ Test(http_load, connections_past_the_limit_are_not_served, .init = start_narrow_
     cr_expect_eq(healthz_eventually(), 200);
     cr_log_info("VmRSS grew %ld KiB", rss_kib() - before);
     cr_expect_lt(rss_kib() - before, 64L * 1024);
+}
+
+/* ---- configuration ---- */
+
+/* Loads text as projector.yaml; returns the errors as "line:col: message" lines (caller
+ * frees; "" when it loads) and frees the config. */
+static char *config_errors(const char *text, Config **ret)
+{
+    char path[] = "/tmp/pj_http_config_XXXXXX";
+    int fd = mkstemp(path);
+    Diagnostics d = {0};
+    StrBuf sb = {0};
+    Config *cfg = NULL;
+    int rc;
+
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    rc = config_load(path, false, NULL, &cfg, &d);
+    unlink(path);
+    strbuf_append(&sb, "");
+    for (size_t i = 0; i < d.count; i++)
+        strbuf_appendf(&sb, "%d:%d: %s\n", d.items[i].line, d.items[i].column, d.items[i].message);
+    cr_assert_eq(rc<0, d.count> 0);
+    diag_done(&d);
+    if (ret)
+        *ret = cfg;
+    else
+        config_free(cfg);
+    return strbuf_take(&sb);
+}
+
+Test(http_config, defaults_fit_together)
+{
+    Config *cfg;
+    char *errs = config_errors("", &cfg);
+
+    cr_assert_str_empty(errs);
+    cr_expect_eq(cfg->http_max_connections, 1024);
+    cr_expect_eq(cfg->http_reserved_connections, 64);
+    cr_expect_eq(cfg->http_max_waiters, 896);
+    cr_expect_eq(cfg->http_header_timeout_ms, 5000);
+    cr_expect_eq(cfg->http_max_request_bytes, 16384);
+    free(errs);
+    config_free(cfg);
+}
+
+Test(http_config, max_waiters_must_leave_the_reserve_free)
+{
+    static const struct {
+        const char *text, *error;
+    } cases[] = {
+        {"http:\n  max_connections: 1024\n  max_waiters: 10000\n",
+         "3:16: \"max_waiters\" (10000) must be below \"max_connections\" (1024) minus "
+         "\"reserved_connections\" (64), so at most 959: the reserved connections keep /healthz "
+         "and /readyz answering while every waiter waits\n"},
+        {"http:\n  max_waiters: 960\n", "2:16: \"max_waiters\" (960) must be below"},
+        {"http:\n  max_connections: 200\n", "2:20: \"max_waiters\" (896) must be below "
+                                            "\"max_connections\" (200) minus "
+                                            "\"reserved_connections\" (64), so at most 135"},
+        {"http:\n  max_connections: 100\n  reserved_connections: 100\n",
+         "3:25: \"reserved_connections\" (100) must be below \"max_connections\" (100)\n"},
+        {"http:\n  header_timeout_ms: 50\n",
+         "2:22: invalid value \"50\" for \"header_timeout_ms\": must be 100..600000\n"},
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        char *errs = config_errors(cases[i].text, NULL);
+        cr_expect(strstr(errs, cases[i].error) != NULL, "case %zu: %s", i, errs);
+        free(errs);
+    }
+    cr_expect_str_empty(config_errors("http:\n  max_waiters: 959\n", NULL));
+    cr_expect_str_empty(config_errors("http:\n  max_connections: 200\n  max_waiters: 135\n"
+                                      "  reserved_connections: 64\n",
+                                      NULL));
+}
+
+Test(http_config, a_short_token_is_refused_without_being_echoed)
+{
+    char *errs = config_errors("http:\n  token: '${PJ_HTTP_SHORT_TOKEN}'\n", NULL);
+
+    cr_expect(strstr(errs, "environment variable") != NULL, "%s", errs);
+    free(errs);
+    setenv("PJ_HTTP_SHORT_TOKEN", "Qm4-z8Kd2Lp0xW7", 1); /* 15 characters */
+    errs = config_errors("http:\n  token: '${PJ_HTTP_SHORT_TOKEN}'\n", NULL);
+    cr_expect_str_eq(errs, "2:10: invalid value for \"token\": expected at least 16 characters "
+                           "(a shorter token can be guessed)\n");
+    free(errs);
+    errs = config_errors("http:\n  token: Qm4-z8Kd2Lp0xW7\n", NULL);
+    cr_expect(strstr(errs, "2:10: invalid value for \"token\": expected at least 16") != NULL, "%s",
+              errs);
+    cr_expect(strstr(errs, "Qm4") == NULL, "the error repeats the token: %s", errs);
+    free(errs);
+    setenv("PJ_HTTP_SHORT_TOKEN", "Qm4-z8Kd2Lp0xW7a", 1); /* 16 */
+    errs = config_errors("http:\n  token: '${PJ_HTTP_SHORT_TOKEN}'\n", NULL);
+    cr_expect_str_empty(errs);
+    free(errs);
+    unsetenv("PJ_HTTP_SHORT_TOKEN");
 }
