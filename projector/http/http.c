@@ -587,8 +587,8 @@ static enum MHD_Result http_handle(void *cls, struct MHD_Connection *c, const ch
 /* ---- connections and libmicrohttpd's log ---- */
 
 /* What libmicrohttpd reports about one client's request or connection: the client gets its
- * answer (400, 413, 414, 431, ...) or loses its connection, and nothing is wrong with
- * the server. Logged at debug level, so that a hostile client cannot flood the log. */
+ * answer (400, 413, 414, 431, ...), hangs up or loses its connection, and nothing is wrong
+ * with the server. Logged at debug level, so that a hostile client cannot flood the log. */
 static bool http_log_is_client_fault(const char *message)
 {
     static const char *const client_faults[] = {
@@ -597,11 +597,15 @@ static bool http_log_is_client_fault(const char *message)
         "Not enough memory in pool",
         "connection limit",
         "Failed to receive data",
-        "Failed to send data",
+        "Failed to send", /* the headers, the body, ...: the client is gone */
         "malformed",
         "timed out",
         "Host' header",
         "Connection reset",
+        "closed by remote side",            /* a client that hung up mid-request */
+        "disconnected when reading",        /* the same, seen by the read */
+        "closed when reading",              /* a read that failed: reset, shut down here */
+        "Too late",                         /* an error after the answer began: closed */
         "Application reported internal",    /* a request refused here, then closed */
         "failed to create response header", /* a request that left no room for them */
         /* libmicrohttpd 0.9.75 says this even when the logger is the first option. */
@@ -753,6 +757,19 @@ static void http_release(Http *h)
     free(h);
 }
 
+/* Anyone who can reach an address other than loopback can read the lag and the metrics and
+ * hold connections with /wait: said once, when the socket is bound. */
+static void warn_if_open(const HttpOptions *opts, int fd)
+{
+    if ((opts->token && *opts->token) || http_listen_is_loopback(fd))
+        return;
+    log_warn("http",
+             "listening on \"%s\", which is not a loopback address, without a token: anyone "
+             "who reaches it can read /lag and /metrics and hold connections with /wait; set "
+             "http.token",
+             opts->listen);
+}
+
 int http_start(const HttpOptions *opts, Board *board, Http **ret, PjError *err)
 {
     HttpLimits limits;
@@ -771,6 +788,8 @@ int http_start(const HttpOptions *opts, Board *board, Http **ret, PjError *err)
         fd = opts->listener_fd;
     } else if ((rc = http_listen_open(opts->listen, &fd, &port, err)) < 0) {
         return rc;
+    } else {
+        warn_if_open(opts, fd);
     }
     h = http_alloc(opts, &limits, board);
     h->port = port;

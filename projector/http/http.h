@@ -36,7 +36,7 @@ typedef struct Http Http;
 
 /* Binds and starts serving. Borrows opts->listen and opts->token only for the call (the
  * token is copied, and wiped when the server stops); borrows board, which must outlive the
- * server.
+ * server. Logs a warning when it binds to an address other than loopback without a token.
  * Returns -PJ_EIO with err set when the address cannot be bound, and -PJ_EINVAL when it
  * does not parse or the options do not fit together (a token shorter than CONFIG_TOKEN_MIN,
  * reserved_connections not below max_connections, max_waiters not below max_connections

@@ -17,6 +17,9 @@
  * cannot be resolved or bound. */
 int http_listen_open(const char *address, int *ret_fd, unsigned *ret_port,
                      PjError *err) PJ_MUSTCHECK;
+/* True when the listening socket fd is bound to a loopback address (127.0.0.0/8, ::1, or
+ * an IPv4-mapped 127.x); false for a wildcard or any other address. */
+bool http_listen_is_loopback(int fd);
 
 /* ---- http_conns.c ---- */
 

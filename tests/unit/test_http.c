@@ -1520,7 +1520,115 @@ Test(http, a_client_that_ends_its_input_gets_its_answers_and_the_close)
 #undef ONE_REQUEST
 }
 
-/* ---- options ---- */
+/* ---- the log ---- */
+
+/* This process's stderr, where the log goes, sent to a file until log_capture_end. */
+typedef struct LogCapture {
+    int saved;
+    char path[32];
+} LogCapture;
+
+static void log_capture_begin(LogCapture *lc)
+{
+    int fd;
+
+    snprintf(lc->path, sizeof(lc->path), "/tmp/pj_http_log_XXXXXX");
+    fd = mkstemp(lc->path);
+    cr_assert_geq(fd, 0);
+    fflush(stderr);
+    lc->saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+}
+
+/* What was logged meanwhile (caller frees). */
+static char *log_capture_end(LogCapture *lc)
+{
+    FILE *f;
+    StrBuf sb = {0};
+    char buf[4096];
+    size_t n;
+
+    fflush(stderr);
+    dup2(lc->saved, STDERR_FILENO);
+    close(lc->saved);
+    f = fopen(lc->path, "r");
+    cr_assert_not_null(f);
+    strbuf_append(&sb, "");
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+        strbuf_appendn(&sb, buf, n);
+    fclose(f);
+    unlink(lc->path);
+    return strbuf_take(&sb);
+}
+
+/* Before, each client that hung up in the middle of its request wrote a warning. */
+Test(http, a_client_hanging_up_is_logged_at_debug)
+{
+    static const char *const partial[] = {
+        "GET /lag HTTP/1.1\r\nHost: x\r\n",
+        "GET /metr",
+        "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+    };
+    struct linger reset = {.l_onoff = 1, .l_linger = 0};
+    LogCapture lc;
+    char *logged;
+
+    log_set_level(LOG_DEBUG);
+    log_capture_begin(&lc);
+    for (int i = 0; i < 60; i++) {
+        int fd = http_connect(2000);
+        const char *bytes = partial[i % ARRAY_SIZE(partial)];
+        send_raw(fd, bytes, strlen(bytes));
+        testenv_sleep_ms(2);
+        if (i % 2)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+        close(fd);
+    }
+    expect_healthy();
+    testenv_sleep_ms(200);
+    logged = log_capture_end(&lc);
+    cr_expect(strstr(logged, " warn ") == NULL, "%s", logged);
+    cr_expect(strstr(logged, " debug http: ") != NULL, "nothing logged at debug:\n%s", logged);
+    free(logged);
+}
+
+#define LISTEN_TOKEN "Zx9-kQ2.r7_Lm4~pT8+vW1/aB6="
+
+/* What http_start on address, with token (NULL for none), logs. */
+static char *start_logs(const char *address, const char *token)
+{
+    Board *b = board_new(board_models_fixture());
+    HttpOptions opts = {.listen = address, .token = token};
+    PjError err = {0};
+    LogCapture lc;
+    Http *h = NULL;
+    char *logged;
+
+    log_capture_begin(&lc);
+    cr_assert_eq(http_start(&opts, b, &h, &err), 0, "%s", err.message);
+    logged = log_capture_end(&lc);
+    h = http_stop(h);
+    board_free(b);
+    return logged;
+}
+
+Test(http_listen, warns_when_reachable_beyond_loopback_without_a_token)
+{
+    static const char *const quiet[][2] = {
+        {"127.0.0.1:0", NULL}, {"127.0.0.2:0", NULL}, {":0", LISTEN_TOKEN}};
+    char *logged = start_logs(":0", NULL);
+
+    cr_expect(strstr(logged, " warn http: listening on \":0\", which is not a loopback address, "
+                             "without a token") != NULL,
+              "%s", logged);
+    free(logged);
+    for (size_t i = 0; i < ARRAY_SIZE(quiet); i++) {
+        logged = start_logs(quiet[i][0], quiet[i][1]);
+        cr_expect(strstr(logged, "loopback") == NULL, "%s: %s", quiet[i][0], logged);
+        free(logged);
+    }
+}
 
 Test(http_listen, refuses_options_that_do_not_fit)
 {
