@@ -40,6 +40,7 @@ struct HttpConns {
     pthread_cond_t cond; /* CLOCK_MONOTONIC; wakes the sweeper */
     pthread_t sweeper;
     bool stopping;
+    int64_t wake_at_ms; /* when the sweeper looks next: it is woken only for earlier work */
     unsigned head_timeout_ms;
     size_t soft_limit;
     HttpConnList lists[HTTP_CONN_PHASES];
@@ -82,20 +83,34 @@ static size_t live_count(const HttpConns *cs)
            cs->lists[HTTP_CONN_WAITING].count;
 }
 
-/* Moves c to the end of the list of phase, its clock restarted. Wakes the sweeper when its
- * next wake-up may now be too late: a deadline list that was empty, or the soft limit
- * passed. */
+/* Wakes the sweeper if it planned to look later than at: a signal per connection would
+ * cost more than the rest of its bookkeeping. */
+static void wake_by(HttpConns *cs, int64_t at)
+{
+    if (at < cs->wake_at_ms) {
+        cs->wake_at_ms = at;
+        pthread_cond_signal(&cs->cond);
+    }
+}
+
+/* c has entered its phase at now: the sweeper must look by its deadline, and by the end of
+ * its grace when the soft limit is passed. */
+static void plan_sweep(HttpConns *cs, const HttpConn *c, int64_t now)
+{
+    if (c->phase == HTTP_CONN_HEAD || c->phase == HTTP_CONN_BUSY)
+        wake_by(cs, now + cs->head_timeout_ms);
+    if (live_count(cs) > cs->soft_limit && cs->lists[HTTP_CONN_HEAD].first)
+        wake_by(cs, cs->lists[HTTP_CONN_HEAD].first->since_ms + HTTP_EVICT_GRACE_MS);
+}
+
+/* Moves c to the end of the list of phase, its clock restarted. */
 static void move_to(HttpConns *cs, HttpConn *c, HttpConnPhase phase, int64_t now)
 {
-    HttpConnList *to = &cs->lists[phase];
-    bool was_empty = to->count == 0;
-
     list_unlink(&cs->lists[c->phase], c);
     c->phase = phase;
     c->since_ms = now;
-    list_append(to, c);
-    if ((was_empty && phase != HTTP_CONN_WAITING) || live_count(cs) > cs->soft_limit)
-        pthread_cond_signal(&cs->cond);
+    list_append(&cs->lists[phase], c);
+    plan_sweep(cs, c, now);
 }
 
 /* ---- the sweeper ---- */
@@ -170,7 +185,8 @@ static void *sweeper_main(void *arg)
         close_late(cs, HTTP_CONN_HEAD, now);
         close_late(cs, HTTP_CONN_BUSY, now);
         evict_idle(cs, now);
-        ts = thread_monotonic_timespec(next_sweep(cs, now));
+        cs->wake_at_ms = next_sweep(cs, now);
+        ts = thread_monotonic_timespec(cs->wake_at_ms);
         (void)pthread_cond_timedwait(&cs->cond, &cs->mu, &ts);
     }
     pthread_mutex_unlock(&cs->mu);
@@ -187,6 +203,7 @@ HttpConns *http_conns_new(const HttpConnsOptions *opts)
     assert(opts->head_timeout_ms > 0);
     cs->head_timeout_ms = opts->head_timeout_ms;
     cs->soft_limit = opts->soft_limit;
+    cs->wake_at_ms = INT64_MAX; /* until the sweeper has planned */
     pthread_mutex_init(&cs->mu, NULL);
     thread_cond_init_monotonic(&cs->cond);
     rc = pthread_create(&cs->sweeper, NULL, sweeper_main, cs);
@@ -224,8 +241,7 @@ HttpConn *http_conns_open(HttpConns *cs, int fd)
     pthread_mutex_lock(&cs->mu);
     c->since_ms = now_monotonic_ms();
     list_append(&cs->lists[HTTP_CONN_HEAD], c);
-    if (cs->lists[HTTP_CONN_HEAD].count == 1 || live_count(cs) > cs->soft_limit)
-        pthread_cond_signal(&cs->cond);
+    plan_sweep(cs, c, c->since_ms);
     pthread_mutex_unlock(&cs->mu);
     return c;
 }
