@@ -49,7 +49,9 @@ static const ConfigKey config_keys[] = {
     SECRET_KEY("http", "token", http_token, ""),
     INT_KEY("http", "max_connections", http_max_connections, "1024", 16, 100000),
     INT_KEY("http", "max_request_bytes", http_max_request_bytes, "16384", 4096, 1048576),
-    INT_KEY("http", "max_waiters", http_max_waiters, "10000", 1, 1000000),
+    INT_KEY("http", "max_waiters", http_max_waiters, "896", 1, 1000000),
+    INT_KEY("http", "reserved_connections", http_reserved_connections, "64", 1, 10000),
+    INT_KEY("http", "header_timeout_ms", http_header_timeout_ms, "5000", 100, 600000),
     INT_KEY("http", "wait_timeout_ms", wait_timeout_ms, "5000", 0, 3600000),
     INT_KEY("http", "wait_timeout_max_ms", wait_timeout_max_ms, "60000", 1, 3600000),
     INT_KEY("retry", "backoff_min_ms", backoff_min_ms, "100", 1, 60000),
@@ -320,8 +322,15 @@ static void set_defaults(Config *cfg)
 
 #define CONFIG_TOKEN_MAX 1024
 
-/* The token travels in an Authorization header: visible ASCII without spaces. The message
- * never repeats the value, which is a secret. */
+/* The value node of http.<key> in src, or NULL when the file does not set it. */
+static YamlNode *http_node(const YamlSrc *src, const char *key)
+{
+    YamlNode *h = src != NULL ? yamlsrc_map_get(src, yamlsrc_root(src), "http") : NULL;
+    return h != NULL ? yamlsrc_map_get(src, h, key) : NULL;
+}
+
+/* The token travels in an Authorization header: visible ASCII without spaces, and long
+ * enough not to be guessed. The message never repeats the value, which is a secret. */
 static void check_token(const Config *cfg, const YamlSrc *src, Diagnostics *diag)
 {
     size_t n = strlen(cfg->http_token);
@@ -330,14 +339,43 @@ static void check_token(const Config *cfg, const YamlSrc *src, Diagnostics *diag
         unsigned char ch = (unsigned char)cfg->http_token[i];
         ok = ch > ' ' && ch < 0x7f;
     }
-    if (ok)
+    if (ok && (n == 0 || n >= CONFIG_TOKEN_MIN))
         return;
-    YamlNode *h = src != NULL ? yamlsrc_map_get(src, yamlsrc_root(src), "http") : NULL;
-    YamlNode *t = h != NULL ? yamlsrc_map_get(src, h, "token") : NULL;
-    diag_add(diag, cfg->path, t ? yamlsrc_line(t) : 0, t ? yamlsrc_column(t) : 0,
-             "invalid value for \"token\": expected at most %d visible ASCII characters without "
-             "spaces",
-             CONFIG_TOKEN_MAX);
+    YamlNode *t = http_node(src, "token");
+    if (!ok)
+        diag_add(diag, cfg->path, t ? yamlsrc_line(t) : 0, t ? yamlsrc_column(t) : 0,
+                 "invalid value for \"token\": expected at most %d visible ASCII characters "
+                 "without spaces",
+                 CONFIG_TOKEN_MAX);
+    else
+        diag_add(diag, cfg->path, t ? yamlsrc_line(t) : 0, t ? yamlsrc_column(t) : 0,
+                 "invalid value for \"token\": expected at least %d characters (a shorter token "
+                 "can be guessed)",
+                 CONFIG_TOKEN_MIN);
+}
+
+/* Long-polls must leave the reserved connections free: otherwise waiters alone can take
+ * every connection, and /healthz and /readyz stop answering. The error points at
+ * max_waiters, or at the first of the keys the file sets. */
+static void check_http_limits(const Config *cfg, const YamlSrc *src, Diagnostics *diag)
+{
+    static const char *const keys[] = {"max_waiters", "reserved_connections", "max_connections"};
+    int room = cfg->http_max_connections - cfg->http_reserved_connections;
+    YamlNode *at = NULL;
+
+    for (size_t i = 0; i < ARRAY_SIZE(keys) && at == NULL; i++)
+        at = http_node(src, keys[i]);
+    if (room < 1)
+        diag_add(diag, cfg->path, at ? yamlsrc_line(at) : 0, at ? yamlsrc_column(at) : 0,
+                 "\"reserved_connections\" (%d) must be below \"max_connections\" (%d)",
+                 cfg->http_reserved_connections, cfg->http_max_connections);
+    else if (cfg->http_max_waiters >= room)
+        diag_add(diag, cfg->path, at ? yamlsrc_line(at) : 0, at ? yamlsrc_column(at) : 0,
+                 "\"max_waiters\" (%d) must be below \"max_connections\" (%d) minus "
+                 "\"reserved_connections\" (%d), so at most %d: the reserved connections keep "
+                 "/healthz and /readyz answering while every waiter waits",
+                 cfg->http_max_waiters, cfg->http_max_connections, cfg->http_reserved_connections,
+                 room - 1);
 }
 
 /* The parser's own errors may quote the text around the mistake, which may be the
@@ -370,6 +408,7 @@ static void finish(Config *cfg, ConfigConninfoCheck conninfo_parses, const YamlS
                  "invalid value \"%s\" for \"schema\": expected a lower-case SQL name",
                  cfg->pg_schema);
     check_token(cfg, src, diag);
+    check_http_limits(cfg, src, diag);
     check_conninfo(cfg, conninfo_parses, src, diag);
     if (cfg->wait_timeout_ms > cfg->wait_timeout_max_ms)
         diag_add(diag, file, 0, 0,

@@ -8,6 +8,7 @@
 #define PROJECTOR_CONFIG_H
 
 #define PARALLEL_APPLY_MAX 16 /* most sessions of one read model (parallel_apply) */
+#define CONFIG_TOKEN_MIN 16   /* shortest http.token: a shorter one can be guessed */
 
 #include "base/log.h"
 #include "base/util.h"
@@ -34,6 +35,8 @@ typedef struct Config {
     int http_max_connections;
     int http_max_request_bytes;
     int http_max_waiters;
+    int http_reserved_connections; /* kept free of waiters and idle clients */
+    int http_header_timeout_ms;    /* for a request head to arrive, whatever it trickles */
     int wait_timeout_ms;
     int wait_timeout_max_ms;
     int backoff_min_ms;   /* retries after a transient fault: capped exponential backoff, */

@@ -1,8 +1,10 @@
 /* http.h - the HTTP endpoints on libmicrohttpd: /lag, /lag/{readmodel}, /wait, /healthz,
  * /readyz, /metrics. Runs on libmicrohttpd's own polling thread; /wait long-polls are
  * suspended connections resumed by the commit that settles them (no thread or timer per
- * waiter, no sleep loop). An optional bearer token guards every endpoint but /healthz;
- * connections, request size and waiters are bounded by the options.
+ * waiter, no sleep loop). An optional bearer token guards every endpoint but /healthz.
+ * Connections, request size, waiters and the time a request head may take are bounded by
+ * the options, and some connections are kept free for new requests whatever slow clients
+ * and waiters hold.
  */
 #ifndef PROJECTOR_HTTP_H
 #define PROJECTOR_HTTP_H
@@ -16,9 +18,14 @@
 typedef struct HttpOptions {
     const char *listen;               /* "127.0.0.1:8080", "[::1]:8080" or ":8080" */
     const char *token;                /* bearer token; NULL or "" for none; never logged */
-    unsigned max_connections;         /* concurrent connections, waiters included; 1000 */
-    unsigned max_request_bytes;       /* per connection: request line and headers; 16384 */
-    unsigned max_waiters;             /* /wait requests suspended at once; 10000 */
+    unsigned max_connections;         /* concurrent connections, waiters included; 1024 */
+    unsigned reserved_connections;    /* kept free of waiters and idle clients; 1/8 of
+                                         max_connections, at most 64 */
+    unsigned max_request_bytes;       /* per request: request line and headers; 16384 */
+    unsigned max_waiters;             /* /wait requests suspended at once; max_connections
+                                         minus twice reserved_connections */
+    unsigned header_timeout_ms;       /* for a request head to arrive (and its answer to
+                                         leave); 5000 */
     unsigned wait_timeout_default_ms; /* /wait without timeout_ms; 5000 */
     unsigned wait_timeout_max_ms;     /* larger timeout_ms values are clamped; 60000 */
     bool has_listener;                /* serve listener_fd (taken over) instead of binding */
@@ -29,8 +36,11 @@ typedef struct Http Http;
 
 /* Binds and starts serving. Borrows opts->listen and opts->token only for the call (the
  * token is copied, and wiped when the server stops); borrows board, which must outlive the
- * server. Returns -PJ_EIO with err set when the address cannot be bound
- * and -PJ_EINVAL when it does not parse. */
+ * server. Logs a warning when it binds to an address other than loopback without a token.
+ * Returns -PJ_EIO with err set when the address cannot be bound, and -PJ_EINVAL when it
+ * does not parse or the options do not fit together (a token shorter than CONFIG_TOKEN_MIN,
+ * reserved_connections not below max_connections, max_waiters not below max_connections
+ * minus reserved_connections); a listener_fd given is closed on every error. */
 int http_start(const HttpOptions *opts, Board *board, Http **ret, PjError *err) PJ_MUSTCHECK;
 /* Answers pending waiters, stops the thread, closes the socket. Accepts NULL. */
 Http *http_stop(Http *http);

@@ -1,6 +1,7 @@
 /* http_listen.c - the listening socket of the HTTP server: parses the listen address and
- * binds the first of its resolutions that accepts, with a deep backlog. Knows nothing of
- * libmicrohttpd; the socket it returns is the caller's.
+ * binds the first of its resolutions that accepts, with a deep backlog, and tells whether
+ * the socket is bound to loopback only. Knows nothing of libmicrohttpd; the socket it
+ * returns is the caller's.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -107,4 +108,20 @@ int http_listen_open(const char *address, int *ret_fd, unsigned *ret_port, PjErr
                                                    : ((struct sockaddr_in *)&ss)->sin_port);
     *ret_fd = fd;
     return 0;
+}
+
+bool http_listen_is_loopback(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &sslen) != 0)
+        return false;
+    if (ss.ss_family == AF_INET)
+        return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
 }

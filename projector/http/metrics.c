@@ -146,6 +146,14 @@ static void append_http(StrBuf *sb, const json_t *http)
          "Requests refused with 401 for a missing or wrong bearer token."},
         {"projector_http_waits_refused_total", "waits_refused",
          "/wait requests refused with 503 because http.max_waiters were waiting."},
+        {"projector_http_requests_too_large_total", "too_large",
+         "Requests refused with 414 or 431: over http.max_request_bytes, or with more fields "
+         "than its memory holds."},
+        {"projector_http_header_timeouts_total", "header_timeouts",
+         "Connections closed because a request head did not arrive, or its answer did not "
+         "leave, within http.header_timeout_ms."},
+        {"projector_http_evictions_total", "evictions",
+         "Idle connections closed to keep http.reserved_connections free."},
     };
 
     for (size_t i = 0; i < ARRAY_SIZE(counters); i++) {

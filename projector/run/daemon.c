@@ -128,6 +128,8 @@ static int start_serving(Daemon *d)
         .max_connections = (unsigned)d->cfg->http_max_connections,
         .max_request_bytes = (unsigned)d->cfg->http_max_request_bytes,
         .max_waiters = (unsigned)d->cfg->http_max_waiters,
+        .reserved_connections = (unsigned)d->cfg->http_reserved_connections,
+        .header_timeout_ms = (unsigned)d->cfg->http_header_timeout_ms,
         .wait_timeout_default_ms = (unsigned)d->cfg->wait_timeout_ms,
         .wait_timeout_max_ms = (unsigned)d->cfg->wait_timeout_max_ms,
         .has_listener = d->listener >= 0,

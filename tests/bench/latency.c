@@ -25,7 +25,7 @@
 #include "base/config.h"
 #include "base/util.h"
 
-#define LAT_MAX_OPEN 900 /* requests in flight; below the usual 1024 descriptors */
+#define LAT_MAX_OPEN 880 /* requests in flight; below http.max_waiters (896) */
 #define LAT_WAIT_MS 10000
 #define LAT_ARGS_MAX 32
 

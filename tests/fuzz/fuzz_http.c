@@ -3,9 +3,10 @@
  * 127.0.0.1, port 0) once, over a lag board built by hand in which one read model is
  * running with settled entries, one is catching up and one is stopped, so that /wait can
  * answer 200, 404, 400, 408 and 503. Per input: connect, send (ending the head if the
- * input does not), read the answer until the server closes; a client that gets no answer
- * in time gives up, and the server must then still answer /healthz. ASan and UBSan watch
- * the server's thread too.
+ * input does not) and say there is no more (the server keeps connections alive, so
+ * without that a complete request would only end at its header deadline), read the answer
+ * until the server closes; a client that gets no answer in time gives up, and the server
+ * must then still answer /healthz. ASan and UBSan watch the server's thread too.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -185,7 +186,7 @@ static void abort_close(int fd)
 /* After a request that got no answer the server must still serve the next client. */
 static void check_alive(void)
 {
-    static const char probe[] = "GET /healthz HTTP/1.1\r\nHost: fuzz\r\n\r\n";
+    static const char probe[] = "GET /healthz HTTP/1.1\r\nHost: fuzz\r\nConnection: close\r\n\r\n";
     int fd = connect_server();
     char head[16] = "";
 
@@ -220,6 +221,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * the harness ends it: inputs mutate the request, not the wait for its end. */
     if (!has_blank_line(data, size))
         send_all(fd, (const uint8_t *)"\r\n\r\n", 4);
+    (void)shutdown(fd, SHUT_WR);
     if (drain(fd, FUZZ_HTTP_ANSWER_MS, NULL, 0)) {
         close(fd);
         return 0;

@@ -1,13 +1,17 @@
 /* test_http.c - the HTTP endpoints over real sockets, against a lag board built by hand:
  * /healthz, /readyz, /lag, /metrics, every /wait answer (200, 400, 404, 408, 503), the
- * timing of a wake-up, 300 concurrent waiters, shutdown, and listen address errors; then
- * hostile clients: the bearer token, the waiter limit, oversized and malformed requests,
- * thousands of concurrent long-polls and a connection limit, with memory kept bounded.
+ * timing of a wake-up, 300 concurrent waiters, pipelined requests, shutdown, and listen
+ * address errors; then hostile clients: the bearer token, the waiter limit, oversized and
+ * malformed requests (every request under max_request_bytes answered, every one over it
+ * refused), thousands of concurrent long-polls with memory kept bounded, slow request
+ * heads and long-polls that must not stop /healthz and /readyz, clients that hang up; and
+ * the configuration keys of those limits.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -18,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/config.h"
+#include "base/log.h"
 #include "board/board.h"
 #include "board_models.h"
 #include "http/http.h"
@@ -943,21 +949,43 @@ Test(http_limits, oversized_header_gets_a_4xx)
     expect_healthy();
 }
 
-/* Around the 16384-byte default: answered, refused with 431, or (when the request leaves no
- * room for the response's headers) closed without an answer. */
-Test(http_limits, headers_near_the_limit_are_answered_or_closed)
+/* The bytes of the head http_send_with sends for path with extra header lines. */
+static size_t head_bytes(const char *path, const char *headers)
 {
-    for (size_t n = 15000; n < 17000; n += 100) {
-        char *headers = xmalloc(n + 32);
-        int status;
+    char *req = xasprintf("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s\r\n", path,
+                          headers);
+    size_t n = strlen(req);
 
-        memcpy(headers, "X-Padding: ", 11);
-        memset(headers + 11, 'b', n);
-        memcpy(headers + 11 + n, "\r\n", 3);
-        status = request_status("/lag", headers);
-        cr_expect(status == 200 || status == 431 || status == 0, "%zu bytes: %d", n, status);
-        free(headers);
-    }
+    free(req);
+    return n;
+}
+
+/* GET /lag with an X-Padding header of n bytes: the status. */
+static int padded_status(size_t n)
+{
+    char *headers = xmalloc(n + 32);
+    int status;
+
+    memcpy(headers, "X-Padding: ", 11);
+    memset(headers + 11, 'b', n);
+    memcpy(headers + 11 + n, "\r\n", 3);
+    status = request_status("/lag", headers);
+    free(headers);
+    return status;
+}
+
+/* Around the 16384-byte default, and byte by byte at the edge: a head within the limit is
+ * answered, one past it gets 431; none is closed without an answer. */
+Test(http_limits, headers_near_the_limit_are_answered_or_refused)
+{
+    static const size_t limit = 16384;
+    size_t base = head_bytes("/lag", "X-Padding: \r\n");
+    size_t edge = limit - base; /* the padding that makes the head limit bytes long */
+
+    for (size_t n = 15000; n < 17000; n += 100)
+        cr_expect_eq(padded_status(n), base + n <= limit ? 200 : 431, "%zu-byte head", base + n);
+    for (size_t n = edge - 2; n <= edge + 2; n++)
+        cr_expect_eq(padded_status(n), n <= edge ? 200 : 431, "%zu-byte head", base + n);
     expect_healthy();
 }
 
@@ -1087,76 +1115,642 @@ Test(http_load, thousands_of_waiters_complete, .init = start_wide_server)
     cr_expect_lt(after - before, MANY_WAITERS * 64L, "grew %ld KiB", after - before);
 }
 
-enum { FEW_CONNECTIONS = 50, EXTRA_CLIENTS = 200 };
+/* ---- slow clients, the header deadline and the reserve ---- */
 
-static void start_narrow_server(void)
+enum { SLOW_CONNECTIONS = 64, SLOW_RESERVED = 8, SLOW_CLIENTS = 300 };
+
+/* Clients that send one byte of a request head every TRICKLE_MS and never finish it, and
+ * connect again whenever the server closes them, until until_ms. */
+#define TRICKLE_MS 100
+typedef struct Trickler {
+    int n;
+    int fds[SLOW_CLIENTS];
+    int64_t until_ms;
+    int reconnects;
+} Trickler;
+
+static int trickle_connect(void)
 {
-    start_with((HttpOptions){.max_connections = FEW_CONNECTIONS});
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    cr_assert_geq(fd, 0, "socket: %s", strerror(errno));
+    if (testenv_connect(fd, port, 1000) != 0) {
+        close(fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    return fd;
 }
 
-/* Connects EXTRA_CLIENTS more clients, each sending GET /healthz, to a full server, and
- * returns how many got any answer within 300 ms. libmicrohttpd stops accepting at its
- * limit: a client waits in the kernel's listen backlog, or its connect times out once the
- * backlog is full too. */
-static int flood_past_the_limit(void)
+/* Sends fd's next byte; false when the server has closed the connection. */
+static bool trickle_byte(int fd)
 {
-    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
-    static int extra[EXTRA_CLIENTS];
-    int served = 0;
+    static const char head[] = "GET /lag HTTP/1.1\r\nHost: x\r\nX-Slow: ";
     char byte;
+    ssize_t n = recv(fd, &byte, 1, MSG_DONTWAIT);
+    int sent;
 
-    for (int i = 0; i < EXTRA_CLIENTS; i++) {
-        extra[i] = http_connect(100);
-        if (extra[i] >= 0)
-            send_raw(extra[i], req, sizeof(req) - 1);
-    }
-    testenv_sleep_ms(300);
-    for (int i = 0; i < EXTRA_CLIENTS; i++) {
-        if (extra[i] < 0)
-            continue;
-        served += recv(extra[i], &byte, 1, MSG_DONTWAIT) > 0;
-        close(extra[i]);
-    }
-    return served;
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+        return false;
+    /* The head first, then one more byte of a header value that never ends. */
+    sent = (int)send(fd, head, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return sent == 1 || errno == EAGAIN || errno == EWOULDBLOCK;
 }
 
-/* GET /healthz until it answers 200, for up to 10 s. */
-static int healthz_eventually(void)
+static void *trickle_main(void *arg)
 {
-    int64_t deadline = now_monotonic_ms() + 10000;
-    int status = 0;
+    Trickler *t = arg;
 
-    while (status != 200 && now_monotonic_ms() < deadline) {
-        int fd = http_connect(2000);
-        if (fd >= 0) {
-            send_raw(fd, "GET /healthz HTTP/1.0\r\n\r\n", 26);
-            status = recv_status(fd);
+    while (now_monotonic_ms() < t->until_ms) {
+        for (int i = 0; i < t->n; i++) {
+            if (t->fds[i] >= 0 && trickle_byte(t->fds[i]))
+                continue;
+            if (t->fds[i] >= 0) {
+                close(t->fds[i]);
+                t->reconnects++;
+            }
+            t->fds[i] = trickle_connect();
         }
+        testenv_sleep_ms(TRICKLE_MS);
     }
-    return status;
+    for (int i = 0; i < t->n; i++)
+        if (t->fds[i] >= 0)
+            close(t->fds[i]);
+    return NULL;
 }
 
-Test(http_load, connections_past_the_limit_are_not_served, .init = start_narrow_server)
+static void trickle_start(Trickler *t, pthread_t *thread, int n, int ms)
 {
-    BoardOutcome o = {.id = sid(500, 0), .outcome = BOARD_OUTCOME_APPLIED};
-    long before = rss_kib();
-    int served, answered = 0;
+    *t = (Trickler){.n = n, .until_ms = now_monotonic_ms() + ms};
+    for (int i = 0; i < n; i++)
+        t->fds[i] = trickle_connect();
+    cr_assert_eq(pthread_create(thread, NULL, trickle_main, t), 0);
+}
 
-    raise_fd_limit(2 * (FEW_CONNECTIONS + EXTRA_CLIENTS) + 256);
+/* GET path on a new connection: the status, or -1 when no answer came within 1500 ms
+ * (from the connect on); *ret_ms is how long it took. */
+static int probe(const char *path, int64_t *ret_ms)
+{
+    struct timeval tv = {.tv_sec = 1, .tv_usec = 500000};
+    int64_t start = now_monotonic_ms();
+    int fd = http_connect(1500), status = -1;
+    char *req = xasprintf("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        send_raw(fd, req, strlen(req));
+        status = recv_status(fd);
+    }
+    free(req);
+    *ret_ms = now_monotonic_ms() - start;
+    return status == 0 ? -1 : status;
+}
+
+/* Probes path every 200 ms until t's clients stop; each must answer 200 within 1500 ms.
+ * Returns the slowest answer. */
+static int64_t probe_while_trickling(const Trickler *t, const char *path)
+{
+    int64_t worst = 0, ms;
+    int probes = 0;
+
+    testenv_sleep_ms(300); /* the slow clients hold every connection they can by now */
+    while (now_monotonic_ms() + 1700 < t->until_ms) {
+        int status = probe(path, &ms);
+        cr_expect_eq(status, 200, "%s answered %d after %lld ms", path, status, (long long)ms);
+        worst = ms > worst ? ms : worst;
+        probes++;
+        testenv_sleep_ms(200);
+    }
+    cr_expect_geq(probes, 3);
+    return worst;
+}
+
+static long metric_value(const char *name)
+{
+    Reply r = get("/metrics");
+    char *line = xasprintf("\n%s ", name);
+    const char *at = strstr(r.body, line);
+    long v = at ? atol(at + strlen(line)) : -1;
+
+    free(line);
+    reply_done(&r);
+    return v;
+}
+
+static void start_slow_server(void)
+{
+    start_with((HttpOptions){.max_connections = SLOW_CONNECTIONS,
+                             .reserved_connections = SLOW_RESERVED,
+                             .header_timeout_ms = 2000});
+}
+
+TestSuite(http_slow, .fini = stop_server, .timeout = 60);
+
+/* Before the reserve and the deadline, the first 64 slow clients held every connection for
+ * as long as they trickled (libmicrohttpd's idle timeout restarts with every byte) and
+ * /healthz waited behind them. */
+Test(http_slow, slow_request_heads_do_not_stop_healthz, .init = start_slow_server)
+{
+    static Trickler t;
+    pthread_t thread;
+    int64_t worst;
+
+    raise_fd_limit(2 * (SLOW_CLIENTS + SLOW_CONNECTIONS) + 256);
     run_all();
-    open_waiters(FEW_CONNECTIONS);
-    served = flood_past_the_limit();
-    cr_expect_eq(served, 0, "%d clients past the limit were served", served);
-    cr_expect_eq(board_wait_pending(board), FEW_CONNECTIONS);
-    board_committed(board, 2, 0, sid(500, 0), &o, 1);
-    for (int i = 0; i < FEW_CONNECTIONS; i++) {
-        Reply r = http_recv(many_fds[i]);
+    trickle_start(&t, &thread, SLOW_CLIENTS, 3500);
+    worst = probe_while_trickling(&t, "/healthz");
+    pthread_join(thread, NULL);
+    cr_log_info("%d slow clients on %d connections: /healthz answered within %lld ms; the "
+                "server closed slow clients %d times",
+                SLOW_CLIENTS, SLOW_CONNECTIONS, (long long)worst, t.reconnects);
+    cr_expect_gt(t.reconnects, SLOW_CLIENTS - SLOW_CONNECTIONS, "%d", t.reconnects);
+    cr_expect_gt(metric_value("projector_http_evictions_total"), 0);
+}
+
+static void start_deadline_server(void)
+{
+    start_with((HttpOptions){.max_connections = SLOW_CONNECTIONS, .header_timeout_ms = 500});
+}
+
+/* Milliseconds until the server closes fd, sending a byte of trickle every 50 ms; -1 when
+ * it is still open after 3 s. */
+static int64_t ms_until_closed(int fd, const char *trickle)
+{
+    int64_t start = now_monotonic_ms();
+    char buf[4096];
+
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    while (now_monotonic_ms() - start < 3000) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+            return now_monotonic_ms() - start;
+        if (trickle && send(fd, trickle, 1, MSG_NOSIGNAL) < 0 && errno != EAGAIN)
+            return now_monotonic_ms() - start;
+        testenv_sleep_ms(50);
+    }
+    return -1;
+}
+
+/* A head that has not arrived within header_timeout_ms is closed however many bytes it
+ * trickles; so is a keep-alive connection idle for as long. */
+Test(http_slow, a_request_head_has_a_deadline, .init = start_deadline_server)
+{
+    static const char keep_alive[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    int fd = http_connect(2000);
+    int64_t ms;
+    char buf[256];
+
+    send_raw(fd, "GET /lag HTTP/1.1\r\nHost: x\r\nX-Slow: ", 36);
+    ms = ms_until_closed(fd, "a");
+    close(fd);
+    cr_expect(ms >= 450 && ms < 1500, "a trickling head was closed after %lld ms", (long long)ms);
+    fd = http_connect(2000);
+    send_raw(fd, keep_alive, sizeof(keep_alive) - 1);
+    cr_assert_gt(recv(fd, buf, sizeof(buf), 0), 12);
+    cr_expect(strncmp(buf, "HTTP/1.1 200", 12) == 0);
+    ms = ms_until_closed(fd, NULL);
+    close(fd);
+    cr_expect(ms >= 400 && ms < 1500, "an idle keep-alive connection was closed after %lld ms",
+              (long long)ms);
+    cr_expect_eq(metric_value("projector_http_header_timeouts_total"), 2);
+}
+
+static void start_waiter_server(void)
+{
+    /* max_waiters left to its default: what the connections leave beside the reserve. */
+    start_with(
+        (HttpOptions){.max_connections = SLOW_CONNECTIONS, .reserved_connections = SLOW_RESERVED});
+}
+
+/* As many long-polls as connections: before max_waiters had to fit under the connection
+ * limit, they took every connection, and /healthz and /readyz no longer answered. */
+Test(http_slow, long_polls_at_max_waiters_leave_healthz_and_readyz, .init = start_waiter_server)
+{
+    enum { WAITERS = SLOW_CONNECTIONS - 2 * SLOW_RESERVED };
+    static int fds[SLOW_CONNECTIONS];
+    static Trickler t;
+    BoardOutcome o = {.id = sid(900, 0), .outcome = BOARD_OUTCOME_APPLIED};
+    pthread_t thread;
+    int refused = 0, answered = 0;
+    int64_t ms;
+
+    raise_fd_limit(2 * (SLOW_CLIENTS + SLOW_CONNECTIONS) + 256);
+    run_all();
+    for (int i = 0; i < SLOW_CONNECTIONS; i++)
+        fds[i] = http_send("GET", "/wait?stream=customers&id=900-0&readmodel=customers"
+                                  "&timeout_ms=20000");
+    wait_pending(WAITERS);
+    cr_expect_eq(probe("/healthz", &ms), 200, "/healthz beside %d waiters", WAITERS);
+    cr_expect_eq(probe("/readyz", &ms), 200, "/readyz beside %d waiters", WAITERS);
+    /* Waiters and slow clients together. */
+    trickle_start(&t, &thread, SLOW_CLIENTS / 3, 3500);
+    cr_expect_lt(probe_while_trickling(&t, "/readyz"), 1500);
+    pthread_join(thread, NULL);
+    board_committed(board, 2, 0, sid(900, 0), &o, 1);
+    for (int i = 0; i < SLOW_CONNECTIONS; i++) {
+        Reply r = http_recv(fds[i]);
+        refused += r.status == 503;
         answered += r.status == 200;
         reply_done(&r);
     }
-    cr_expect_eq(answered, FEW_CONNECTIONS);
-    /* The slots are free again (after the backlog of closed clients is drained). */
-    cr_expect_eq(healthz_eventually(), 200);
-    cr_log_info("VmRSS grew %ld KiB", rss_kib() - before);
-    cr_expect_lt(rss_kib() - before, 64L * 1024);
+    cr_expect_eq(answered, WAITERS);
+    cr_expect_eq(refused, SLOW_CONNECTIONS - WAITERS);
+}
+
+/* ---- every request under max_request_bytes is answered ---- */
+
+/* /lag with a query of n parameters, each fmt formatted with its number (fmt may leave it
+ * out), joined by '&'. */
+static char *query_of(int n, const char *fmt)
+{
+    StrBuf sb = {0};
+
+    strbuf_append(&sb, "/lag?");
+    for (int i = 0; i < n; i++) {
+        strbuf_append(&sb, i ? "&" : "");
+        strbuf_appendf(&sb, fmt, i);
+    }
+    return strbuf_take(&sb);
+}
+
+/* Before the pool was sized for the parsed parameters, a 2 KB query of 300 parameters got
+ * no answer at all: libmicrohttpd ran out of memory parsing it and stalled. */
+Test(http_limits, a_query_of_300_parameters_is_answered)
+{
+    char *path = query_of(300, "p%d=v");
+    int status;
+
+    cr_assert_lt(strlen(path), 2600);
+    status = request_status(path, "");
+    cr_expect_eq(status, 200, "%zu-byte query of 300 parameters: %d", strlen(path), status);
+    free(path);
+    expect_healthy();
+}
+
+/* Requests of every shape under and over the 16384-byte default: under it, answered (200,
+ * or 414/431 when it has more fields than max_request_bytes / 32); over it, 414 or 431. */
+Test(http_limits, every_request_under_the_limit_is_answered)
+{
+    static const struct {
+        int params;
+        const char *fmt;
+        int status; /* 0: 414 or 431, whichever the size says */
+    } queries[] = {
+        {500, "p%d=v", 200},        /* 500 fields with the headers: within 512 */
+        {600, "p%d=v", 414},        /* more than 512 parameters */
+        {5000, "x", 414},           /* 10 KB of "x&x&...": 5000 parameters */
+        {1200, "param%d=value", 0}, /* over 16384 bytes */
+    };
+    static const struct {
+        int count, status;
+    } header_fields[] = {{400, 200}, {540, 431}, {2000, 431}};
+
+    for (size_t i = 0; i < ARRAY_SIZE(queries); i++) {
+        char *path = query_of(queries[i].params, queries[i].fmt);
+        int status = request_status(path, "");
+        int want = queries[i].status ? queries[i].status : 414;
+
+        cr_expect_eq(status, want, "%d parameters, %zu bytes: %d", queries[i].params, strlen(path),
+                     status);
+        free(path);
+    }
+    /* Header fields: within 512, past it (refused here), far past it (by libmicrohttpd). */
+    for (size_t i = 0; i < ARRAY_SIZE(header_fields); i++) {
+        StrBuf sb = {0};
+        for (int f = 0; f < header_fields[i].count; f++)
+            strbuf_appendf(&sb, "H%d:\r\n", f);
+        cr_assert_lt(sb.len, 16000);
+        cr_expect_eq(request_status("/lag", sb.buf), header_fields[i].status, "%d header fields",
+                     header_fields[i].count);
+        strbuf_done(&sb);
+    }
+    cr_expect_eq(metric_value("projector_http_requests_too_large_total"), 4);
+    expect_healthy();
+}
+
+/* ---- keep-alive and pipelining ---- */
+
+/* Reads until the server closes fd (or 5 s pass) and closes it; the statuses of the
+ * responses in order, -1 after the last. */
+static int read_statuses(int fd, int *statuses, int max)
+{
+    struct timeval tv = {.tv_sec = 5};
+    StrBuf sb = {0};
+    char buf[65536];
+    ssize_t n;
+    int count = 0;
+
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    strbuf_append(&sb, "");
+    while ((n = recv(fd, buf, sizeof(buf), 0)) > 0 || (n < 0 && errno == EINTR))
+        if (n > 0)
+            strbuf_appendn(&sb, buf, (size_t)n);
+    close(fd);
+    /* No body here holds "HTTP/1.1 ": each one begins a response. */
+    for (const char *p = sb.buf; (p = strstr(p, "HTTP/1.1 ")) != NULL && count < max; p += 9)
+        statuses[count++] = atoi(p + 9);
+    strbuf_done(&sb);
+    return count;
+}
+
+/* Before, an answer given at once made libmicrohttpd close the connection after it: 101
+ * pipelined requests got one answer. */
+Test(http, pipelined_requests_get_every_answer)
+{
+    enum { N = 101 };
+    static const char one[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char *const mixed[] = {
+        "GET /lag HTTP/1.1\r\nHost: x\r\n\r\n",
+        "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /wait?stream=orders&id=1-0&timeout_ms=0 HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /lag HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    };
+    static const int want[] = {200, 200, 408, 404, 405, 503};
+    int statuses[N + 1], fd, count, ok = 0;
+    StrBuf sb = {0};
+
+    for (int i = 0; i < N - 1; i++)
+        strbuf_append(&sb, one);
+    strbuf_append(&sb, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    fd = http_connect(2000);
+    send_raw(fd, sb.buf, sb.len);
+    count = read_statuses(fd, statuses, N + 1);
+    for (int i = 0; i < count; i++)
+        ok += statuses[i] == 200;
+    cr_expect_eq(count, N, "%d answers to %d pipelined requests", count, N);
+    cr_expect_eq(ok, N);
+    strbuf_reset(&sb);
+    for (size_t i = 0; i < ARRAY_SIZE(mixed); i++)
+        strbuf_append(&sb, mixed[i]);
+    fd = http_connect(2000);
+    send_raw(fd, sb.buf, sb.len);
+    count = read_statuses(fd, statuses, N + 1);
+    cr_expect_eq(count, (int)ARRAY_SIZE(want));
+    for (int i = 0; i < count && i < (int)ARRAY_SIZE(want); i++)
+        cr_expect_eq(statuses[i], want[i], "answer %d", i);
+    strbuf_done(&sb);
+}
+
+/* A client that says it sends nothing more right after its requests (shutdown for
+ * writing, as `nc -N` and many scripts do) gets every answer and then the end of the
+ * connection at once, not at the head deadline: libmicrohttpd 0.9.75 alone would miss
+ * that end when it comes with the requests. */
+Test(http, a_client_that_ends_its_input_gets_its_answers_and_the_close)
+{
+#define ONE_REQUEST "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    static const char *const sends[] = {ONE_REQUEST, ONE_REQUEST
+                                        "GET /lag HTTP/1.1\r\nHost: x\r\n\r\n" ONE_REQUEST};
+    int statuses[4];
+
+    for (int round = 0; round < 6; round++) {
+        const char *bytes = sends[round % 2];
+        int fd = http_connect(2000);
+        int64_t start = now_monotonic_ms(), ms;
+        int count;
+
+        send_raw(fd, bytes, strlen(bytes));
+        shutdown(fd, SHUT_WR);
+        count = read_statuses(fd, statuses, 4);
+        ms = now_monotonic_ms() - start;
+        cr_expect_eq(count, round % 2 ? 3 : 1, "round %d", round);
+        cr_expect_lt(ms, 1000, "round %d: closed after %lld ms", round, (long long)ms);
+    }
+#undef ONE_REQUEST
+}
+
+/* ---- the log ---- */
+
+/* This process's stderr, where the log goes, sent to a file until log_capture_end. */
+typedef struct LogCapture {
+    int saved;
+    char path[32];
+} LogCapture;
+
+static void log_capture_begin(LogCapture *lc)
+{
+    int fd;
+
+    snprintf(lc->path, sizeof(lc->path), "/tmp/pj_http_log_XXXXXX");
+    fd = mkstemp(lc->path);
+    cr_assert_geq(fd, 0);
+    fflush(stderr);
+    lc->saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+}
+
+/* What was logged meanwhile (caller frees). */
+static char *log_capture_end(LogCapture *lc)
+{
+    FILE *f;
+    StrBuf sb = {0};
+    char buf[4096];
+    size_t n;
+
+    fflush(stderr);
+    dup2(lc->saved, STDERR_FILENO);
+    close(lc->saved);
+    f = fopen(lc->path, "r");
+    cr_assert_not_null(f);
+    strbuf_append(&sb, "");
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+        strbuf_appendn(&sb, buf, n);
+    fclose(f);
+    unlink(lc->path);
+    return strbuf_take(&sb);
+}
+
+/* Before, each client that hung up in the middle of its request wrote a warning. */
+Test(http, a_client_hanging_up_is_logged_at_debug)
+{
+    static const char *const partial[] = {
+        "GET /lag HTTP/1.1\r\nHost: x\r\n",
+        "GET /metr",
+        "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+    };
+    struct linger reset = {.l_onoff = 1, .l_linger = 0};
+    LogCapture lc;
+    char *logged;
+
+    log_set_level(LOG_DEBUG);
+    log_capture_begin(&lc);
+    for (int i = 0; i < 60; i++) {
+        int fd = http_connect(2000);
+        const char *bytes = partial[i % ARRAY_SIZE(partial)];
+        send_raw(fd, bytes, strlen(bytes));
+        testenv_sleep_ms(2);
+        if (i % 2)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+        close(fd);
+    }
+    expect_healthy();
+    testenv_sleep_ms(200);
+    logged = log_capture_end(&lc);
+    cr_expect(strstr(logged, " warn ") == NULL, "%s", logged);
+    cr_expect(strstr(logged, " debug http: ") != NULL, "nothing logged at debug:\n%s", logged);
+    free(logged);
+}
+
+#define LISTEN_TOKEN "Zx9-kQ2.r7_Lm4~pT8+vW1/aB6="
+
+/* What http_start on address, with token (NULL for none), logs. */
+static char *start_logs(const char *address, const char *token)
+{
+    Board *b = board_new(board_models_fixture());
+    HttpOptions opts = {.listen = address, .token = token};
+    PjError err = {0};
+    LogCapture lc;
+    Http *h = NULL;
+    char *logged;
+
+    log_capture_begin(&lc);
+    cr_assert_eq(http_start(&opts, b, &h, &err), 0, "%s", err.message);
+    logged = log_capture_end(&lc);
+    h = http_stop(h);
+    board_free(b);
+    return logged;
+}
+
+Test(http_listen, warns_when_reachable_beyond_loopback_without_a_token)
+{
+    static const char *const quiet[][2] = {
+        {"127.0.0.1:0", NULL}, {"127.0.0.2:0", NULL}, {":0", LISTEN_TOKEN}};
+    char *logged = start_logs(":0", NULL);
+
+    cr_expect(strstr(logged, " warn http: listening on \":0\", which is not a loopback address, "
+                             "without a token") != NULL,
+              "%s", logged);
+    free(logged);
+    for (size_t i = 0; i < ARRAY_SIZE(quiet); i++) {
+        logged = start_logs(quiet[i][0], quiet[i][1]);
+        cr_expect(strstr(logged, "loopback") == NULL, "%s: %s", quiet[i][0], logged);
+        free(logged);
+    }
+}
+
+Test(http_listen, refuses_options_that_do_not_fit)
+{
+    static const struct {
+        HttpOptions opts;
+        const char *error;
+    } cases[] = {
+        {{.max_connections = 64, .max_waiters = 56},
+         "max_waiters (56) must be below max_connections (64) minus reserved_connections (8)"},
+        {{.max_connections = 64, .reserved_connections = 64},
+         "reserved_connections (64) must be below max_connections (64)"},
+        {{.token = "short-token"}, "the token is shorter than 16 characters"},
+    };
+    Board *b = board_new(board_models_fixture());
+
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        HttpOptions opts = cases[i].opts;
+        PjError err = {0};
+        Http *h = NULL;
+        opts.listen = "127.0.0.1:0";
+        cr_expect_eq(http_start(&opts, b, &h, &err), -PJ_EINVAL, "case %zu", i);
+        cr_expect_str_eq(err.message, cases[i].error);
+        cr_expect_null(h);
+        h = http_stop(h);
+    }
+    board_free(b);
+}
+
+/* ---- configuration ---- */
+
+/* Loads text as projector.yaml; returns the errors as "line:col: message" lines (caller
+ * frees; "" when it loads) and frees the config. */
+static char *config_errors(const char *text, Config **ret)
+{
+    char path[] = "/tmp/pj_http_config_XXXXXX";
+    int fd = mkstemp(path);
+    Diagnostics d = {0};
+    StrBuf sb = {0};
+    Config *cfg = NULL;
+    int rc;
+
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    rc = config_load(path, false, NULL, &cfg, &d);
+    unlink(path);
+    strbuf_append(&sb, "");
+    for (size_t i = 0; i < d.count; i++)
+        strbuf_appendf(&sb, "%d:%d: %s\n", d.items[i].line, d.items[i].column, d.items[i].message);
+    cr_assert_eq(rc<0, d.count> 0);
+    diag_done(&d);
+    if (ret)
+        *ret = cfg;
+    else
+        config_free(cfg);
+    return strbuf_take(&sb);
+}
+
+Test(http_config, defaults_fit_together)
+{
+    Config *cfg;
+    char *errs = config_errors("", &cfg);
+
+    cr_assert_str_empty(errs);
+    cr_expect_eq(cfg->http_max_connections, 1024);
+    cr_expect_eq(cfg->http_reserved_connections, 64);
+    cr_expect_eq(cfg->http_max_waiters, 896);
+    cr_expect_eq(cfg->http_header_timeout_ms, 5000);
+    cr_expect_eq(cfg->http_max_request_bytes, 16384);
+    free(errs);
+    config_free(cfg);
+}
+
+Test(http_config, max_waiters_must_leave_the_reserve_free)
+{
+    static const struct {
+        const char *text, *error;
+    } cases[] = {
+        {"http:\n  max_connections: 1024\n  max_waiters: 10000\n",
+         "3:16: \"max_waiters\" (10000) must be below \"max_connections\" (1024) minus "
+         "\"reserved_connections\" (64), so at most 959: the reserved connections keep /healthz "
+         "and /readyz answering while every waiter waits\n"},
+        {"http:\n  max_waiters: 960\n", "2:16: \"max_waiters\" (960) must be below"},
+        {"http:\n  max_connections: 200\n", "2:20: \"max_waiters\" (896) must be below "
+                                            "\"max_connections\" (200) minus "
+                                            "\"reserved_connections\" (64), so at most 135"},
+        {"http:\n  max_connections: 100\n  reserved_connections: 100\n",
+         "3:25: \"reserved_connections\" (100) must be below \"max_connections\" (100)\n"},
+        {"http:\n  header_timeout_ms: 50\n",
+         "2:22: invalid value \"50\" for \"header_timeout_ms\": must be 100..600000\n"},
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        char *errs = config_errors(cases[i].text, NULL);
+        cr_expect(strstr(errs, cases[i].error) != NULL, "case %zu: %s", i, errs);
+        free(errs);
+    }
+    cr_expect_str_empty(config_errors("http:\n  max_waiters: 959\n", NULL));
+    cr_expect_str_empty(config_errors("http:\n  max_connections: 200\n  max_waiters: 135\n"
+                                      "  reserved_connections: 64\n",
+                                      NULL));
+}
+
+Test(http_config, a_short_token_is_refused_without_being_echoed)
+{
+    char *errs = config_errors("http:\n  token: '${PJ_HTTP_SHORT_TOKEN}'\n", NULL);
+
+    cr_expect(strstr(errs, "environment variable") != NULL, "%s", errs);
+    free(errs);
+    setenv("PJ_HTTP_SHORT_TOKEN", "Qm4-z8Kd2Lp0xW7", 1); /* 15 characters */
+    errs = config_errors("http:\n  token: '${PJ_HTTP_SHORT_TOKEN}'\n", NULL);
+    cr_expect_str_eq(errs, "2:10: invalid value for \"token\": expected at least 16 characters "
+                           "(a shorter token can be guessed)\n");
+    free(errs);
+    errs = config_errors("http:\n  token: Qm4-z8Kd2Lp0xW7\n", NULL);
+    cr_expect(strstr(errs, "2:10: invalid value for \"token\": expected at least 16") != NULL, "%s",
+              errs);
+    cr_expect(strstr(errs, "Qm4") == NULL, "the error repeats the token: %s", errs);
+    free(errs);
+    setenv("PJ_HTTP_SHORT_TOKEN", "Qm4-z8Kd2Lp0xW7a", 1); /* 16 */
+    errs = config_errors("http:\n  token: '${PJ_HTTP_SHORT_TOKEN}'\n", NULL);
+    cr_expect_str_empty(errs);
+    free(errs);
+    unsetenv("PJ_HTTP_SHORT_TOKEN");
 }
