@@ -43,7 +43,7 @@ static const char usage_text[] =
     "                   default: the configured read-model folder); no servers needed\n"
     "  migrate          create or upgrade the bookkeeping schema\n"
     "  ddl              print the SQL that creates the read tables\n"
-    "  status           print the lag of every read model\n"
+    "  status [--json]  print the state and lag of every read model\n"
     "  dlq list [--readmodel R]\n"
     "                   list dead letters, oldest first\n"
     "  dlq show ID      one dead letter: its raw entry, decoded event and full error\n"
@@ -93,10 +93,13 @@ static const CommandHelp command_help[] = {
     {"ddl", "usage: projector [--config FILE] ddl\n"
             "\n"
             "Prints the SQL that creates the read tables and their indexes.\n"},
-    {"status", "usage: projector [--config FILE] status\n"
+    {"status", "usage: projector [--config FILE] status [--json]\n"
                "\n"
-               "Prints, per read model and stream, the last entry applied, the entries behind\n"
-               "and the lag, read from PostgreSQL and Redis (the daemon need not run).\n"},
+               "Prints, per read model and stream, its state and the reason for it (from the\n"
+               "running daemon's /lag), the last entry in Redis, the last applied, the entries\n"
+               "behind, the lag and the dead letters, read from PostgreSQL and Redis (the\n"
+               "daemon need not run). Says which server cannot be reached; exit 1 then.\n"
+               "--json prints one JSON document instead of the table.\n"},
     {"dlq", "usage: projector [--config FILE] dlq list [--readmodel R]\n"
             "       projector [--config FILE] dlq show ID\n"
             "       projector [--config FILE] dlq retry ID | --all [--readmodel R]\n"
@@ -128,7 +131,7 @@ static int print_help(const char *command)
 /* Commands whose own options follow the command word (the others take none). */
 static bool command_takes_options(const char *command)
 {
-    return command != NULL && strcmp(command, "dlq") == 0;
+    return command != NULL && (strcmp(command, "dlq") == 0 || strcmp(command, "status") == 0);
 }
 
 /* Returns -1 to continue, or an exit code. Options may come before or after the command;
@@ -305,9 +308,12 @@ static int cmd_status(const Args *a)
     Config *cfg;
     ModelSet *set;
     PjError err;
+    bool json = a->argc == 1 && strcmp(a->argv[0], "--json") == 0;
+    if (a->argc > 0 && !json)
+        return usage_error("status takes only --json, not \"%s\"", a->argv[0]);
     if (load_both(a, false, true, &cfg, &set) < 0)
         return PJ_EXIT_USAGE;
-    if (status_print(cfg, set, stdout, &err) < 0) {
+    if (status_print(cfg, set, json, stdout, &err) < 0) {
         fprintf(stderr, "projector: %s\n", err.message);
         return done_with(cfg, set, PJ_EXIT_RUNTIME);
     }

@@ -51,4 +51,11 @@ Http *http_stop_keep(Http *http, int *ret_fd);
 /* The port actually bound (useful with port 0). */
 unsigned http_port(const Http *http);
 
+/* For the command line: GET path from the daemon listening on listen (a wildcard address
+ * is reached on loopback), with the bearer token when there is one, within timeout_ms.
+ * On 0, *ret_status is the answer's status and *ret_body (the caller's) its body; -PJ_EIO
+ * when nothing answers in time, -PJ_EINVAL when listen does not parse. */
+int http_get_local(const char *listen, const char *token, const char *path, int timeout_ms,
+                   unsigned *ret_status, char **ret_body, PjError *err) PJ_MUSTCHECK;
+
 #endif

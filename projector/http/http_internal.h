@@ -10,6 +10,11 @@
 
 /* ---- http_listen.c ---- */
 
+/* "host:port", "[v6]:port" or ":port"; *ret_host (the caller's) is NULL for all
+ * interfaces. */
+int http_listen_parse(const char *address, char **ret_host, char port[6],
+                      PjError *err) PJ_MUSTCHECK;
+
 /* Binds and listens on address: "host:port", "[v6]:port", or ":port" for every interface
  * (IPv6 and IPv4, or IPv4 alone on a machine without IPv6). On success *ret_fd is a
  * non-blocking, close-on-exec listening socket owned by the caller and *ret_port the port

@@ -31,8 +31,7 @@ static bool parse_port(const char *s, char port[6])
     return true;
 }
 
-/* "host:port", "[v6]:port" or ":port"; *ret_host is NULL for all interfaces. */
-static int parse_listen(const char *address, char **ret_host, char port[6], PjError *err)
+int http_listen_parse(const char *address, char **ret_host, char port[6], PjError *err)
 {
     const char *colon;
 
@@ -81,7 +80,7 @@ int http_listen_open(const char *address, int *ret_fd, unsigned *ret_port, PjErr
     socklen_t sslen = sizeof(ss);
     int rc, fd = -1, saved = EADDRNOTAVAIL;
 
-    rc = parse_listen(address, &host, port, err);
+    rc = http_listen_parse(address, &host, port, err);
     if (rc < 0)
         return rc;
     hints.ai_family = host ? AF_UNSPEC : AF_INET6;

@@ -259,10 +259,51 @@ Test(cli, status_and_takeover_of_a_dead_consumer, .timeout = 120)
 
     const char *status[] = {"status", "--config", e.config, NULL};
     char *out = run_cli(status, 0);
-    cr_assert(strstr(out, "READMODEL") != NULL, "%s", out);
+    cr_assert(strstr(out, "READMODEL") != NULL && strstr(out, "STATE") != NULL, "%s", out);
     cr_assert(strstr(out, "customers") != NULL && strstr(out, id) != NULL, "%s", out);
     free(out);
+    /* --json: the state of each read model is the one /lag gives */
+    const char *json_args[] = {"status", "--json", "--config", e.config, NULL};
+    out = run_cli(json_args, 0);
+    json_t *doc = json_loads(out, 0, NULL);
+    cr_assert_not_null(doc, "not JSON: %s", out);
+    cr_assert_str_eq(json_string_value(json_object_get(doc, "daemon")), "ok");
+    cr_assert_str_eq(json_string_value(json_object_get(doc, "postgres")), "ok");
+    size_t i;
+    json_t *rm;
+    json_array_foreach(json_object_get(doc, "readmodels"), i, rm)
+    {
+        const char *name = json_string_value(json_object_get(rm, "name"));
+        char lag_path[96], *lag = NULL;
+        snprintf(lag_path, sizeof lag_path, "/lag/%s", name);
+        cr_assert_eq(testenv_http_get(e.port, lag_path, &lag), 200);
+        json_t *l = json_loads(lag, 0, NULL);
+        cr_assert_str_eq(json_string_value(json_object_get(rm, "state")),
+                         json_string_value(json_object_get(l, "state")), "%s: %s vs %s", name, out,
+                         lag);
+        json_decref(l);
+        free(lag);
+    }
+    json_decref(doc);
+    free(out);
     cr_assert_eq(testenv_kill(pid, SIGTERM), 0);
+    /* without the daemon: the lag all the same, and the states said unknown */
+    out = run_cli(status, 0);
+    cr_assert(strstr(out, "the daemon does not answer") != NULL, "%s", out);
+    cr_assert(strstr(out, id) != NULL, "%s", out);
+    free(out);
+    /* PostgreSQL out of reach: said plainly, exit 1, Redis's part still shown */
+    char *nopg_dir = testenv_tmpdir();
+    char *bad =
+        testenv_write_config(nopg_dir, e.redis_url, "host=127.0.0.1 port=1 connect_timeout=2",
+                             e.port, PROJECTOR_SOURCE_DIR "/readmodels", 100, 200);
+    free(nopg_dir);
+    const char *nopg[] = {"status", "--config", bad, NULL};
+    out = run_cli(nopg, 1);
+    cr_assert(strstr(out, "PostgreSQL cannot be reached") != NULL, "%s", out);
+    cr_assert(strstr(out, id) != NULL, "the last entry in Redis is not shown: %s", out);
+    free(out);
+    free(bad);
     PQfinish(pg);
     redisFree(r);
     env_done(&e);
