@@ -189,7 +189,10 @@ static void print_table(const json_t *doc, FILE *out, bool colour)
         width[k] = strlen(status_headers[k]);
     json_array_foreach(rms, i, rm)
     {
-        json_array_foreach(json_object_get(rm, "streams"), j, st) measure_row(rm, st, width);
+        json_array_foreach(json_object_get(rm, "streams"), j, st)
+        {
+            measure_row(rm, st, width);
+        }
     }
     for (int k = 0; k < STATUS_COLUMNS; k++)
         fprintf(out, k + 1 < STATUS_COLUMNS ? "%-*s  " : "%.*s%s\n", (int)width[k],
@@ -197,7 +200,9 @@ static void print_table(const json_t *doc, FILE *out, bool colour)
     json_array_foreach(rms, i, rm)
     {
         json_array_foreach(json_object_get(rm, "streams"), j, st)
+        {
             print_row(rm, st, width, colour, out);
+        }
     }
 }
 
