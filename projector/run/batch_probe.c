@@ -24,7 +24,7 @@ static size_t probe_collect(const BatchRun *b, size_t st, size_t **ret_items,
 {
     size_t n = 0;
     *ret_items = xcalloc(b->nitems + 1, sizeof **ret_items);
-    *ret_stmts = xcalloc(b->nitems + 1, sizeof **ret_stmts);
+    *ret_stmts = xcalloc(b->nitems + 1, sizeof(const BoundStatement *));
     for (size_t i = 0; i < b->nitems; i++) {
         const Item *it = &b->items[i];
         if (it->kind != BATCH_ITEM_APPLY)
