@@ -97,6 +97,17 @@ json_t *board_json(Board *board, int rm);
  * "apply_seconds", "end_to_end_seconds": {"bounds":[...], "counts":[...] (per bucket, the
  * last one past every bound), "count", "sum"}}}]}. Caller owns the reference. */
 json_t *board_metrics_json(Board *board);
+/* The counters of a board (events applied and skipped per stream; batches, retries and
+ * histograms per read model), kept by name across a reload: taken from the board that
+ * stops, added to the one that starts, so /metrics' counters only ever grow for the life
+ * of the process. (Dead letters are counted from PostgreSQL by each worker as it starts.) */
+typedef struct BoardTally BoardTally;
+BoardTally *board_tally_take(Board *board);
+/* Adds the tally to the read models and streams of board that have the same names
+ * (tally NULL: nothing). */
+void board_tally_restore(Board *board, const BoardTally *tally);
+/* Accepts NULL; returns NULL. */
+BoardTally *board_tally_free(BoardTally *tally);
 /* True when no read model is retrying, stopped or starting. */
 bool board_ready(Board *board);
 

@@ -4,6 +4,8 @@
  * board's mutex like the rest (board.c takes it).
  */
 #include <assert.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "board/board_internal.h"
 #include "os/now.h"
@@ -119,4 +121,101 @@ json_t *board_metrics_json(Board *b)
         json_array_append_new(rms, rm_stats_json(b->set->models[i].name, &b->rms[i].stats));
     pthread_mutex_unlock(&b->mu);
     return json_pack("{s:o}", "readmodels", rms);
+}
+
+/* ---- the tally kept across a reload ---- */
+
+typedef struct TallyStream {
+    char *readmodel, *stream;
+    uint64_t applied, skipped;
+} TallyStream;
+
+typedef struct TallyModel {
+    char *readmodel;
+    RmStats stats;
+} TallyModel;
+
+struct BoardTally {
+    TallyStream *streams;
+    size_t nstreams;
+    TallyModel *models;
+    size_t nmodels;
+};
+
+BoardTally *board_tally_take(Board *b)
+{
+    BoardTally *t = xcalloc(1, sizeof *t);
+    pthread_mutex_lock(&b->mu);
+    t->models = xcalloc(b->set->count + 1, sizeof *t->models);
+    for (size_t i = 0; i < b->set->count; i++) {
+        const Model *m = &b->set->models[i];
+        t->models[t->nmodels++] = (TallyModel){xstrdup(m->name), b->rms[i].stats};
+        t->streams = xrealloc(t->streams, (t->nstreams + m->nstreams + 1) * sizeof *t->streams);
+        for (size_t s = 0; s < m->nstreams; s++) {
+            const StreamBoard *sb = &b->rms[i].streams[s];
+            t->streams[t->nstreams++] =
+                (TallyStream){xstrdup(m->name), xstrdup(m->streams[s]), sb->applied, sb->skipped};
+        }
+    }
+    pthread_mutex_unlock(&b->mu);
+    return t;
+}
+
+static void hist_add(BoardHistogram *to, const BoardHistogram *from)
+{
+    assert(to->nbounds == from->nbounds);
+    for (size_t i = 0; i <= to->nbounds; i++)
+        to->counts[i] += from->counts[i];
+    to->count += from->count;
+    to->sum += from->sum;
+}
+
+static void stats_add(RmStats *to, const RmStats *from)
+{
+    to->batches += from->batches;
+    for (int c = 0; c < BOARD_RETRY_COUNT; c++)
+        to->retries[c] += from->retries[c];
+    hist_add(&to->batch_size, &from->batch_size);
+    hist_add(&to->apply_seconds, &from->apply_seconds);
+    hist_add(&to->end_to_end_seconds, &from->end_to_end_seconds);
+}
+
+void board_tally_restore(Board *b, const BoardTally *t)
+{
+    if (t == NULL)
+        return;
+    pthread_mutex_lock(&b->mu);
+    for (size_t i = 0; i < b->set->count; i++) {
+        const Model *m = &b->set->models[i];
+        for (size_t k = 0; k < t->nmodels; k++)
+            if (strcmp(t->models[k].readmodel, m->name) == 0)
+                stats_add(&b->rms[i].stats, &t->models[k].stats);
+        for (size_t s = 0; s < m->nstreams; s++) {
+            StreamBoard *sb = &b->rms[i].streams[s];
+            for (size_t k = 0; k < t->nstreams; k++) {
+                const TallyStream *ts = &t->streams[k];
+                if (strcmp(ts->readmodel, m->name) != 0 || strcmp(ts->stream, m->streams[s]) != 0)
+                    continue;
+                sb->applied += ts->applied;
+                sb->skipped += ts->skipped; /* dead letters: the worker counts them anew */
+            }
+        }
+    }
+    pthread_mutex_unlock(&b->mu);
+}
+
+BoardTally *board_tally_free(BoardTally *t)
+{
+    if (t == NULL)
+        return NULL;
+    for (size_t k = 0; k < t->nmodels; k++)
+        free(t->models[k].readmodel);
+    for (size_t k = 0; k < t->nstreams; k++) {
+        free(t->streams[k].readmodel);
+        free(t->streams[k].stream);
+    }
+    free(t->models);
+    free(t->streams);
+    free(t);
+    return NULL;
 }

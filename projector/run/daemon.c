@@ -43,6 +43,7 @@ typedef struct Daemon {
     int listener; /* between a reload's stop and start: the kept HTTP socket, else -1 */
     Worker **workers;
     bool ready;          /* READY=1 sent since the last start of serving */
+    BoardTally *tally;   /* between a reload's stop and start: the counters carried over */
     int64_t watchdog_ms; /* the service manager's watchdog interval, 0: none */
 } Daemon;
 
@@ -138,6 +139,8 @@ static int start_serving(Daemon *d)
     d->listener = -1; /* http_start takes it over, whatever happens */
     atomic_store(&d->stop, false);
     d->board = board_new(d->set);
+    board_tally_restore(d->board, d->tally);
+    d->tally = board_tally_free(d->tally);
     if (http_start(&opts, d->board, &d->http, &err) < 0) {
         log_error(NULL, "could not start the HTTP server on \"%s\": %s", d->cfg->http_listen,
                   err.message);
@@ -173,6 +176,8 @@ static void stop_serving(Daemon *d, bool keep_listener)
         d->http = http_stop_keep(d->http, &d->listener);
     else
         d->http = http_stop(d->http);
+    if (keep_listener && d->board != NULL)
+        d->tally = board_tally_take(d->board); /* the counters outlive the reload */
     d->board = board_free(d->board);
 }
 
@@ -366,6 +371,7 @@ int daemon_run(const Config *cfg, ModelSet *set)
     if (d.listener >= 0)
         close(d.listener); /* a reload stopped while it waited for PostgreSQL */
     model_set_free(d.set);
+    d.tally = board_tally_free(d.tally);
     log_info(NULL, "exiting");
     return code == STOPPED_WHILE_WAITING ? 0 : code;
 }

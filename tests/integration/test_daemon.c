@@ -715,6 +715,13 @@ Test(daemon, sighup_reloads_valid_models_and_keeps_the_running_ones_otherwise, .
     rows = query(&e, "SELECT string_agg(id || '=' || n, ',' ORDER BY id) FROM lenient_counts");
     cr_assert_str_eq(rows, "a=1,b=2");
     free(rows);
+    /* The counters outlive the reloads: lenient applied both events, one before each. */
+    cr_assert_eq(testenv_http_get(e.port, "/lag/lenient", &body), 200);
+    json_t *lag = json_loads(body, 0, NULL);
+    json_t *st = json_array_get(json_object_get(lag, "streams"), 0);
+    cr_assert_eq(json_integer_value(json_object_get(st, "applied")), 2, "%s", body);
+    json_decref(lag);
+    free(body);
     env_stop(&e);
     free(models);
     env_done(&e);
