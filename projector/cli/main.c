@@ -310,7 +310,9 @@ static int cmd_status(const Args *a)
     PjError err;
     bool json = a->argc == 1 && strcmp(a->argv[0], "--json") == 0;
     if (a->argc > 0 && !json)
-        return usage_error("status takes only --json, not \"%s\"", a->argv[0]);
+        return usage_error(a->argv[0][0] == '-' ? "unrecognized option \"%s\""
+                                                : "status takes no argument \"%s\"",
+                           a->argv[0]);
     if (load_both(a, false, true, &cfg, &set) < 0)
         return PJ_EXIT_USAGE;
     if (status_print(cfg, set, json, stdout, &err) < 0) {
