@@ -183,12 +183,67 @@ Test(config, parses_redis_urls)
     redis_addr_done(&a);
     cr_assert_eq(redis_addr_parse("redis://:p%40ss@h:7000/15", &a, &err), 0);
     cr_assert_null(a.user);
-    cr_assert_str_eq(a.password, "p%40ss");
+    cr_assert_str_eq(a.password, "p@ss");
     cr_assert_eq(a.db, 15);
     redis_addr_done(&a);
     cr_assert_lt(redis_addr_parse("redis://h:99999", &a, &err), 0);
     cr_assert_lt(redis_addr_parse("redis://h:1/x", &a, &err), 0);
     cr_assert_lt(redis_addr_parse("redis://", &a, &err), 0);
+}
+
+/* The user and password of a Redis URL are percent-decoded (RFC 3986): "@", ":", "/" and
+ * "%" itself can be part of them. */
+Test(config, redis_url_user_and_password_are_percent_decoded)
+{
+    static const struct {
+        const char *url, *user, *password;
+    } cases[] = {
+        {"redis://app:p%40ss%3Aw%2Frd%25@h:1/2", "app", "p@ss:w/rd%"},
+        {"redis://us%65r%3a1:x@h", "user:1", "x"},
+        {"redis://%2f%2F@h", NULL, "//"},
+        {"redis://app:a:b@c@h:7", "app", "a:b@c"}, /* unencoded: the last "@" ends it */
+        {"redis://app:@h", "app", ""},
+        {"redis://app:%C3%A9@h", "app", "\xc3\xa9"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        RedisAddr a;
+        PjError err;
+        cr_assert_eq(redis_addr_parse(cases[i].url, &a, &err), 0, "%s: %s", cases[i].url,
+                     err.message);
+        if (cases[i].user == NULL)
+            cr_expect_null(a.user, "%s", cases[i].url);
+        else
+            cr_expect_str_eq(a.user, cases[i].user, "%s", cases[i].url);
+        cr_expect_str_eq(a.password, cases[i].password, "%s", cases[i].url);
+        cr_expect_str_eq(a.host, "h", "%s", cases[i].url);
+        redis_addr_done(&a);
+    }
+}
+
+/* A malformed escape is refused, and the message never repeats the password. */
+Test(config, redis_url_malformed_escape_is_refused_without_its_text)
+{
+    static const struct {
+        const char *url, *part;
+    } bad[] = {
+        {"redis://app:Secret%4@h", "password"},   {"redis://app:Secret%@h", "password"},
+        {"redis://app:Secret%zz1@h", "password"}, {"redis://app:Secret%00x@h", "password"},
+        {"redis://Secret%G1:x@h", "user name"},   {"redis://Secret%4:x@h", "user name"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        RedisAddr a = {0};
+        PjError err;
+        cr_assert_eq(redis_addr_parse(bad[i].url, &a, &err), -PJ_EINVAL, "%s accepted", bad[i].url);
+        cr_expect(strstr(err.message, bad[i].part) != NULL, "%s: %s", bad[i].url, err.message);
+        cr_expect(strstr(err.message, "Secret") == NULL, "the error repeats the secret: %s",
+                  err.message);
+    }
+    Config *cfg;
+    char *errs = load("redis:\n  url: \"redis://app:Secret%zz@127.0.0.1:6379/0\"\n", &cfg);
+    cr_assert_null(cfg);
+    cr_expect(strstr(errs, "2:8: invalid Redis URL: the password has a \"%\"") != NULL, "%s", errs);
+    cr_expect(strstr(errs, "Secret") == NULL, "%s", errs);
+    free(errs);
 }
 
 Test(config, unparsable_conninfo_is_reported_without_its_text)
