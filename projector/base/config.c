@@ -58,6 +58,8 @@ static const ConfigKey config_keys[] = {
     STR_KEY(NULL, "readmodels", readmodels_dir, "readmodels/"),
     INT_KEY(NULL, "batch", batch, "1000", 1, 10000),
     INT_KEY(NULL, "block_ms", block_ms, "1000", 1, 60000),
+    INT_KEY(NULL, "max_event_bytes", max_event_bytes, "4194304", 1024, 536870912),
+    INT_KEY(NULL, "max_read_bytes", max_read_bytes, "33554432", 1024, 1073741824),
     KEY(NULL, "set_based", KEY_BOOL, set_based, "true", 0, 0, false),
     INT_KEY(NULL, "parallel_apply", parallel_apply, "1", 1, PARALLEL_APPLY_MAX),
     KEY(NULL, "log_level", KEY_LOGLEVEL, log_level, "info", 0, 0, false),

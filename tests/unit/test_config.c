@@ -49,6 +49,8 @@ Test(config, empty_file_gives_defaults)
     cr_assert_str_eq(cfg->http_listen, "127.0.0.1:8080");
     cr_assert_eq(cfg->batch, 1000);
     cr_assert_eq(cfg->block_ms, 1000);
+    cr_assert_eq(cfg->max_event_bytes, 4 * 1024 * 1024);
+    cr_assert_eq(cfg->max_read_bytes, 32 * 1024 * 1024);
     cr_assert(cfg->set_based);
     cr_assert_eq(cfg->backoff_min_ms, 100);
     cr_assert_eq(cfg->backoff_max_ms, 10000);
@@ -126,8 +128,8 @@ Test(config, reports_every_error_with_its_position)
     cr_assert_null(cfg);
     cr_assert(strstr(errs,
                      "1:1: unrecognized key \"bacth\": expected one of redis, postgres, http, "
-                     "retry, readmodels, batch, block_ms, set_based, parallel_apply, log_level, "
-                     "stats_interval_s\n") != NULL,
+                     "retry, readmodels, batch, block_ms, max_event_bytes, max_read_bytes, "
+                     "set_based, parallel_apply, log_level, stats_interval_s\n") != NULL,
               "%s", errs);
     cr_assert(strstr(errs, "2:8: invalid value \"0\" for \"batch\": must be 1..10000\n") != NULL,
               "%s", errs);
@@ -145,6 +147,26 @@ Test(config, reports_every_error_with_its_position)
               "%s", errs);
     cr_assert(strstr(errs, "8:12: invalid value \"loud\" for \"log_level\"") != NULL, "%s", errs);
     cr_assert(strstr(errs, "9:7: expected a mapping, got a sequence\n") != NULL, "%s", errs);
+    free(errs);
+}
+
+Test(config, size_limits_have_bounds)
+{
+    Config *cfg;
+    char *errs = load("max_event_bytes: 1048576\nmax_read_bytes: 2048\n", &cfg);
+    cr_assert_str_empty(errs);
+    cr_assert_eq(cfg->max_event_bytes, 1048576);
+    cr_assert_eq(cfg->max_read_bytes, 2048);
+    config_free(cfg);
+    free(errs);
+    errs = load("max_event_bytes: 1023\nmax_read_bytes: 1073741825\n", &cfg);
+    cr_assert_null(cfg);
+    cr_expect(strstr(errs, "1:18: invalid value \"1023\" for \"max_event_bytes\": must be "
+                           "1024..536870912\n") != NULL,
+              "%s", errs);
+    cr_expect(strstr(errs, "2:17: invalid value \"1073741825\" for \"max_read_bytes\": must be "
+                           "1024..1073741824\n") != NULL,
+              "%s", errs);
     free(errs);
 }
 

@@ -1,0 +1,75 @@
+/* respcut.h - one XREADGROUP reply cut down to a read's limits while its bytes arrive,
+ * before hiredis builds it. Pure: bytes in, bytes out.
+ *
+ * hiredis holds a bulk string whole in its buffer, then copies it into the reply: an entry
+ * of 100 MiB costs 200 MiB before anything can look at it, and the reply of one read holds
+ * up to COUNT such entries per stream. A RespCut sits between the socket and hiredis's
+ * reader and rewrites the RESP of one reply (the target; those before and after it pass
+ * unchanged):
+ *   - an entry whose names and values add up to more than max_entry_bytes is "oversize":
+ *     from the field that crosses the limit on, each field reaches hiredis cut to its
+ *     first RESPCUT_KEEP_BYTES (and those fields to RESPCUT_KEEP_MAX in all);
+ *   - an entry that begins once max_read_bytes of entry data have passed is "held": its ID
+ *     passes, its fields reach hiredis empty. Redis has delivered it; the reader leaves it
+ *     pending and reads it again next.
+ * What was cut is recorded entry by entry, with every field's length in Redis. So a reply
+ * never holds more than max_read_bytes plus one entry of at most max_entry_bytes. Bytes
+ * after the target reply pass unread, as they come.
+ */
+#ifndef PROJECTOR_RESPCUT_H
+#define PROJECTOR_RESPCUT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "base/util.h"
+
+#define RESPCUT_KEEP_BYTES 4096      /* kept of each field of an oversize entry */
+#define RESPCUT_KEEP_MAX (64 * 1024) /* kept of all the cut fields of an oversize entry */
+#define RESPCUT_DEPTH_MAX 16         /* nesting of the replies it passes on */
+
+/* One entry of the target reply, in reply order. */
+typedef struct CutEntry {
+    size_t bytes;     /* its names and values as Redis holds them, whole */
+    size_t first;     /* its first name in RespCut.field_lens (names and values alternate) */
+    size_t nfields;   /* names and values: twice its fields */
+    size_t kept;      /* bytes of its names and values passed on */
+    size_t kept_over; /* of which from the field that crossed max_entry_bytes on */
+    bool oversize;    /* bytes > max_entry_bytes: fields cut from the one that crossed it */
+    bool held;        /* began past max_read_bytes: fields emptied, to be read again */
+} CutEntry;
+
+typedef struct RespCut {
+    size_t target; /* the reply to cut: how many replies come before it */
+    size_t max_entry_bytes;
+    size_t max_read_bytes;
+    /* what the target reply held */
+    CutEntry *entries;
+    size_t nentries, entries_cap;
+    size_t *field_lens; /* the length in Redis of each name and value, in reply order */
+    size_t nfields, fields_cap;
+    size_t kept; /* bytes of entry data passed on so far */
+    /* the parser, between two calls */
+    int state;
+    char type;                       /* of the item being read */
+    char head[24];                   /* the number after "$" or "*", up to its "\r" */
+    size_t head_len;                 /* bytes in head */
+    size_t stack[RESPCUT_DEPTH_MAX]; /* elements still to come in each open array */
+    size_t depth;                    /* open arrays */
+    size_t bulk_len;                 /* the bulk string being read: its length, */
+    size_t bulk_pos;                 /* bytes of it (and of its "\r\n") read, */
+    size_t bulk_keep;                /* and how many of them pass on */
+    size_t replies;                  /* replies complete */
+} RespCut;
+
+/* Starts on a new pipeline: the reply numbered target (0: the first) is cut to the limits.
+ * Keeps the arrays of an earlier use. */
+void respcut_begin(RespCut *c, size_t target, size_t max_entry_bytes, size_t max_read_bytes);
+/* Reads in[0 .. n) and appends to out what hiredis is to read. -PJ_ETRANSIENT with err set when
+ * the bytes are not RESP (or nest deeper than RESPCUT_DEPTH_MAX). */
+int respcut_feed(RespCut *c, const char *in, size_t n, StrBuf *out, PjError *err) PJ_MUSTCHECK;
+/* True once the target reply has passed whole. */
+bool respcut_done(const RespCut *c);
+void respcut_free(RespCut *c);
+
+#endif
