@@ -142,6 +142,44 @@ static redisReply *command(Reader *r, PjError *err, const char *what, int argc, 
     return reply;
 }
 
+/* Writes everything queued; the replies from the first command after the queued
+ * acknowledgements up to the cut's target are then read through r->cut, which the caller
+ * has begun (respcut_begin or respcut_begin_ids, target r->acks_queued). */
+static int flush_and_cut(Reader *r, PjError *err, const char *what)
+{
+    int done = 0, rc = 0;
+    while (rc == 0 && !done)
+        rc = redisBufferWrite(r->ctx, &done) == REDIS_OK ? 0 : -PJ_ETRANSIENT;
+    if (rc < 0)
+        return context_error(r, err, what);
+    /* Nothing is unread from earlier commands: every reply from here on passes the cut. */
+    if (r->ctx->reader->pos != r->ctx->reader->len)
+        return broken(r, err, what, "bytes left unread by an earlier reply");
+    r->cutting = true;
+    r->cut_seen = 0;
+    return 0;
+}
+
+/* Like command(), for XRANGE and XINFO STREAM, whose replies carry whole entries of which
+ * only IDs and counts are read: the entries' names and values reach hiredis empty, so an
+ * entry of any size costs nothing here. */
+static redisReply *command_ids(Reader *r, PjError *err, const char *what, int argc,
+                               const char **argv)
+{
+    redisReply *reply = NULL;
+    if (redisAppendCommandArgv(r->ctx, argc, argv, NULL) != REDIS_OK) {
+        context_error(r, err, what);
+        return NULL;
+    }
+    respcut_begin_ids(&r->cut, r->acks_queued);
+    if (flush_and_cut(r, err, what) < 0 || settle_acks(r, err) < 0 ||
+        next_reply(r, &reply, err, what) < 0) {
+        (void)broken(r, NULL, what, "a reply left unread");
+        return NULL;
+    }
+    return reply;
+}
+
 /* Classifies an error reply: WRONGTYPE is the data's fault, the rest is transient. */
 static int reply_error(const redisReply *reply, PjError *err, const char *what)
 {
@@ -255,7 +293,7 @@ static int stream_info_id(Reader *r, const char *stream, const char *field, Stre
                           PjError *err)
 {
     const char *argv[] = {"XINFO", "STREAM", stream};
-    redisReply *reply = command(r, err, "read the stream info", 3, argv, NULL);
+    redisReply *reply = command_ids(r, err, "read the stream info", 3, argv);
     if (reply == NULL)
         return -PJ_ETRANSIENT;
     int rc = 0;
@@ -348,17 +386,17 @@ static int complete_counts(Reader *r, const char *const *streams, size_t nstream
     return rc;
 }
 
-/* Reads the two replies append_counts asked for. */
+/* Reads the two replies append_counts asked for (the first through the cut). */
 static int read_counts(Reader *r, const char *stream, const char *group, StreamCounts *ret,
                        PjError *err)
 {
     StreamCounts c = {0};
     redisReply *info = NULL, *groups = NULL;
-    if (redisGetReply(r->ctx, (void **)&info) != REDIS_OK ||
-        redisGetReply(r->ctx, (void **)&groups) != REDIS_OK) {
+    if (next_reply(r, &info, err, "read the stream info") < 0 ||
+        next_reply(r, &groups, err, "read the group info") < 0) {
         if (info != NULL)
             freeReplyObject(info);
-        return context_error(r, err, "read the stream info");
+        return -PJ_ETRANSIENT;
     }
     int rc = 0;
     if (info->type == REDIS_REPLY_ERROR)
@@ -386,6 +424,9 @@ int reader_stream_counts(Reader *r, const char *stream, const char *group, Strea
         return rc;
     if (append_counts(r, stream) < 0)
         return context_error(r, err, "read the stream info");
+    respcut_begin_ids(&r->cut, r->acks_queued);
+    if ((rc = flush_and_cut(r, err, "read the stream info")) < 0)
+        return rc;
     return read_counts(r, stream, group, ret, err);
 }
 
@@ -775,18 +816,10 @@ static int send_read(Reader *r, const char **argv, int argc, const char *const *
     int rc = redisAppendCommandArgv(r->ctx, argc, argv, NULL) == REDIS_OK ? 0 : -PJ_ETRANSIENT;
     for (size_t i = 0; rc == 0 && counts && i < nstreams; i++)
         rc = append_group_counts(r, streams[i]);
-    int done = 0;
-    while (rc == 0 && !done)
-        rc = redisBufferWrite(r->ctx, &done) == REDIS_OK ? 0 : -PJ_ETRANSIENT;
     if (rc < 0)
         return context_error(r, err, "read from Redis");
-    /* Nothing is unread from earlier commands: every reply from here on passes the cut. */
-    if (r->ctx->reader->pos != r->ctx->reader->len)
-        return broken(r, err, "read from Redis", "bytes left unread by an earlier reply");
     respcut_begin(&r->cut, r->acks_queued, l->max_entry_bytes, l->max_read_bytes);
-    r->cutting = true;
-    r->cut_seen = 0;
-    return 0;
+    return flush_and_cut(r, err, "read from Redis");
 }
 
 int reader_read(Reader *r, const char *group, const char *consumer, const char *const *streams,
@@ -892,7 +925,7 @@ static int group_behind(const redisReply *groups, const char *group, uint64_t *r
 static int count_after(Reader *r, const char *stream, const char *from, uint64_t *ret, PjError *err)
 {
     const char *argv[] = {"XRANGE", stream, from, "+", "COUNT", "100000"};
-    redisReply *reply = command(r, err, "count stream entries", 6, argv, NULL);
+    redisReply *reply = command_ids(r, err, "count stream entries", 6, argv);
     if (reply == NULL)
         return -PJ_ETRANSIENT;
     int rc = reply->type == REDIS_REPLY_ARRAY ? 0 : reply_error(reply, err, "count stream entries");
@@ -914,7 +947,7 @@ int reader_sample(Reader *r, const char *stream, const char *group, StreamId app
     if (rc < 0)
         return rc;
     s.has_last_entry = true;
-    redisReply *reply = command(r, err, "read the first unapplied entry", 6, first, NULL);
+    redisReply *reply = command_ids(r, err, "read the first unapplied entry", 6, first);
     if (reply == NULL)
         return -PJ_ETRANSIENT;
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&

@@ -11,11 +11,13 @@
 #include "source/respcut.h"
 
 #include <assert.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define LEVEL_ENTRY 3 /* an item that starts here in the target reply is an entry */
 #define LEVEL_FIELD 5 /* a bulk string here is a field's name or value */
+#define LEVEL_IDS 3   /* XRANGE, XINFO STREAM: strings from here on are entry content */
 
 enum {
     CUT_TYPE,   /* expecting an item's type byte */
@@ -28,11 +30,18 @@ void respcut_begin(RespCut *c, size_t target, size_t max_entry_bytes, size_t max
 {
     assert(max_entry_bytes > 0 && max_read_bytes > 0);
     c->target = target;
+    c->ids_only = false;
     c->max_entry_bytes = max_entry_bytes;
     c->max_read_bytes = max_read_bytes;
     c->nentries = c->nfields = c->kept = 0;
     c->state = CUT_TYPE;
     c->head_len = c->depth = c->replies = 0;
+}
+
+void respcut_begin_ids(RespCut *c, size_t target)
+{
+    respcut_begin(c, target, SIZE_MAX, SIZE_MAX);
+    c->ids_only = true;
 }
 
 bool respcut_done(const RespCut *c)
@@ -154,7 +163,9 @@ static void bulk_head(RespCut *c, long long len, StrBuf *out)
     c->bulk_len = (size_t)len;
     c->bulk_pos = 0;
     c->bulk_keep = c->bulk_len;
-    if (in_target(c) && c->depth == LEVEL_FIELD && c->nentries > 0)
+    if (in_target(c) && c->ids_only && c->depth >= LEVEL_IDS)
+        c->bulk_keep = 0;
+    else if (in_target(c) && c->depth == LEVEL_FIELD && c->nentries > 0)
         c->bulk_keep = field_keep(c, c->bulk_len);
     strbuf_appendf(out, "$%zu\r\n", c->bulk_keep);
     c->state = CUT_BULK;
@@ -187,7 +198,7 @@ static int feed_type(RespCut *c, char ch, StrBuf *out, PjError *err)
     }
     if (ch != '$' && ch != '*')
         return bad_resp(err, "an unknown reply type");
-    if (ch == '*' && in_target(c) && c->depth == LEVEL_ENTRY)
+    if (ch == '*' && in_target(c) && !c->ids_only && c->depth == LEVEL_ENTRY)
         entry_begin(c);
     c->state = CUT_HEAD;
     return 0;

@@ -15,6 +15,10 @@
  * What was cut is recorded entry by entry, with every field's length in Redis. So a reply
  * never holds more than max_read_bytes plus one entry of at most max_entry_bytes. Bytes
  * after the target reply pass unread, as they come.
+ *
+ * The replies of XRANGE and XINFO STREAM carry whole entries too, where only IDs and
+ * counts are wanted: begun with respcut_begin_ids, a RespCut empties every string nested
+ * three deep or more in the target (the names and values of the entries in either).
  */
 #ifndef PROJECTOR_RESPCUT_H
 #define PROJECTOR_RESPCUT_H
@@ -41,6 +45,7 @@ typedef struct CutEntry {
 
 typedef struct RespCut {
     size_t target; /* the reply to cut: how many replies come before it */
+    bool ids_only; /* respcut_begin_ids: strings three deep and more pass empty */
     size_t max_entry_bytes;
     size_t max_read_bytes;
     /* what the target reply held */
@@ -65,6 +70,9 @@ typedef struct RespCut {
 /* Starts on a new pipeline: the reply numbered target (0: the first) is cut to the limits.
  * Keeps the arrays of an earlier use. */
 void respcut_begin(RespCut *c, size_t target, size_t max_entry_bytes, size_t max_read_bytes);
+/* Starts on a new pipeline whose reply numbered target keeps only what is less than three
+ * arrays deep (IDs, counts), for XRANGE and XINFO STREAM. */
+void respcut_begin_ids(RespCut *c, size_t target);
 /* Reads in[0 .. n) and appends to out what hiredis is to read. -PJ_ETRANSIENT with err set when
  * the bytes are not RESP (or nest deeper than RESPCUT_DEPTH_MAX). */
 int respcut_feed(RespCut *c, const char *in, size_t n, StrBuf *out, PjError *err) PJ_MUSTCHECK;

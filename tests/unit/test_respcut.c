@@ -251,6 +251,46 @@ Test(respcut, cuts_only_the_target_reply)
     free(reply);
 }
 
+/* XRANGE and XINFO STREAM: the entries' names and values pass empty, IDs and counts whole. */
+Test(respcut, ids_only_empties_the_entries_of_xrange_and_xinfo)
+{
+    const size_t lens[] = {6000, 10};
+    size_t len;
+    char *xread = reply_of(lens, 2, &len);
+    /* XRANGE's reply is XREADGROUP's list of entries for one stream. */
+    const char *entries = strstr(xread, "*2\r\n*2\r\n$3\r\n1-0");
+    const char *info =
+        "*6\r\n$6\r\nlength\r\n:2\r\n$17\r\nlast-generated-id\r\n$3\r\n2-0\r\n"
+        "$10\r\nlast-entry\r\n*2\r\n$3\r\n2-0\r\n*2\r\n$5\r\nevent\r\n$4\r\nbody\r\n";
+    const char *cases[] = {entries, info};
+    for (size_t i = 0; i < 2; i++) {
+        RespCut c = {0};
+        size_t out_len;
+        respcut_begin_ids(&c, 0);
+        char *out = cut_all(&c, cases[i], strlen(cases[i]), 100, &out_len);
+        redisReply *parsed[1];
+        cr_assert_eq(parse_all(out, out_len, parsed, 1), 1);
+        const redisReply *r = parsed[0];
+        if (i == 0) {
+            cr_assert_eq(r->elements, 2);
+            cr_assert_str_eq(r->element[1]->element[0]->str, "2-0");
+            cr_assert_eq(r->element[0]->element[1]->elements, 4);
+            for (size_t k = 0; k < 4; k++)
+                cr_assert_eq(r->element[0]->element[1]->element[k]->len, 0);
+        } else {
+            cr_assert_eq(r->element[1]->integer, 2);
+            cr_assert_str_eq(r->element[3]->str, "2-0");
+            cr_assert_str_eq(r->element[5]->element[0]->str, "2-0");
+            cr_assert_eq(r->element[5]->element[1]->element[1]->len, 0);
+        }
+        cr_assert_eq(c.nentries, 0);
+        freeReplyObject(parsed[0]);
+        free(out);
+        respcut_free(&c);
+    }
+    free(xread);
+}
+
 Test(respcut, refuses_what_is_not_resp)
 {
     static const char *const bad[] = {
