@@ -4,7 +4,8 @@
 
 PJ_PACKAGES="build-essential cmake pkg-config clang libhiredis-dev libpq-dev libyaml-dev
 libjansson-dev libmicrohttpd-dev libcriterion-dev redis-server postgresql-15 python3
-python3-jsonschema python3-yaml curl ca-certificates valgrind clang-format clang-tidy cppcheck"
+python3-jsonschema python3-yaml curl ca-certificates valgrind clang-format clang-tidy cppcheck
+stunnel4 openssl"
 
 pj_say() { printf '%s: %s\n' "${PJ_PROG:-projector}" "$*"; }
 pj_die() { printf '%s: error: %s\n' "${PJ_PROG:-projector}" "$*" >&2; exit 1; }
