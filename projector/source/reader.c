@@ -541,7 +541,7 @@ static int stream_index(const char *const *streams, size_t n, const redisReply *
     return -1;
 }
 
-/* The first bytes of a name or value of an oversize entry, then READER_CUT_MARK; owned by
+/* The first bytes of a name or value of an oversize entry, then ENTRY_CUT_MARK; owned by
  * the batch. whole is its length in Redis, *len what the reply holds of it. */
 static const char *cut_copy(Batch *b, const char *str, size_t *len, size_t whole)
 {
@@ -550,7 +550,7 @@ static const char *cut_copy(Batch *b, const char *str, size_t *len, size_t whole
         return str;
     StrBuf sb = {0};
     strbuf_appendn(&sb, str, kept);
-    strbuf_appendf(&sb, READER_CUT_MARK, kept, whole);
+    strbuf_appendf(&sb, ENTRY_CUT_MARK, kept, whole);
     *len = sb.len;
     xgrow((void **)&b->cut, &b->cut_cap, b->ncut + 1, sizeof *b->cut);
     b->cut[b->ncut++] = sb.buf;

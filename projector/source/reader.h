@@ -70,13 +70,10 @@ typedef struct Entry {
     bool deleted; /* a pending entry whose content is gone (trimmed or XDEL) */
     size_t bytes; /* its names and values as Redis holds them */
     /* bytes > the read's max_entry_bytes: it was never read whole, and each name or value
-     * longer than RESPCUT_KEEP_BYTES holds only its first bytes, then READER_CUT_MARK */
+     * longer than RESPCUT_KEEP_BYTES holds only its first bytes, then ENTRY_CUT_MARK */
     bool oversize;
     EntryFields fields;
 } Entry;
-
-/* What follows the first bytes of a cut name or value: kept and whole sizes. */
-#define READER_CUT_MARK "...[truncated: first %zu of %zu bytes]"
 
 /* Entries read by one XREADGROUP, in reply order (per stream in stream order). Owns the
  * reply; reset it before the next read. */

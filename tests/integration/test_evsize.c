@@ -159,6 +159,17 @@ Test(evsize, an_entry_over_the_limit_is_dead_lettered_and_the_rest_applied, .tim
     int code = testenv_kill(e.pid, SIGTERM);
     e.pid = 0;
     cr_expect_eq(code, 0, "exit %d on SIGTERM (log: %s)", code, e.log);
+    /* The cut copies are never applied by a retry: cut values would land in the table. */
+    const char *retry[] = {"dlq", "retry", "--all", "--config", e.config, NULL};
+    char *out = NULL;
+    code = testenv_run(retry, &out);
+    cr_expect_eq(code, 1, "dlq retry exited %d: %s", code, out);
+    free(out);
+    testenv_daemon_expect(&e,
+                          "SELECT count(*), count(*) FILTER (WHERE error LIKE '%cut copy of an "
+                          "entry over max_event_bytes%'), (SELECT count(*) FROM notes_a WHERE id "
+                          "LIKE 'big%' OR id LIKE 'edge1%') FROM projector.dead_letters",
+                          "4|4|0");
     freeReplyObject(redisCommand(e.redis, "FLUSHDB"));
     testenv_daemon_done(&e);
     free(models);

@@ -139,19 +139,46 @@ Test(respcut, an_entry_over_the_limit_arrives_cut_with_its_size)
         cr_assert_eq(b.entries[1].bytes, 4 + 1 + 5 + 100000);
         const Entry *e = &b.entries[1];
         char mark[96];
-        snprintf(mark, sizeof mark, READER_CUT_MARK, (size_t)RESPCUT_KEEP_BYTES, (size_t)100000);
+        snprintf(mark, sizeof mark, ENTRY_CUT_MARK, (size_t)RESPCUT_KEEP_BYTES, (size_t)100000);
         cr_assert_eq(e->fields.value_lens[1], RESPCUT_KEEP_BYTES + strlen(mark));
         cr_assert_eq(memcmp(e->fields.values[1], "0123456789", 10), 0);
         cr_assert_eq(memcmp(e->fields.values[1] + RESPCUT_KEEP_BYTES, mark, strlen(mark)), 0);
         cr_assert_eq(e->fields.value_lens[0], 1, "the small field stays as it is");
         cr_assert_not(b.entries[2].oversize);
         cr_assert_eq(b.entries[2].fields.value_lens[1], 20);
+        cr_assert(entry_fields_cut(&b.entries[1].fields), "the cut copy is marked");
+        cr_assert_not(entry_fields_cut(&b.entries[0].fields));
         /* What the reply held of the big entry: the first bytes only. */
         cr_assert_eq(c.entries[1].kept, 4 + 1 + 5 + RESPCUT_KEEP_BYTES);
         batch_done(&b);
         respcut_free(&c);
     }
     free(reply);
+}
+
+Test(respcut, only_the_whole_mark_says_cut)
+{
+    static const char *const values[] = {
+        "x...[truncated: first 4096 of 67108869 bytes]",
+        "...[truncated: first 0 of 5 bytes]",
+        "x...[truncated: first of 5 bytes]",
+        "x...[truncated: first 1 of  bytes]",
+        "x..[truncated: first 1 of 5 bytes]",
+        "x...[truncated: first 1 of 5 bytes] ",
+        "bytes]",
+        "",
+    };
+    static const bool cut[] = {true, true, false, false, false, false, false, false};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        const char *name = "event";
+        size_t name_len = 5, len = strlen(values[i]);
+        EntryFields f = {.count = 1,
+                         .names = &name,
+                         .name_lens = &name_len,
+                         .values = &values[i],
+                         .value_lens = &len};
+        cr_expect_eq(entry_fields_cut(&f), cut[i], "\"%s\"", values[i]);
+    }
 }
 
 /* An entry made of many fields that are each small crosses the limit in the middle: from
