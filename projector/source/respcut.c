@@ -126,8 +126,8 @@ static int head_number(const RespCut *c, long long *ret)
         *ret = -1;
         return 0;
     }
-    if (c->head_len == 0 || c->head_len > 18)
-        return -1;
+    if (c->head_len == 0 || c->head_len > 18 || (c->head_len > 1 && c->head[0] == '0'))
+        return -1; /* Redis writes no leading zeros: what is passed on is what came */
     long long v = 0;
     for (size_t i = 0; i < c->head_len; i++) {
         if (c->head[i] < '0' || c->head[i] > '9')

@@ -321,12 +321,13 @@ Test(respcut, ids_only_empties_the_entries_of_xrange_and_xinfo)
 Test(respcut, refuses_what_is_not_resp)
 {
     static const char *const bad[] = {
-        "?1\r\n",                     /* unknown type */
-        "$3\r\nabcXY",                /* no \r\n after the string */
-        "*x\r\n",                     /* not a number */
-        "$-2\r\n",                    /* negative length */
-        "$5\n",                       /* \n without \r */
-        "$1234567890123456789012\r\n" /* length too long */
+        "?1\r\n",                      /* unknown type */
+        "$3\r\nabcXY",                 /* no \r\n after the string */
+        "*x\r\n",                      /* not a number */
+        "$-2\r\n",                     /* negative length */
+        "$5\n",                        /* \n without \r */
+        "$1234567890123456789012\r\n", /* length too long */
+        "*01\r\n",                     /* a leading zero, which Redis never writes */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         RespCut c = {0};
