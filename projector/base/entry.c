@@ -19,13 +19,14 @@ static bool ends_with(const char *s, size_t end, const char *what)
     return end >= n && memcmp(s + end - n, what, n) == 0;
 }
 
-/* "...[truncated: first N of M bytes]" at the end of s[0 .. len). */
+/* "...[truncated: first N of M bytes]" (or "fields]") at the end of s[0 .. len). */
 static bool ends_with_cut_mark(const char *s, size_t len)
 {
-    static const char head[] = "...[truncated: first ", of[] = " of ", tail[] = " bytes]";
+    static const char head[] = "...[truncated: first ", of[] = " of ";
+    const char *tail = ends_with(s, len, " bytes]") ? " bytes]" : " fields]";
     if (!ends_with(s, len, tail))
         return false;
-    size_t end = len - (sizeof tail - 1), whole = digits_before(s, end);
+    size_t end = len - strlen(tail), whole = digits_before(s, end);
     if (whole == end || !ends_with(s, whole, of))
         return false;
     end = whole - (sizeof of - 1);

@@ -24,8 +24,11 @@ typedef struct EntryFields {
 /* What ends a name or value of an entry over max_event_bytes, after the first bytes kept
  * of it (source/reader.c): kept and whole sizes. */
 #define ENTRY_CUT_MARK "...[truncated: first %zu of %zu bytes]"
+/* What ends the last value of an entry whose later fields were left out: kept and whole
+ * numbers of fields. */
+#define ENTRY_CUT_FIELDS_MARK "...[truncated: first %zu of %zu fields]"
 
-/* True when a name or value of f ends with ENTRY_CUT_MARK: the fields are a cut copy of an
+/* True when a name or value of f ends with either mark: the fields are a cut copy of an
  * entry over the size limit (a dead letter's raw copy, say), never to be applied. */
 bool entry_fields_cut(const EntryFields *f);
 

@@ -165,9 +165,14 @@ static void classify(BatchRun *b, const BatchCtx *c, Item *it)
     /* Before anything looks into it, for every read model alike: the reader never took it
      * whole, and its fields hold only their first bytes. */
     if (e->oversize) {
-        char *msg = xasprintf("entry of %zu bytes is over max_event_bytes (%d): not read; the "
-                              "raw copy keeps the first %d bytes of each field",
-                              e->bytes, c->cfg->max_event_bytes, RESPCUT_KEEP_BYTES);
+        char *msg =
+            e->whole_fields > RESPCUT_FIELDS_MAX / 2
+                ? xasprintf("entry of %zu fields is over the %d an entry may have: not "
+                            "read; the raw copy keeps the first %d",
+                            e->whole_fields, RESPCUT_FIELDS_MAX / 2, RESPCUT_FIELDS_KEEP / 2)
+                : xasprintf("entry of %zu bytes is over max_event_bytes (%d): not read; "
+                            "the raw copy keeps the first %d bytes of each field",
+                            e->bytes, c->cfg->max_event_bytes, RESPCUT_KEEP_BYTES);
         batch_item_dead(it, msg, NULL);
         free(msg);
         return;

@@ -63,33 +63,55 @@ static const char *read_failure(ssize_t n, int errnum, char *buf, size_t size)
     return buf;
 }
 
+/* Reads what the socket has (up to READ_CHUNK bytes, waiting up to its receive timeout,
+ * set by redisSetTimeout) and feeds it to hiredis's reader through r->cut. */
+static int read_chunk(Reader *r, PjError *err, const char *what)
+{
+    char buf[READ_CHUNK];
+    ssize_t n;
+    do
+        n = read(r->ctx->fd, buf, sizeof buf);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        char why[128];
+        return broken(r, err, what, read_failure(n, errno, why, sizeof why));
+    }
+    PjError cut_err;
+    strbuf_reset(&r->fed);
+    if (respcut_feed(&r->cut, buf, (size_t)n, &r->fed, &cut_err) < 0)
+        return broken(r, err, what, cut_err.message);
+    if (redisReaderFeed(r->ctx->reader, r->fed.buf, r->fed.len) != REDIS_OK)
+        return broken(r, err, what, r->ctx->reader->errstr);
+    return 0;
+}
+
 /* Reads from the socket until hiredis has the next reply, every byte through r->cut. The
- * socket's receive timeout (redisSetTimeout) bounds each read(). */
+ * target's reply may be whole for hiredis before it has all come (the elements left out
+ * of an array come after it): it is read to its end, so that nothing of it is left for
+ * the next command. */
 static int cut_reply(Reader *r, redisReply **ret, PjError *err, const char *what)
 {
     for (;;) {
         void *reply = NULL;
         if (redisReaderGetReply(r->ctx->reader, &reply) != REDIS_OK)
             return broken(r, err, what, r->ctx->reader->errstr);
-        if (reply != NULL) {
-            *ret = reply;
-            r->cutting = ++r->cut_seen <= r->cut.target;
-            return 0;
-        }
-        char buf[READ_CHUNK];
-        ssize_t n = read(r->ctx->fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR)
+        if (reply == NULL) {
+            int rc = read_chunk(r, err, what);
+            if (rc < 0)
+                return rc;
             continue;
-        if (n <= 0) {
-            char why[128];
-            return broken(r, err, what, read_failure(n, errno, why, sizeof why));
         }
-        PjError cut_err;
-        strbuf_reset(&r->fed);
-        if (respcut_feed(&r->cut, buf, (size_t)n, &r->fed, &cut_err) < 0)
-            return broken(r, err, what, cut_err.message);
-        if (redisReaderFeed(r->ctx->reader, r->fed.buf, r->fed.len) != REDIS_OK)
-            return broken(r, err, what, r->ctx->reader->errstr);
+        int rc = 0;
+        if (r->cut_seen++ == r->cut.target)
+            while (rc == 0 && !respcut_done(&r->cut))
+                rc = read_chunk(r, err, what);
+        if (rc < 0) {
+            freeReplyObject(reply);
+            return rc;
+        }
+        r->cutting = r->cut_seen <= r->cut.target;
+        *ret = reply;
+        return 0;
     }
 }
 
@@ -557,14 +579,29 @@ static const char *cut_copy(Batch *b, const char *str, size_t *len, size_t whole
     return sb.buf;
 }
 
+/* The value at index k of the batch's strings, with ENTRY_CUT_FIELDS_MARK after it: the
+ * fields of its entry after it were left out. */
+static void mark_fields_cut(Batch *b, size_t k, size_t kept, size_t whole)
+{
+    StrBuf sb = {0};
+    strbuf_appendn(&sb, b->strs[k], b->lens[k]);
+    strbuf_appendf(&sb, ENTRY_CUT_FIELDS_MARK, kept, whole);
+    b->lens[k] = sb.len;
+    xgrow((void **)&b->cut, &b->cut_cap, b->ncut + 1, sizeof *b->cut);
+    b->cut[b->ncut++] = sb.buf;
+    b->strs[k] = sb.buf;
+}
+
 /* Fills the name or value at index k of the batch's strings from element el, as cut. */
 static void put_string(Batch *b, size_t k, const redisReply *el, const CutEntry *ce,
                        const size_t *whole)
 {
     b->lens[k] = el->len;
     b->strs[k] = el->str;
-    if (ce != NULL && ce->oversize)
+    if (ce != NULL && ce->oversize) {
+        assert(whole != NULL);
         b->strs[k] = cut_copy(b, el->str, &b->lens[k], whole[0]);
+    }
     b->bytes += b->lens[k];
 }
 
@@ -583,18 +620,26 @@ static int add_entry(Batch *b, size_t stream, const redisReply *e, const CutEntr
     size_t n = entry.deleted ? 0 : f->elements / 2;
     /* names in [slot, slot+n), values in [slot+n, slot+2n) */
     for (size_t i = 0; i < n; i++) {
-        put_string(b, *slot + i, f->element[2 * i], ce, whole + 2 * i);
-        put_string(b, *slot + n + i, f->element[2 * i + 1], ce, whole + 2 * i + 1);
-        entry.bytes += ce != NULL ? whole[2 * i] + whole[2 * i + 1]
-                                  : f->element[2 * i]->len + f->element[2 * i + 1]->len;
+        put_string(b, *slot + i, f->element[2 * i], ce, whole != NULL ? whole + 2 * i : NULL);
+        put_string(b, *slot + n + i, f->element[2 * i + 1], ce,
+                   whole != NULL ? whole + 2 * i + 1 : NULL);
+        entry.bytes += f->element[2 * i]->len + f->element[2 * i + 1]->len;
     }
-    entry.fields = (EntryFields){
-        .count = n,
-        .names = b->strs + *slot,
-        .name_lens = b->lens + *slot,
-        .values = b->strs + *slot + n,
-        .value_lens = b->lens + *slot + n,
-    };
+    entry.whole_fields = n;
+    if (ce != NULL) { /* sizes as Redis holds them, of the fields cut or left out too */
+        entry.bytes = ce->bytes;
+        entry.whole_fields = ce->nwhole / 2;
+    }
+    if (n > 0 && entry.whole_fields > n)
+        mark_fields_cut(b, *slot + 2 * n - 1, n, entry.whole_fields);
+    if (n > 0) /* no arrays for an entry without fields (none may be allocated) */
+        entry.fields = (EntryFields){
+            .count = n,
+            .names = b->strs + *slot,
+            .name_lens = b->lens + *slot,
+            .values = b->strs + *slot + n,
+            .value_lens = b->lens + *slot + n,
+        };
     *slot += 2 * n;
     xgrow((void **)&b->entries, &b->cap, b->count + 1, sizeof *b->entries);
     b->entries[b->count++] = entry;
@@ -637,7 +682,9 @@ static int fill_stream(Batch *b, size_t idx, const redisReply *entries, const Re
         if (rc == 0 && ce != NULL && ce->held)
             rc = add_held(b, idx, el);
         else if (rc == 0)
-            rc = add_entry(b, idx, el, ce, ce != NULL ? cut->field_lens + ce->first : NULL, slot);
+            rc =
+                add_entry(b, idx, el, ce,
+                          ce != NULL && ce->nfields > 0 ? cut->field_lens + ce->first : NULL, slot);
         if (rc < 0)
             return rc;
     }

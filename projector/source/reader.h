@@ -67,10 +67,13 @@ typedef struct Entry {
     size_t stream; /* index into the streams passed to reader_read */
     StreamId id;
     char id_text[STREAM_ID_BUFSZ];
-    bool deleted; /* a pending entry whose content is gone (trimmed or XDEL) */
-    size_t bytes; /* its names and values as Redis holds them */
-    /* bytes > the read's max_entry_bytes: it was never read whole, and each name or value
-     * longer than RESPCUT_KEEP_BYTES holds only its first bytes, then ENTRY_CUT_MARK */
+    bool deleted;        /* a pending entry whose content is gone (trimmed or XDEL) */
+    size_t bytes;        /* its names and values as Redis holds them */
+    size_t whole_fields; /* its fields (name-value pairs) in Redis */
+    /* bytes > the read's max_entry_bytes, or more than RESPCUT_FIELDS_MAX names and values:
+     * it was never read whole; fields holds at most RESPCUT_FIELDS_KEEP / 2 of its fields,
+     * and of each name or value longer than RESPCUT_KEEP_BYTES its first bytes, then
+     * ENTRY_CUT_MARK */
     bool oversize;
     EntryFields fields;
 } Entry;

@@ -6,7 +6,8 @@
  * hiredis 0.14 does. Levels in an XREADGROUP reply: the reply (0) holds [stream, entries]
  * pairs (1); a pair holds the name and the entries (2); the entries are [id, fields]
  * pairs (3); a pair holds the ID and the fields array (4), whose names and values are
- * level 5.
+ * level 5. An array's header is written out with the number of elements that pass; the
+ * others are read and dropped, with everything they hold.
  */
 #include "source/respcut.h"
 
@@ -15,9 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LEVEL_ENTRY 3 /* an item that starts here in the target reply is an entry */
-#define LEVEL_FIELD 5 /* a bulk string here is a field's name or value */
-#define LEVEL_IDS 3   /* XRANGE, XINFO STREAM: strings from here on are entry content */
+#define LEVEL_ENTRY 3  /* an array that starts here in the target reply is an entry */
+#define LEVEL_FIELDS 4 /* an array here is an entry's fields */
+#define LEVEL_FIELD 5  /* a bulk string here is a field's name or value */
+#define LEVEL_IDS 2    /* XRANGE, XINFO STREAM: an array from here on is entry content */
 
 enum {
     CUT_TYPE,   /* expecting an item's type byte */
@@ -35,6 +37,7 @@ void respcut_begin(RespCut *c, size_t target, size_t max_entry_bytes, size_t max
     c->max_read_bytes = max_read_bytes;
     c->nentries = c->nfields = c->kept = 0;
     c->state = CUT_TYPE;
+    c->drop = false;
     c->head_len = c->depth = c->replies = 0;
 }
 
@@ -66,18 +69,41 @@ static int bad_resp(PjError *err, const char *what)
     return pj_error_set(err, PJ_ETRANSIENT, "unexpected bytes from Redis: %s", what);
 }
 
+static size_t min_size(size_t a, size_t b)
+{
+    return a < b ? a : b;
+}
+
+/* The entry the reply is in, in the target reply of a read; NULL elsewhere. */
+static CutEntry *current_entry(RespCut *c)
+{
+    if (!in_target(c) || c->ids_only || c->depth <= LEVEL_ENTRY || c->nentries == 0)
+        return NULL;
+    return &c->entries[c->nentries - 1];
+}
+
 /* An item is complete: it counts in its array, and so may complete that array. */
 static void item_done(RespCut *c)
 {
+    c->drop = false;
     for (;;) {
         if (c->depth == 0) {
             c->replies++;
             return;
         }
-        if (--c->stack[c->depth - 1] > 0)
+        if (--c->stack[c->depth - 1].left > 0)
             return;
         c->depth--;
     }
+}
+
+/* An item begins (its type byte read): it passes on unless its array passes no more. */
+static void item_begin(RespCut *c)
+{
+    CutFrame *parent = c->depth > 0 ? &c->stack[c->depth - 1] : NULL;
+    c->drop = parent != NULL && parent->pass == 0;
+    if (parent != NULL && parent->pass > 0)
+        parent->pass--;
 }
 
 /* An entry begins; it is held when the read has taken its budget already. */
@@ -90,23 +116,14 @@ static void entry_begin(RespCut *c)
     };
 }
 
-static size_t min_size(size_t a, size_t b)
+/* A name or value of len bytes passing on in entry e: records it, and returns how many of
+ * its bytes pass. */
+static size_t field_keep(RespCut *c, CutEntry *e, size_t len)
 {
-    return a < b ? a : b;
-}
-
-/* A name or value of len bytes in the current entry: records it, and returns how many of
- * its bytes pass on. */
-static size_t field_keep(RespCut *c, size_t len)
-{
-    assert(c->nentries > 0);
-    CutEntry *e = &c->entries[c->nentries - 1];
     xgrow((void **)&c->field_lens, &c->fields_cap, c->nfields + 1, sizeof *c->field_lens);
     c->field_lens[c->nfields++] = len;
     e->nfields++;
     e->bytes += len;
-    if (e->held)
-        return 0;
     e->oversize = e->oversize || e->bytes > c->max_entry_bytes;
     size_t keep = len;
     if (e->oversize) {
@@ -115,8 +132,28 @@ static size_t field_keep(RespCut *c, size_t len)
         e->kept_over += keep;
     }
     e->kept += keep;
-    c->kept += keep;
+    c->kept += keep + RESPCUT_FIELD_COST;
     return keep;
+}
+
+/* How many of the n elements of the array now opening pass on. */
+static size_t array_pass(RespCut *c, size_t n)
+{
+    if (!in_target(c))
+        return n;
+    if (c->ids_only)
+        return c->depth >= LEVEL_IDS ? 0 : n;
+    CutEntry *e = current_entry(c);
+    if (e == NULL || c->depth != LEVEL_FIELDS)
+        return n;
+    e->nwhole = n;
+    if (e->held)
+        return 0;
+    if (n > RESPCUT_FIELDS_MAX) {
+        e->oversize = true;
+        return RESPCUT_FIELDS_KEEP;
+    }
+    return n;
 }
 
 /* The number in c->head: a length or a count, -1 for nil. */
@@ -138,36 +175,45 @@ static int head_number(const RespCut *c, long long *ret)
     return 0;
 }
 
-/* "*N": passed on as it came; opens an array unless it is empty or nil. */
+/* "*N": written with the elements that pass; opens an array unless it is empty or nil. */
 static int array_head(RespCut *c, long long n, StrBuf *out, PjError *err)
 {
-    strbuf_appendf(out, "*%lld\r\n", n);
+    size_t pass = n > 0 && !c->drop ? array_pass(c, (size_t)n) : 0;
+    if (!c->drop && n <= 0)
+        strbuf_appendf(out, "*%lld\r\n", n);
+    else if (!c->drop)
+        strbuf_appendf(out, "*%zu\r\n", pass);
     if (n <= 0) {
         item_done(c);
         return 0;
     }
     if (c->depth == RESPCUT_DEPTH_MAX)
         return bad_resp(err, "a reply nested too deep");
-    c->stack[c->depth++] = (size_t)n;
+    c->stack[c->depth++] = (CutFrame){.left = (size_t)n, .pass = pass};
+    c->drop = false;
     return 0;
 }
 
-/* "$L": decides how much of the string passes on, and says so in the new header. */
+/* "$L": decides how much of the string passes on, and says so in a new header. A name or
+ * value that does not pass still counts in its entry's size. */
 static void bulk_head(RespCut *c, long long len, StrBuf *out)
 {
     if (len < 0) {
-        strbuf_append(out, "$-1\r\n");
+        if (!c->drop)
+            strbuf_append(out, "$-1\r\n");
         item_done(c);
         return;
     }
     c->bulk_len = (size_t)len;
     c->bulk_pos = 0;
-    c->bulk_keep = c->bulk_len;
-    if (in_target(c) && c->ids_only && c->depth >= LEVEL_IDS)
-        c->bulk_keep = 0;
-    else if (in_target(c) && c->depth == LEVEL_FIELD && c->nentries > 0)
-        c->bulk_keep = field_keep(c, c->bulk_len);
-    strbuf_appendf(out, "$%zu\r\n", c->bulk_keep);
+    c->bulk_keep = c->drop ? 0 : c->bulk_len;
+    CutEntry *e = c->depth == LEVEL_FIELD ? current_entry(c) : NULL;
+    if (e != NULL && c->drop)
+        e->bytes += c->bulk_len;
+    else if (e != NULL)
+        c->bulk_keep = field_keep(c, e, c->bulk_len);
+    if (!c->drop)
+        strbuf_appendf(out, "$%zu\r\n", c->bulk_keep);
     c->state = CUT_BULK;
 }
 
@@ -191,14 +237,16 @@ static int feed_type(RespCut *c, char ch, StrBuf *out, PjError *err)
 {
     c->type = ch;
     c->head_len = 0;
+    item_begin(c);
     if (ch == '+' || ch == '-' || ch == ':') {
-        strbuf_appendn(out, &ch, 1);
+        if (!c->drop)
+            strbuf_appendn(out, &ch, 1);
         c->state = CUT_SIMPLE;
         return 0;
     }
     if (ch != '$' && ch != '*')
         return bad_resp(err, "an unknown reply type");
-    if (ch == '*' && in_target(c) && !c->ids_only && c->depth == LEVEL_ENTRY)
+    if (ch == '*' && !c->drop && in_target(c) && !c->ids_only && c->depth == LEVEL_ENTRY)
         entry_begin(c);
     c->state = CUT_HEAD;
     return 0;
@@ -209,7 +257,8 @@ static size_t feed_simple(RespCut *c, const char *in, size_t n, StrBuf *out)
 {
     const char *nl = memchr(in, '\n', n);
     size_t used = nl != NULL ? (size_t)(nl - in) + 1 : n;
-    strbuf_appendn(out, in, used);
+    if (!c->drop)
+        strbuf_appendn(out, in, used);
     if (nl != NULL) {
         c->state = CUT_TYPE;
         item_done(c);
@@ -245,7 +294,8 @@ static long feed_bulk(RespCut *c, const char *in, size_t n, StrBuf *out)
         if (in[used] != (c->bulk_pos == c->bulk_len ? '\r' : '\n'))
             return -1;
     if (c->bulk_pos == c->bulk_len + 2) {
-        strbuf_append(out, "\r\n");
+        if (!c->drop)
+            strbuf_append(out, "\r\n");
         c->state = CUT_TYPE;
         item_done(c);
     }

@@ -71,6 +71,31 @@ static void publish_note(redisContext *redis, const char *id, size_t bytes, char
     strbuf_done(&p);
 }
 
+/* XADD notes * type note.added payload {...} f0 v f1 v ...: an entry of n + 2 fields, few
+ * bytes, that hiredis would make n + 2 elements of. */
+static void publish_many_fields(redisContext *redis, size_t n, char *ret_id)
+{
+    size_t argc = 7 + 2 * n;
+    const char **argv = xcalloc(argc, sizeof *argv);
+    char **owned = xcalloc(n, sizeof *owned);
+    const char *head[] = {
+        "XADD", "notes", "*", "type", "note.added", "payload", "{\"id\":\"many\",\"text\":\"x\"}"};
+    memcpy(argv, head, sizeof head);
+    for (size_t i = 0; i < n; i++) {
+        owned[i] = xasprintf("f%zu", i);
+        argv[7 + 2 * i] = owned[i];
+        argv[8 + 2 * i] = "v";
+    }
+    redisReply *r = redisCommandArgv(redis, (int)argc, argv, NULL);
+    cr_assert(r != NULL && r->type == REDIS_REPLY_STRING, "XADD failed");
+    snprintf(ret_id, 48, "%s", r->str);
+    freeReplyObject(r);
+    for (size_t i = 0; i < n; i++)
+        free(owned[i]);
+    free(owned);
+    free(argv);
+}
+
 static bool log_has(const Env *e, const char *text)
 {
     char *log = NULL;
@@ -103,6 +128,7 @@ Test(evsize, an_entry_over_the_limit_is_dead_lettered_and_the_rest_applied, .tim
     }
     publish_note(e.redis, "edge", LIMIT, id);      /* exactly at the limit: applied */
     publish_note(e.redis, "edge1", LIMIT + 1, id); /* one byte more: dead-lettered */
+    publish_many_fields(e.redis, 40000, id);       /* small, but too many fields */
     publish_note(e.redis, "c", 100, e.last);
     testenv_daemon_settle(&e, "notes");
 
@@ -136,11 +162,19 @@ Test(evsize, an_entry_over_the_limit_is_dead_lettered_and_the_rest_applied, .tim
         dead, LIMIT + 1);
     testenv_daemon_expect(&e, sql,
                           "notes_a|t|t|note.added|t\nnotes_a|t|t|note.added|t\n"
-                          "notes_b|t|t|note.added|t\nnotes_b|t|t|note.added|t");
+                          "notes_a|f|t|note.added|f\n"
+                          "notes_b|t|t|note.added|t\nnotes_b|t|t|note.added|t\n"
+                          "notes_b|f|t|note.added|f");
     free(sql);
     testenv_daemon_expect(&e,
                           "SELECT count(*) FROM projector.dead_letters WHERE error LIKE "
                           "'entry of 3145728 bytes is over max_event_bytes (1048576)%'",
+                          "2");
+    testenv_daemon_expect(&e,
+                          "SELECT count(*) FROM projector.dead_letters WHERE error = 'entry of "
+                          "40002 fields is over the 32768 an entry may have: not read; the raw "
+                          "copy keeps the first 32' AND raw->>'f29' LIKE 'v...[truncated: first "
+                          "32 of 40002 fields]'",
                           "2");
     /* The reads of the 300 KiB entries did not fit 1 MiB whole. */
     cr_expect(log_has(&e, "more left pending past max_read_bytes (1048576), read next"),
@@ -169,7 +203,7 @@ Test(evsize, an_entry_over_the_limit_is_dead_lettered_and_the_rest_applied, .tim
                           "SELECT count(*), count(*) FILTER (WHERE error LIKE '%cut copy of an "
                           "entry over max_event_bytes%'), (SELECT count(*) FROM notes_a WHERE id "
                           "LIKE 'big%' OR id LIKE 'edge1%') FROM projector.dead_letters",
-                          "4|4|0");
+                          "6|6|0");
     freeReplyObject(redisCommand(e.redis, "FLUSHDB"));
     testenv_daemon_done(&e);
     free(models);

@@ -97,7 +97,9 @@ static char *reply_of(const size_t *value_lens, size_t n, size_t *ret_len)
     StrBuf sb = {0};
     strbuf_appendf(&sb, "*1\r\n*2\r\n$6\r\norders\r\n*%zu\r\n", n);
     for (size_t i = 0; i < n; i++) {
-        strbuf_appendf(&sb, "*2\r\n$3\r\n%zu-0\r\n*4\r\n$4\r\ntype\r\n$1\r\nt\r\n", i + 1);
+        char id[24];
+        snprintf(id, sizeof id, "%zu-0", i + 1);
+        strbuf_appendf(&sb, "*2\r\n$%zu\r\n%s\r\n*4\r\n$4\r\ntype\r\n$1\r\nt\r\n", strlen(id), id);
         strbuf_appendf(&sb, "$5\r\nevent\r\n$%zu\r\n", value_lens[i]);
         for (size_t k = 0; k < value_lens[i]; k++)
             strbuf_appendn(&sb, &"0123456789"[k % 10], 1);
@@ -167,8 +169,10 @@ Test(respcut, only_the_whole_mark_says_cut)
         "x...[truncated: first 1 of 5 bytes] ",
         "bytes]",
         "",
+        "x...[truncated: first 32 of 40000 fields]",
+        "x...[truncated: first 32 of 40000 field]",
     };
-    static const bool cut[] = {true, true, false, false, false, false, false, false};
+    static const bool cut[] = {true, true, false, false, false, false, false, false, true, false};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
         const char *name = "event";
         size_t name_len = 5, len = strlen(values[i]);
@@ -211,11 +215,49 @@ Test(respcut, many_fields_together_over_the_limit_are_cut_too)
     strbuf_done(&sb);
 }
 
+/* An entry of more names and values than RESPCUT_FIELDS_MAX, each of them empty: hiredis
+ * would make an element of each. It is oversize, and only its first fields pass. */
+Test(respcut, an_entry_of_too_many_fields_is_oversize)
+{
+    StrBuf sb = {0};
+    size_t n = RESPCUT_FIELDS_MAX + 2;
+    strbuf_appendf(&sb, "*1\r\n*2\r\n$6\r\norders\r\n*2\r\n*2\r\n$3\r\n1-0\r\n*%zu\r\n", n);
+    for (size_t i = 0; i < n; i++)
+        strbuf_append(&sb, i % 2 == 0 ? "$1\r\nf\r\n" : "$0\r\n\r\n");
+    strbuf_append(&sb, "*2\r\n$3\r\n2-0\r\n*2\r\n$4\r\ntype\r\n$1\r\nt\r\n");
+    RespCut c = {0};
+    Batch b = {0};
+    respcut_begin(&c, 0, 1 << 20, 1 << 30);
+    cut_to_batch(&c, sb.buf, sb.len, 4000, &b);
+    cr_assert_eq(b.count, 2);
+    cr_assert(b.entries[0].oversize);
+    cr_assert_eq(b.entries[0].fields.count, RESPCUT_FIELDS_KEEP / 2);
+    cr_assert_eq(b.entries[0].bytes, n / 2, "the names that did not pass count too");
+    cr_assert_eq(c.entries[0].nwhole, n);
+    cr_assert_eq(b.entries[0].whole_fields, n / 2);
+    cr_assert(entry_fields_cut(&b.entries[0].fields), "the raw copy says fields are missing");
+    cr_assert_not(b.entries[1].oversize);
+    cr_assert_str_eq(b.entries[1].id_text, "2-0");
+    batch_done(&b);
+    respcut_free(&c);
+    strbuf_done(&sb);
+}
+
 Test(respcut, entries_past_the_read_budget_are_held)
 {
     const size_t lens[] = {3000, 3000, 3000, 3000, 10};
     size_t len;
     char *reply = reply_of(lens, 5, &len);
+    for (size_t chunk = 1; chunk < len; chunk = chunk * 2 + 1) {
+        RespCut c = {0};
+        Batch b = {0};
+        respcut_begin(&c, 0, 1 << 20, 5000);
+        cut_to_batch(&c, reply, len, chunk, &b);
+        cr_assert_eq(b.count, 2, "chunk %zu", chunk);
+        cr_assert_eq(b.nheld, 3, "chunk %zu", chunk);
+        batch_done(&b);
+        respcut_free(&c);
+    }
     RespCut c = {0};
     Batch b = {0};
     respcut_begin(&c, 0, 1 << 20, 5000);
@@ -227,7 +269,8 @@ Test(respcut, entries_past_the_read_budget_are_held)
     cr_assert_eq(b.nheld, 3);
     cr_assert_str_eq(b.held[0].id_text, "3-0");
     cr_assert_str_eq(b.held[2].id_text, "5-0");
-    cr_assert_eq(c.kept, 2 * (4 + 1 + 5 + 3000));
+    cr_assert_eq(c.kept, 2 * (4 + 1 + 5 + 3000 + 4 * RESPCUT_FIELD_COST));
+    cr_assert_eq(c.entries[2].nfields, 0, "a held entry's fields do not pass");
     cr_assert_eq(c.entries[3].bytes, 4 + 1 + 5 + 3000, "a held entry's size is known");
     batch_done(&b);
     respcut_free(&c);
@@ -278,7 +321,7 @@ Test(respcut, cuts_only_the_target_reply)
     free(reply);
 }
 
-/* XRANGE and XINFO STREAM: the entries' names and values pass empty, IDs and counts whole. */
+/* XRANGE and XINFO STREAM: the entries' fields pass as empty arrays, IDs and counts whole. */
 Test(respcut, ids_only_empties_the_entries_of_xrange_and_xinfo)
 {
     const size_t lens[] = {6000, 10};
@@ -301,14 +344,13 @@ Test(respcut, ids_only_empties_the_entries_of_xrange_and_xinfo)
         if (i == 0) {
             cr_assert_eq(r->elements, 2);
             cr_assert_str_eq(r->element[1]->element[0]->str, "2-0");
-            cr_assert_eq(r->element[0]->element[1]->elements, 4);
-            for (size_t k = 0; k < 4; k++)
-                cr_assert_eq(r->element[0]->element[1]->element[k]->len, 0);
+            cr_assert_eq(r->element[0]->element[1]->type, REDIS_REPLY_ARRAY);
+            cr_assert_eq(r->element[0]->element[1]->elements, 0);
         } else {
             cr_assert_eq(r->element[1]->integer, 2);
             cr_assert_str_eq(r->element[3]->str, "2-0");
             cr_assert_str_eq(r->element[5]->element[0]->str, "2-0");
-            cr_assert_eq(r->element[5]->element[1]->element[1]->len, 0);
+            cr_assert_eq(r->element[5]->element[1]->elements, 0);
         }
         cr_assert_eq(c.nentries, 0);
         freeReplyObject(parsed[0]);
@@ -348,4 +390,31 @@ Test(respcut, refuses_what_is_not_resp)
     cr_expect_lt(rc, 0, "nesting deeper than RESPCUT_DEPTH_MAX is refused");
     strbuf_done(&out);
     respcut_free(&c);
+}
+
+/* hiredis has the reply once the held entries' emptied fields arrays are out, before
+ * their fields have come: the cut is done only with the reply's last byte, so the reader
+ * knows to read on. */
+Test(respcut, is_done_only_with_the_last_byte_of_the_target)
+{
+    const size_t lens[] = {3000, 3000, 3000};
+    size_t len;
+    char *reply = reply_of(lens, 3, &len);
+    RespCut c = {0};
+    size_t out_len;
+    respcut_begin(&c, 0, 1 << 20, 1000);
+    char *out = cut_all(&c, reply, len - 1, 512, &out_len);
+    redisReply *parsed[1];
+    cr_assert_eq(parse_all(out, out_len, parsed, 1), 1, "hiredis has it all already");
+    cr_assert_not(respcut_done(&c));
+    StrBuf rest = {0};
+    PjError err;
+    cr_assert_eq(respcut_feed(&c, reply + len - 1, 1, &rest, &err), 0);
+    cr_assert(respcut_done(&c));
+    cr_assert_eq(rest.len, 0);
+    freeReplyObject(parsed[0]);
+    strbuf_done(&rest);
+    free(out);
+    respcut_free(&c);
+    free(reply);
 }
