@@ -138,6 +138,7 @@ static int settle_acks(Reader *r, PjError *err)
         redisReply *reply = NULL;
         if (next_reply(r, &reply, err, "acknowledge entries") < 0)
             return -PJ_ETRANSIENT;
+        assert(reply != NULL);
         if (rc == 0 && reply->type == REDIS_REPLY_ERROR)
             rc = reply_error(reply, err, "acknowledge entries");
         freeReplyObject(reply);

@@ -31,12 +31,12 @@
 
 #include "base/util.h"
 
-#define RESPCUT_KEEP_BYTES 4096      /* kept of each field of an oversize entry */
-#define RESPCUT_KEEP_MAX (64 * 1024) /* kept of all the cut fields of an oversize entry */
-#define RESPCUT_FIELDS_MAX 65536     /* names and values of an entry, at most */
-#define RESPCUT_FIELDS_KEEP 64       /* of those, kept of an entry that has more */
-#define RESPCUT_FIELD_COST 64        /* bytes a name or value costs hiredis beyond its own */
-#define RESPCUT_DEPTH_MAX 16         /* nesting of the replies it passes on */
+#define RESPCUT_KEEP_BYTES 4096  /* kept of each field of an oversize entry */
+#define RESPCUT_KEEP_MAX 65536   /* kept of all the cut fields of an oversize entry */
+#define RESPCUT_FIELDS_MAX 65536 /* names and values of an entry, at most */
+#define RESPCUT_FIELDS_KEEP 64   /* of those, kept of an entry that has more */
+#define RESPCUT_FIELD_COST 64    /* bytes a name or value costs hiredis beyond its own */
+#define RESPCUT_DEPTH_MAX 16     /* nesting of the replies it passes on */
 
 /* One entry of the target reply, in reply order. */
 typedef struct CutEntry {
