@@ -51,6 +51,8 @@ static int broken(Reader *r, PjError *err, const char *what, const char *detail)
     return pj_error_set(err, PJ_ETRANSIENT, "could not %s: %s", what, detail);
 }
 
+/* ---- replies read through the cut (respcut.h) ---- */
+
 /* Why read() gave n: the connection closed, the receive timeout, or errno's text. */
 static const char *read_failure(ssize_t n, int errnum, char *buf, size_t size)
 {
@@ -150,6 +152,8 @@ int reader_flush(Reader *r, PjError *err)
 {
     return settle_acks(r, err);
 }
+
+/* ---- commands ---- */
 
 /* Sends argv and returns the reply, or NULL with err set (transient). */
 static redisReply *command(Reader *r, PjError *err, const char *what, int argc, const char **argv,
