@@ -1,8 +1,11 @@
 /* reader.c - hiredis calls for consumer groups, with every reply shape checked.
  *
- * Owns one redisContext per Reader. Errors leave the context unusable from the caller's
- * point of view: it frees the Reader and reconnects. Replies are freed here except a
- * batch's, which the Batch owns until batch_reset.
+ * Owns one redisContext per Reader, and what bounds its memory: the replies that carry
+ * entries (XREADGROUP, XRANGE, XINFO STREAM) are read from the socket here, through a
+ * RespCut (respcut.h), and only what it lets through reaches hiredis's parser; entries a
+ * read held back are remembered per stream and read next. Errors leave the context
+ * unusable from the caller's point of view: it frees the Reader and reconnects. Replies
+ * are freed here except a batch's, which the Batch owns until batch_reset.
  */
 #include "source/reader.h"
 

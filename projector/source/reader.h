@@ -1,5 +1,6 @@
 /* reader.h - Redis Streams through hiredis: connect, consumer groups, XREADGROUP, XACK,
- * XAUTOCLAIM, and the lag sample of one stream. Every reply's shape is checked before use.
+ * XAUTOCLAIM, and the lag sample of one stream. Every reply's shape is checked before use,
+ * and no reply holds more than the read's limits allow, whatever the stream holds.
  *
  * A Reader owns one redisContext. Any error on it is reported as -PJ_ETRANSIENT (the
  * caller drops the Reader and reconnects) except replies that say the data is wrong
