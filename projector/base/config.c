@@ -60,6 +60,8 @@ static const ConfigKey config_keys[] = {
     STR_KEY(NULL, "readmodels", readmodels_dir, "readmodels/"),
     INT_KEY(NULL, "batch", batch, "1000", 1, 10000),
     INT_KEY(NULL, "block_ms", block_ms, "1000", 1, 60000),
+    INT_KEY(NULL, "max_event_bytes", max_event_bytes, "4194304", 1024, 536870912),
+    INT_KEY(NULL, "max_read_bytes", max_read_bytes, "33554432", 1024, 1073741824),
     KEY(NULL, "set_based", KEY_BOOL, set_based, "true", 0, 0, false),
     INT_KEY(NULL, "parallel_apply", parallel_apply, "1", 1, PARALLEL_APPLY_MAX),
     KEY(NULL, "log_level", KEY_LOGLEVEL, log_level, "info", 0, 0, false),
@@ -103,6 +105,8 @@ static char *expand_env(const char *s, const char *key, PjError *err)
 
 void redis_addr_done(RedisAddr *addr)
 {
+    if (addr->password != NULL)
+        explicit_bzero(addr->password, strlen(addr->password));
     free(addr->host);
     free(addr->user);
     free(addr->password);
@@ -120,17 +124,67 @@ static int parse_port_db(const char *s, long lo, long hi, int *ret)
     return 0;
 }
 
-static int parse_userinfo(const char *s, size_t len, RedisAddr *a)
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes the %XX escapes of s[0 .. len) (RFC 3986 userinfo: a password with "@", ":" or
+ * "/" is written with %40, %3A, %2F; a "%" itself as %25). NULL on a "%" without two hex
+ * digits after it, or on %00, which would end the C string early. The caller's message
+ * names the part, never its text: it may be the password. */
+static char *percent_decode(const char *s, size_t len)
+{
+    char *out = xmalloc(len + 1);
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] != '%') {
+            out[n++] = s[i];
+            continue;
+        }
+        int hi = i + 2 < len ? hex_digit(s[i + 1]) : -1;
+        int lo = hi >= 0 ? hex_digit(s[i + 2]) : -1;
+        if (lo < 0 || (hi == 0 && lo == 0)) {
+            explicit_bzero(out, n);
+            free(out);
+            return NULL;
+        }
+        out[n++] = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+#define REDIS_URL_FORM "redis://[user:password@]host[:port][/db]"
+
+static int bad_escape(PjError *err, const char *part)
+{
+    return pj_error_set(err, PJ_EINVAL,
+                        "invalid Redis URL: the %s has a \"%%\" not followed by two hex digits, "
+                        "or an escaped NUL (percent-encode it: \"%%\" as %%25, \"@\" as %%40, "
+                        "\":\" as %%3A, \"/\" as %%2F)",
+                        part);
+}
+
+/* user:password, password alone, or user: each part percent-decoded. */
+static int parse_userinfo(const char *s, size_t len, RedisAddr *a, PjError *err)
 {
     const char *colon = memchr(s, ':', len);
     if (colon == NULL) {
-        a->password = xstrndup(s, len); /* redis://secret@host: a password alone */
-        return 0;
+        a->password = percent_decode(s, len); /* redis://secret@host: a password alone */
+    } else {
+        if (colon > s && (a->user = percent_decode(s, (size_t)(colon - s))) == NULL)
+            return bad_escape(err, "user name");
+        a->password = percent_decode(colon + 1, len - (size_t)(colon - s) - 1);
     }
-    if (colon > s)
-        a->user = xstrndup(s, (size_t)(colon - s));
-    a->password = xstrndup(colon + 1, len - (size_t)(colon - s) - 1);
-    return 0;
+    return a->password == NULL ? bad_escape(err, "password") : 0;
 }
 
 int redis_addr_parse(const char *url, RedisAddr *ret, PjError *err)
@@ -138,12 +192,14 @@ int redis_addr_parse(const char *url, RedisAddr *ret, PjError *err)
     static const char scheme[] = "redis://";
     RedisAddr a = {.port = 6379, .db = 0};
     if (strncmp(url, scheme, sizeof scheme - 1) != 0)
-        return pj_error_set(err, PJ_EINVAL,
-                            "invalid Redis URL: expected redis://[user:password@]host[:port][/db]");
+        return pj_error_set(err, PJ_EINVAL, "invalid Redis URL: expected " REDIS_URL_FORM);
     const char *rest = url + sizeof scheme - 1;
     const char *at = strrchr(rest, '@');
     if (at != NULL) {
-        (void)parse_userinfo(rest, (size_t)(at - rest), &a);
+        if (parse_userinfo(rest, (size_t)(at - rest), &a, err) < 0) {
+            redis_addr_done(&a);
+            return -PJ_EINVAL;
+        }
         rest = at + 1;
     }
     const char *slash = strchr(rest, '/');
@@ -161,8 +217,7 @@ int redis_addr_parse(const char *url, RedisAddr *ret, PjError *err)
     free(hostport);
     if (r < 0 || a.host[0] == '\0') {
         redis_addr_done(&a);
-        return pj_error_set(err, PJ_EINVAL,
-                            "invalid Redis URL: expected redis://[user:password@]host[:port][/db]");
+        return pj_error_set(err, PJ_EINVAL, "invalid Redis URL: expected " REDIS_URL_FORM);
     }
     *ret = a;
     return 0;
@@ -484,9 +539,7 @@ Config *config_free(Config *cfg)
     for (size_t i = 0; i < ARRAY_SIZE(config_keys); i++)
         if (config_keys[i].type == KEY_STRING)
             free_wiped(*(char **)((char *)cfg + config_keys[i].offset));
-    if (cfg->redis.password != NULL)
-        explicit_bzero(cfg->redis.password, strlen(cfg->redis.password));
-    redis_addr_done(&cfg->redis);
+    redis_addr_done(&cfg->redis); /* wipes the password */
     free(cfg->literal_secret);
     free(cfg->secret_warning);
     free(cfg->path);

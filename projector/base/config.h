@@ -45,8 +45,10 @@ typedef struct Config {
     char *readmodels_dir; /* resolved against the config file's folder */
     int batch;
     int block_ms;
-    bool set_based;     /* merge a batch's statements on distinct rows (merge.h) */
-    int parallel_apply; /* sessions a large batch is spread over (partition.h) */
+    int max_event_bytes; /* a larger entry is dead-lettered, never read whole */
+    int max_read_bytes;  /* entry data one read takes (plus one entry), per read model */
+    bool set_based;      /* merge a batch's statements on distinct rows (merge.h) */
+    int parallel_apply;  /* sessions a large batch is spread over (partition.h) */
     LogLevel log_level;
     int stats_interval_s;
     char *literal_secret; /* "file:line:col: \"key\"" of the first secret written as is */

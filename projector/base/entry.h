@@ -1,5 +1,6 @@
 /* entry.h - what the source layer hands up the data path: one stream entry's raw fields
- * and how far a stream is ahead of a position. Value types and one reading of them; pure.
+ * (and how a cut copy of them is marked) and how far a stream is ahead of a position.
+ * Value types and readings of them; pure.
  */
 #ifndef PROJECTOR_ENTRY_H
 #define PROJECTOR_ENTRY_H
@@ -19,6 +20,17 @@ typedef struct EntryFields {
     const char *const *values;
     const size_t *value_lens;
 } EntryFields;
+
+/* What ends a name or value of an entry over max_event_bytes, after the first bytes kept
+ * of it (source/reader.c): kept and whole sizes. */
+#define ENTRY_CUT_MARK "...[truncated: first %zu of %zu bytes]"
+/* What ends the last value of an entry whose later fields were left out: kept and whole
+ * numbers of fields. */
+#define ENTRY_CUT_FIELDS_MARK "...[truncated: first %zu of %zu fields]"
+
+/* True when a name or value of f ends with either mark: the fields are a cut copy of an
+ * entry over the size limit (a dead letter's raw copy, say), never to be applied. */
+bool entry_fields_cut(const EntryFields *f);
 
 /* How far a consumer group's committed position is behind its stream. */
 typedef struct StreamBacklog {

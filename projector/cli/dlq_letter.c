@@ -115,7 +115,12 @@ int dlq_decode_raw(const char *raw_text, const char *stream, const char *entry_i
     }
     RawFields rf;
     raw_fields_init(&rf, raw);
-    int rc = event_decode(stream, entry_id, &rf.fields, event_field, ret, err);
+    /* An entry over max_event_bytes was kept cut: applying that copy would apply cut values. */
+    int rc = entry_fields_cut(&rf.fields)
+                 ? pj_error_set(err, PJ_EPERMANENT,
+                                "the stored raw entry is a cut copy of an entry over "
+                                "max_event_bytes: it cannot be applied; publish the event again")
+                 : event_decode(stream, entry_id, &rf.fields, event_field, ret, err);
     raw_fields_done(&rf);
     json_decref(raw);
     return rc;

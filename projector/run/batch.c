@@ -74,9 +74,20 @@ int batch_run_read(BatchRun *b, const BatchCtx *c, const char *const *after, int
         in_history = in_history || after[s] != NULL;
     /* Positions are only meaningful for new deliveries, not for re-read pending entries. */
     b->counts_valid = !in_history;
-    return reader_read(c->reader, c->group, c->cfg->consumer, (const char *const *)m->streams,
-                       after, m->nstreams, c->cfg->batch, block_ms, &b->batch,
-                       in_history ? NULL : b->counts, err);
+    ReadLimits limits = {
+        .count = c->cfg->batch,
+        .max_entry_bytes = (size_t)c->cfg->max_event_bytes,
+        .max_read_bytes = (size_t)c->cfg->max_read_bytes,
+    };
+    int rc =
+        reader_read(c->reader, c->group, c->cfg->consumer, (const char *const *)m->streams, after,
+                    m->nstreams, &limits, block_ms, &b->batch, in_history ? NULL : b->counts, err);
+    if (rc == 0 && b->batch.nheld > 0)
+        log_debug(c->log_ctx,
+                  "read %zu entries (%zu bytes); %zu more left pending past max_read_bytes (%d), "
+                  "read next",
+                  b->batch.count, b->batch.bytes, b->batch.nheld, c->cfg->max_read_bytes);
+    return rc;
 }
 
 const Batch *batch_run_entries(const BatchRun *b)
@@ -148,6 +159,21 @@ static void classify(BatchRun *b, const BatchCtx *c, Item *it)
     }
     if (e->deleted) {
         batch_item_dead(it, "the entry was deleted from the stream before it was applied", NULL);
+        return;
+    }
+    /* Before anything looks into it, for every read model alike: the reader never took it
+     * whole, and its fields hold only their first bytes. */
+    if (e->oversize) {
+        char *msg =
+            e->whole_fields > RESPCUT_FIELDS_MAX / 2
+                ? xasprintf("entry of %zu fields is over the %d an entry may have: not "
+                            "read; the raw copy keeps the first %d",
+                            e->whole_fields, RESPCUT_FIELDS_MAX / 2, RESPCUT_FIELDS_KEEP / 2)
+                : xasprintf("entry of %zu bytes is over max_event_bytes (%d): not read; "
+                            "the raw copy keeps the first %d bytes of each field",
+                            e->bytes, c->cfg->max_event_bytes, RESPCUT_KEEP_BYTES);
+        batch_item_dead(it, msg, NULL);
+        free(msg);
         return;
     }
     /* A type this read model does not handle is skipped without decoding the entry: on a

@@ -1,5 +1,6 @@
 /* reader.h - Redis Streams through hiredis: connect, consumer groups, XREADGROUP, XACK,
- * XAUTOCLAIM, and the lag sample of one stream. Every reply's shape is checked before use.
+ * XAUTOCLAIM, and the lag sample of one stream. Every reply's shape is checked before use,
+ * and no reply holds more than the read's limits allow, whatever the stream holds.
  *
  * A Reader owns one redisContext. Any error on it is reported as -PJ_ETRANSIENT (the
  * caller drops the Reader and reconnects) except replies that say the data is wrong
@@ -14,6 +15,7 @@
 #include "base/entry.h"
 #include "base/stream_id.h"
 #include "base/util.h"
+#include "source/respcut.h"
 
 typedef struct Reader Reader;
 
@@ -66,7 +68,14 @@ typedef struct Entry {
     size_t stream; /* index into the streams passed to reader_read */
     StreamId id;
     char id_text[STREAM_ID_BUFSZ];
-    bool deleted; /* a pending entry whose content is gone (trimmed or XDEL) */
+    bool deleted;        /* a pending entry whose content is gone (trimmed or XDEL) */
+    size_t bytes;        /* its names and values as Redis holds them */
+    size_t whole_fields; /* its fields (name-value pairs) in Redis */
+    /* bytes > the read's max_entry_bytes, or more than RESPCUT_FIELDS_MAX names and values:
+     * it was never read whole; fields holds at most RESPCUT_FIELDS_KEEP / 2 of its fields,
+     * and of each name or value longer than RESPCUT_KEEP_BYTES its first bytes, then
+     * ENTRY_CUT_MARK */
+    bool oversize;
     EntryFields fields;
 } Entry;
 
@@ -81,28 +90,54 @@ typedef struct Batch {
     const char **strs;
     size_t *lens;
     size_t strs_cap;
+    /* the cut copies of oversize entries' fields, owned */
+    char **cut;
+    size_t ncut, cut_cap;
+    /* entries Redis delivered past the read's max_read_bytes: left pending, read next (only
+     * stream, id and id_text are set) */
+    Entry *held;
+    size_t nheld, held_cap;
+    size_t bytes; /* names and values of entries the batch holds (cut ones as cut) */
 } Batch;
 
 void batch_reset(Batch *b);
 void batch_done(Batch *b);
 
-/* XREADGROUP GROUP group consumer COUNT count [BLOCK block_ms] STREAMS s... ids...
+/* What one read may take. */
+typedef struct ReadLimits {
+    int count;              /* entries per stream (XREADGROUP COUNT), at most */
+    size_t max_entry_bytes; /* a larger entry comes cut (Entry.oversize), never whole */
+    size_t max_read_bytes;  /* entries that begin past this much entry data are held */
+} ReadLimits;
+
+/* XREADGROUP GROUP group consumer COUNT n [BLOCK block_ms] STREAMS s... ids...
  * ids[i] is NULL for ">" (new entries) or the ID after which to re-read this consumer's
  * pending entries. BLOCK is only sent when every id is ">" and block_ms >= 0 (a negative
  * block_ms answers at once, empty when nothing is there). Fills *ret (reset first).
+ *
+ * Memory is bounded by the limits, not by what the stream holds: the reply is cut as it
+ * arrives (respcut.h), so it holds at most max_read_bytes plus one entry, and an entry
+ * over max_entry_bytes only in part. n is limits->count, lowered to what fits
+ * max_read_bytes at the size of the entries the last read met. Entries held past
+ * max_read_bytes stay pending: every following read of their stream given ">" re-reads
+ * them first (from this consumer's pending entries), in stream order, until all have
+ * come whole.
+ *
  * When counts is not NULL, counts[i] gets stream i's group position as it stands right
  * after the read (XINFO GROUPS pipelined behind it: no extra round trip); added and
  * length stay 0, and max_deleted is only fetched (one more round trip) when the group
- * has not read everything there is. */
+ * has not read everything there is. has_entries_read is false for a stream whose entries
+ * were held or re-read: the group's count then says nothing of the batch. */
 int reader_read(Reader *r, const char *group, const char *consumer, const char *const *streams,
-                const char *const *ids, size_t nstreams, int count, int block_ms, Batch *ret,
-                StreamCounts *counts, PjError *err) PJ_MUSTCHECK;
+                const char *const *ids, size_t nstreams, const ReadLimits *limits, int block_ms,
+                Batch *ret, StreamCounts *counts, PjError *err) PJ_MUSTCHECK;
 
 /* Checks the shape of an XREADGROUP reply and fills *ret (reset first) from it. Takes
- * ownership of reply. A nil reply is an empty batch. Exposed for tests, which feed
- * recorded RESP bytes through hiredis's redisReader. */
-int reader_parse_batch(redisReply *reply, const char *const *streams, size_t nstreams, Batch *ret,
-                       PjError *err) PJ_MUSTCHECK;
+ * ownership of reply. A nil reply is an empty batch. cut is what cut the reply as it
+ * arrived (NULL: nothing did). Exposed for tests, which feed recorded RESP bytes through
+ * hiredis's redisReader (and a RespCut). */
+int reader_parse_batch(redisReply *reply, const char *const *streams, size_t nstreams,
+                       const RespCut *cut, Batch *ret, PjError *err) PJ_MUSTCHECK;
 
 /* XACK stream group id...: queued, not waited for. It goes out with the next command
  * (the next reader_read's XREADGROUP, in the same write) and that command reads its reply

@@ -21,7 +21,7 @@ case "${1:-30}" in
 esac
 SECONDS_PER_TARGET=${1:-30}
 BUILD=${PJ_FUZZ_BUILD:-build/fuzz}
-TARGETS=${PJ_FUZZ_TARGETS:-fuzz_model fuzz_event fuzz_expr fuzz_http}
+TARGETS=${PJ_FUZZ_TARGETS:-fuzz_model fuzz_event fuzz_expr fuzz_http fuzz_respcut}
 CORPUS=tests/fuzz/corpus
 DICTS=tests/fuzz/dict
 
@@ -32,6 +32,7 @@ max_len() {
         fuzz_event) echo 16384 ;;
         fuzz_expr) echo 1024 ;;
         fuzz_http) echo 4096 ;;
+        fuzz_respcut) echo 4096 ;;
         *) echo 4096 ;;
     esac
 }

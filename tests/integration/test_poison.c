@@ -210,8 +210,10 @@ static void run_poison(const char *name, int batch, int parallel)
 {
     Env e;
     env_setup(&e, name, batch);
-    char line[64];
-    snprintf(line, sizeof line, "parallel_apply: %d\n", parallel);
+    char line[96];
+    /* The 16 MiB payload is an event to apply here; the limit has test_evsize.c. */
+    snprintf(line, sizeof line, "parallel_apply: %d\nmax_event_bytes: %u\n", parallel,
+             2 * POISON_BIG);
     testenv_append_file(e.config, line);
     publish_all(&e);
     testenv_daemon_settle(&e, "orders");

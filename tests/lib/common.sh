@@ -5,7 +5,7 @@
 PJ_PACKAGES="build-essential cmake pkg-config clang libhiredis-dev libpq-dev libyaml-dev
 libjansson-dev libmicrohttpd-dev libcriterion-dev libsystemd-dev redis-server postgresql-15 python3
 python3-jsonschema python3-yaml curl ca-certificates valgrind clang-format clang-tidy cppcheck
-systemd man-db prometheus yamllint python3-kubernetes"
+systemd man-db prometheus yamllint python3-kubernetes stunnel4 openssl"
 
 pj_say() { printf '%s: %s\n' "${PJ_PROG:-projector}" "$*"; }
 pj_die() { printf '%s: error: %s\n' "${PJ_PROG:-projector}" "$*" >&2; exit 1; }

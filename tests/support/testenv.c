@@ -259,16 +259,34 @@ int testenv_redis_db(void)
     return db;
 }
 
+/* Appends s with every byte but letters, digits and "-._~" percent-encoded, as a Redis
+ * URL's user name and password are written. */
+static void testenv_url_encode(StrBuf *sb, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            strchr("-._~", *p) != NULL)
+            strbuf_appendn(sb, (const char *)p, 1);
+        else
+            strbuf_appendf(sb, "%%%02X", *p);
+    }
+}
+
 char *testenv_redis_url(int db)
 {
     RedisAddr addr = {0};
     char *url;
 
     testenv_redis_addr(&addr);
-    if (addr.password != NULL)
-        url = xasprintf("redis://%s:%s@%s:%d/%d", addr.user ? addr.user : "", addr.password,
-                        addr.host, addr.port, db);
-    else
+    if (addr.password != NULL) {
+        StrBuf sb = {0};
+        strbuf_append(&sb, "redis://");
+        testenv_url_encode(&sb, addr.user ? addr.user : "");
+        strbuf_append(&sb, ":");
+        testenv_url_encode(&sb, addr.password);
+        strbuf_appendf(&sb, "@%s:%d/%d", addr.host, addr.port, db);
+        url = strbuf_take(&sb);
+    } else
         url = xasprintf("redis://%s:%d/%d", addr.host, addr.port, db);
     redis_addr_done(&addr);
     return url;

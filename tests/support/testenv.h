@@ -31,7 +31,7 @@ char *testenv_query_text(PGconn *conn, const char *sql);
 
 /* A Redis logical database no other test in this run uses (flushed); 1..255. */
 int testenv_redis_db(void);
-/* "redis://127.0.0.1:PORT/DB"; caller frees. */
+/* "redis://127.0.0.1:PORT/DB" (a user and password percent-encoded); caller frees. */
 char *testenv_redis_url(int db);
 /* Connects and SELECTs db (asserting success). Caller redisFree()s. */
 redisContext *testenv_redis(int db);

@@ -49,6 +49,8 @@ Test(config, empty_file_gives_defaults)
     cr_assert_str_eq(cfg->http_listen, "127.0.0.1:8080");
     cr_assert_eq(cfg->batch, 1000);
     cr_assert_eq(cfg->block_ms, 1000);
+    cr_assert_eq(cfg->max_event_bytes, 4 * 1024 * 1024);
+    cr_assert_eq(cfg->max_read_bytes, 32 * 1024 * 1024);
     cr_assert(cfg->set_based);
     cr_assert_eq(cfg->backoff_min_ms, 100);
     cr_assert_eq(cfg->backoff_max_ms, 10000);
@@ -126,8 +128,8 @@ Test(config, reports_every_error_with_its_position)
     cr_assert_null(cfg);
     cr_assert(strstr(errs,
                      "1:1: unrecognized key \"bacth\": expected one of redis, postgres, http, "
-                     "retry, readmodels, batch, block_ms, set_based, parallel_apply, log_level, "
-                     "stats_interval_s\n") != NULL,
+                     "retry, readmodels, batch, block_ms, max_event_bytes, max_read_bytes, "
+                     "set_based, parallel_apply, log_level, stats_interval_s\n") != NULL,
               "%s", errs);
     cr_assert(strstr(errs, "2:8: invalid value \"0\" for \"batch\": must be 1..10000\n") != NULL,
               "%s", errs);
@@ -145,6 +147,26 @@ Test(config, reports_every_error_with_its_position)
               "%s", errs);
     cr_assert(strstr(errs, "8:12: invalid value \"loud\" for \"log_level\"") != NULL, "%s", errs);
     cr_assert(strstr(errs, "9:7: expected a mapping, got a sequence\n") != NULL, "%s", errs);
+    free(errs);
+}
+
+Test(config, size_limits_have_bounds)
+{
+    Config *cfg;
+    char *errs = load("max_event_bytes: 1048576\nmax_read_bytes: 2048\n", &cfg);
+    cr_assert_str_empty(errs);
+    cr_assert_eq(cfg->max_event_bytes, 1048576);
+    cr_assert_eq(cfg->max_read_bytes, 2048);
+    config_free(cfg);
+    free(errs);
+    errs = load("max_event_bytes: 1023\nmax_read_bytes: 1073741825\n", &cfg);
+    cr_assert_null(cfg);
+    cr_expect(strstr(errs, "1:18: invalid value \"1023\" for \"max_event_bytes\": must be "
+                           "1024..536870912\n") != NULL,
+              "%s", errs);
+    cr_expect(strstr(errs, "2:17: invalid value \"1073741825\" for \"max_read_bytes\": must be "
+                           "1024..1073741824\n") != NULL,
+              "%s", errs);
     free(errs);
 }
 
@@ -183,12 +205,67 @@ Test(config, parses_redis_urls)
     redis_addr_done(&a);
     cr_assert_eq(redis_addr_parse("redis://:p%40ss@h:7000/15", &a, &err), 0);
     cr_assert_null(a.user);
-    cr_assert_str_eq(a.password, "p%40ss");
+    cr_assert_str_eq(a.password, "p@ss");
     cr_assert_eq(a.db, 15);
     redis_addr_done(&a);
     cr_assert_lt(redis_addr_parse("redis://h:99999", &a, &err), 0);
     cr_assert_lt(redis_addr_parse("redis://h:1/x", &a, &err), 0);
     cr_assert_lt(redis_addr_parse("redis://", &a, &err), 0);
+}
+
+/* The user and password of a Redis URL are percent-decoded (RFC 3986): "@", ":", "/" and
+ * "%" itself can be part of them. */
+Test(config, redis_url_user_and_password_are_percent_decoded)
+{
+    static const struct {
+        const char *url, *user, *password;
+    } cases[] = {
+        {"redis://app:p%40ss%3Aw%2Frd%25@h:1/2", "app", "p@ss:w/rd%"},
+        {"redis://us%65r%3a1:x@h", "user:1", "x"},
+        {"redis://%2f%2F@h", NULL, "//"},
+        {"redis://app:a:b@c@h:7", "app", "a:b@c"}, /* unencoded: the last "@" ends it */
+        {"redis://app:@h", "app", ""},
+        {"redis://app:%C3%A9@h", "app", "\xc3\xa9"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        RedisAddr a;
+        PjError err;
+        cr_assert_eq(redis_addr_parse(cases[i].url, &a, &err), 0, "%s: %s", cases[i].url,
+                     err.message);
+        if (cases[i].user == NULL)
+            cr_expect_null(a.user, "%s", cases[i].url);
+        else
+            cr_expect_str_eq(a.user, cases[i].user, "%s", cases[i].url);
+        cr_expect_str_eq(a.password, cases[i].password, "%s", cases[i].url);
+        cr_expect_str_eq(a.host, "h", "%s", cases[i].url);
+        redis_addr_done(&a);
+    }
+}
+
+/* A malformed escape is refused, and the message never repeats the password. */
+Test(config, redis_url_malformed_escape_is_refused_without_its_text)
+{
+    static const struct {
+        const char *url, *part;
+    } bad[] = {
+        {"redis://app:Secret%4@h", "password"},   {"redis://app:Secret%@h", "password"},
+        {"redis://app:Secret%zz1@h", "password"}, {"redis://app:Secret%00x@h", "password"},
+        {"redis://Secret%G1:x@h", "user name"},   {"redis://Secret%4:x@h", "user name"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        RedisAddr a = {0};
+        PjError err;
+        cr_assert_eq(redis_addr_parse(bad[i].url, &a, &err), -PJ_EINVAL, "%s accepted", bad[i].url);
+        cr_expect(strstr(err.message, bad[i].part) != NULL, "%s: %s", bad[i].url, err.message);
+        cr_expect(strstr(err.message, "Secret") == NULL, "the error repeats the secret: %s",
+                  err.message);
+    }
+    Config *cfg;
+    char *errs = load("redis:\n  url: \"redis://app:Secret%zz@127.0.0.1:6379/0\"\n", &cfg);
+    cr_assert_null(cfg);
+    cr_expect(strstr(errs, "2:8: invalid Redis URL: the password has a \"%\"") != NULL, "%s", errs);
+    cr_expect(strstr(errs, "Secret") == NULL, "%s", errs);
+    free(errs);
 }
 
 Test(config, unparsable_conninfo_is_reported_without_its_text)

@@ -29,7 +29,8 @@ Test(reader, parses_two_streams_with_fields)
         "*2\r\n$3\r\n1-1\r\n*2\r\n$5\r\nevent\r\n$2\r\n{}\r\n";
     Batch b = {0};
     PjError err;
-    cr_assert_eq(reader_parse_batch(parse_resp(resp), streams, 2, &b, &err), 0, "%s", err.message);
+    cr_assert_eq(reader_parse_batch(parse_resp(resp), streams, 2, NULL, &b, &err), 0, "%s",
+                 err.message);
     cr_assert_eq(b.count, 3);
     cr_assert_eq(b.entries[0].stream, 0);
     cr_assert_str_eq(b.entries[1].id_text, "2-5");
@@ -46,7 +47,7 @@ Test(reader, nil_reply_is_an_empty_batch)
 {
     Batch b = {0};
     PjError err;
-    cr_assert_eq(reader_parse_batch(parse_resp("*-1\r\n"), streams, 2, &b, &err), 0);
+    cr_assert_eq(reader_parse_batch(parse_resp("*-1\r\n"), streams, 2, NULL, &b, &err), 0);
     cr_assert_eq(b.count, 0);
     batch_done(&b);
 }
@@ -56,7 +57,7 @@ Test(reader, deleted_pending_entry_is_marked)
     const char *resp = "*1\r\n*2\r\n$6\r\norders\r\n*1\r\n*2\r\n$3\r\n7-0\r\n*-1\r\n";
     Batch b = {0};
     PjError err;
-    cr_assert_eq(reader_parse_batch(parse_resp(resp), streams, 2, &b, &err), 0);
+    cr_assert_eq(reader_parse_batch(parse_resp(resp), streams, 2, NULL, &b, &err), 0);
     cr_assert_eq(b.count, 1);
     cr_assert(b.entries[0].deleted);
     cr_assert_eq(b.entries[0].fields.count, 0);
@@ -75,8 +76,8 @@ Test(reader, rejects_wrong_shapes)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         Batch b = {0};
         PjError err;
-        cr_assert_eq(reader_parse_batch(parse_resp(bad[i]), streams, 2, &b, &err), -PJ_ETRANSIENT,
-                     "case %zu accepted", i);
+        cr_assert_eq(reader_parse_batch(parse_resp(bad[i]), streams, 2, NULL, &b, &err),
+                     -PJ_ETRANSIENT, "case %zu accepted", i);
         batch_done(&b);
     }
 }
@@ -86,10 +87,11 @@ Test(reader, error_reply_classified)
     Batch b = {0};
     PjError err;
     cr_assert_eq(reader_parse_batch(parse_resp("-WRONGTYPE Operation against a key\r\n"), streams,
-                                    2, &b, &err),
+                                    2, NULL, &b, &err),
                  -PJ_EPERMANENT);
-    cr_assert_eq(reader_parse_batch(parse_resp("-NOGROUP No such key\r\n"), streams, 2, &b, &err),
-                 -PJ_ETRANSIENT);
+    cr_assert_eq(
+        reader_parse_batch(parse_resp("-NOGROUP No such key\r\n"), streams, 2, NULL, &b, &err),
+        -PJ_ETRANSIENT);
     cr_assert(strstr(err.message, "NOGROUP") != NULL);
     batch_done(&b);
 }

@@ -336,6 +336,8 @@ ParameterizedTestParameters(schemas, documents)
          " 2), default: 0}\non:\n  a:\n    upsert: {id: concat($.a, $.b), add: {n: 1}}\n",
          0, ""},
         {"batch_zero.yaml", CFG, "batch: 0\n", 1, "$.batch"},
+        {"event_size.yaml", CFG, "max_event_bytes: 512\n", 1, "$.max_event_bytes"},
+        {"read_size.yaml", CFG, "max_event_bytes: 1024\nmax_read_bytes: 1024\n", 0, ""},
         {"misspelled.yaml", CFG, "bacth: 10\n", 1, "'bacth' was unexpected"},
         {"log_level.yaml", CFG, "log_level: verbose\nhttp: {listen: ':8080'}\n", 1, "$.log_level"},
         {"env_ok.yaml", CFG, "batch: ${BATCH}\nredis: {url: '${REDIS_URL}'}\n", 0, ""},
