@@ -131,6 +131,7 @@ static void tls_start_redis(void)
                           "+xgroup",
                           "+xinfo",
                           "+xautoclaim",
+                          "+xpending",
                           "+xrange",
                           "+ping",
                           "+select",
