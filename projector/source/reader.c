@@ -34,11 +34,19 @@ struct Reader {
     Resume *resume;     /* per stream of the last read */
     size_t nresume;
     size_t entry_cost; /* bytes per entry in the last read that met any (0: none yet) */
+    int command_timeout_ms;
 };
 
+/* hiredis says a read that timed out with errno's words ("Resource temporarily
+ * unavailable"): the message says what it was. */
 static int context_error(Reader *r, PjError *err, const char *what)
 {
     const char *detail = r->ctx != NULL && r->ctx->err ? r->ctx->errstr : "no reply";
+    if (r->ctx != NULL && r->ctx->err == REDIS_ERR_IO &&
+        (strcmp(detail, strerror(EAGAIN)) == 0 || strcmp(detail, strerror(EWOULDBLOCK)) == 0))
+        return pj_error_set(err, PJ_ETRANSIENT,
+                            "could not %s: Redis did not answer within %d ms (read timeout)", what,
+                            r->command_timeout_ms);
     return pj_error_set(err, PJ_ETRANSIENT, "could not %s: %s", what, detail);
 }
 
@@ -62,7 +70,7 @@ static const char *read_failure(ssize_t n, int errnum, char *buf, size_t size)
     if (n == 0)
         return "connection closed";
     if (errnum == EAGAIN || errnum == EWOULDBLOCK)
-        return "timed out";
+        return "Redis did not answer in time (read timeout)";
     if (strerror_r(errnum, buf, size) != 0)
         snprintf(buf, size, "error %d", errnum);
     return buf;
@@ -244,6 +252,7 @@ int reader_connect(const RedisAddr *addr, int connect_timeout_ms, int command_ti
         return -PJ_ETRANSIENT;
     }
     redisSetTimeout(r->ctx, tv_ms(command_timeout_ms));
+    r->command_timeout_ms = command_timeout_ms;
     int rc = 0;
     if (addr->password != NULL) {
         const char *argv[3] = {"AUTH", addr->user != NULL ? addr->user : addr->password,

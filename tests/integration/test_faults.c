@@ -490,6 +490,11 @@ Test(faults, redis_stalled_mid_drain, .timeout = 300)
     cr_log_info("Redis stalled at %lld customer_stats events; retrying after %lld ms; %.3f s of "
                 "CPU in 2 s; /lag said: %s",
                 at, (long long)noticed_ms, cpu_s, retrying);
+    /* The reason says it was a timeout, not errno's "Resource temporarily unavailable". */
+    cr_assert(strstr(retrying, "Redis did not answer") != NULL &&
+                  strstr(retrying, "read timeout") != NULL &&
+                  strstr(retrying, "Resource temporarily") == NULL,
+              "the reason does not say it timed out: %s", retrying);
     free(retrying);
     cr_assert_lt(cpu_s, 0.2, "the daemon used %.3f s of CPU in 2 s while Redis stalled", cpu_s);
     fault_check_final(&f);
