@@ -6,6 +6,8 @@
 #                                publish deploy/sample/feed.jsonl once, show the read tables
 #   bash deploy/local.sh stop    stop projector, Redis and PostgreSQL
 #   bash deploy/local.sh clean   stop, then delete .local/
+# Ports: PROJECTOR_REDIS_PORT, PROJECTOR_PG_PORT and PROJECTOR_HTTP_PORT when set (the run
+# stops if one is taken); otherwise 56379, 55432 and 58080, or a free port when taken.
 set -u -o pipefail
 
 PJ_PROG=local.sh
@@ -24,6 +26,19 @@ PIDFILE="$LOCAL/projector.pid"
 LOG="$LOCAL/projector.log"
 DB=projector
 TABLES=(customers order_read_model customer_stats)
+
+# pick_port VAR DEFAULT: the port $VAR names (which must be free), else DEFAULT or a free one.
+pick_port() {
+    local want=${!1:-}
+    if [ -z "$want" ]; then
+        pj_free_port "$2"
+        return
+    fi
+    [[ "$want" =~ ^[1-9][0-9]{0,4}$ ]] && [ "$want" -le 65535 ] ||
+        pj_die "$1=\"$want\" is not a port number"
+    [ "$(pj_free_port "$want")" = "$want" ] || pj_die "port $want ($1) is taken"
+    echo "$want"
+}
 
 stop_projector() {
     local pid i
@@ -64,7 +79,7 @@ start_redis() {
         pj_say "reusing redis on 127.0.0.1:$REDIS_PORT"
         return
     fi
-    REDIS_PORT=$(pj_free_port 56379)
+    REDIS_PORT=$(pick_port PROJECTOR_REDIS_PORT 56379) || exit 1
     # Persisted, so that the streams outlive a stop as the read tables do.
     pj_redis_start "$LOCAL/redis" "$REDIS_PORT" --appendonly yes || pj_die "could not start redis"
     echo "$REDIS_PORT" >"$LOCAL/redis.port"
@@ -77,7 +92,7 @@ start_postgres() {
         PG_PORT=$(pj_pg_port "$LOCAL/pg")
         pj_say "reusing postgresql on 127.0.0.1:$PG_PORT"
     else
-        PG_PORT=$(pj_free_port 55432)
+        PG_PORT=$(pick_port PROJECTOR_PG_PORT 55432) || exit 1
         # No Unix socket: the checkout's path may be longer than a socket path can be.
         pj_pg_start "$LOCAL/pg" "$PG_PORT" "" || pj_die "could not start postgresql"
         pj_say "postgresql on 127.0.0.1:$PG_PORT"
@@ -94,7 +109,7 @@ psql_cmd() {
 }
 
 write_config() {
-    HTTP_PORT=$(pj_free_port 58080)
+    HTTP_PORT=$(pick_port PROJECTOR_HTTP_PORT 58080) || exit 1
     cat >"$CONFIG" <<EOF
 # Written by deploy/local.sh; rewritten on every start.
 redis:
