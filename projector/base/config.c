@@ -17,7 +17,7 @@
 
 #include "base/yamlsrc.h"
 
-typedef enum { KEY_STRING, KEY_INT, KEY_BOOL, KEY_LOGLEVEL } KeyType;
+typedef enum { KEY_STRING, KEY_INT, KEY_BOOL, KEY_LOGLEVEL, KEY_LOGFORMAT } KeyType;
 
 typedef struct ConfigKey {
     const char *section; /* NULL for top-level keys */
@@ -65,6 +65,7 @@ static const ConfigKey config_keys[] = {
     KEY(NULL, "set_based", KEY_BOOL, set_based, "true", 0, 0, false),
     INT_KEY(NULL, "parallel_apply", parallel_apply, "1", 1, PARALLEL_APPLY_MAX),
     KEY(NULL, "log_level", KEY_LOGLEVEL, log_level, "info", 0, 0, false),
+    KEY(NULL, "log_format", KEY_LOGFORMAT, log_format, "logfmt", 0, 0, false),
     INT_KEY(NULL, "stats_interval_s", stats_interval_s, "60", 0, 86400),
 };
 
@@ -282,6 +283,10 @@ static void store_value(Config *cfg, const ConfigKey *k, const char *text, const
             diag_add(diag, file, line, col,
                      "invalid value \"%s\" for \"%s\": expected one of error, warn, info, debug",
                      shown, k->name);
+    } else if (k->type == KEY_LOGFORMAT) {
+        if (log_format_parse(text, (LogFormat *)field) < 0)
+            diag_add(diag, file, line, col,
+                     "invalid value \"%s\" for \"%s\": expected logfmt or json", shown, k->name);
     } else {
         char *end;
         errno = 0;

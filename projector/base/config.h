@@ -50,6 +50,7 @@ typedef struct Config {
     bool set_based;      /* merge a batch's statements on distinct rows (merge.h) */
     int parallel_apply;  /* sessions a large batch is spread over (partition.h) */
     LogLevel log_level;
+    LogFormat log_format; /* logfmt (default) or json */
     int stats_interval_s;
     char *literal_secret; /* "file:line:col: \"key\"" of the first secret written as is */
     char *secret_warning; /* set when that file is readable by group or others: log it */

@@ -1,7 +1,12 @@
-/* log.h - leveled logging to stderr with a per-read-model context prefix.
+/* log.h - leveled logging to stderr, one line per event, logfmt or JSON.
  *
- * Lines look like "2026-11-22T07:50:00.123Z info readmodel=orders: message". Thread-safe:
- * one line is written with one fputs under stderr's lock.
+ * logfmt (the default):
+ *   ts=2026-11-22T07:50:00.123Z level=info readmodel=orders msg="applied 10 events"
+ * JSON (log_format: json): {"ts":"...","level":"info","readmodel":"orders","msg":"..."}
+ * The context (ctx) is "key=value" pairs separated by spaces ("readmodel=orders"), or a
+ * word ("http"), written as component=http. Event data in a message has its control
+ * characters written out. Thread-safe: one line is written with one fputs under stderr's
+ * lock.
  */
 #ifndef PROJECTOR_LOG_H
 #define PROJECTOR_LOG_H
@@ -9,13 +14,20 @@
 #include "base/util.h"
 
 typedef enum { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG } LogLevel;
+typedef enum { LOG_FORMAT_LOGFMT = 0, LOG_FORMAT_JSON } LogFormat;
 
 /* Parses "error", "warn", "info", "debug"; returns -PJ_EINVAL otherwise. */
 int log_level_parse(const char *s, LogLevel *ret) PJ_MUSTCHECK;
 void log_set_level(LogLevel level);
+/* Parses "logfmt", "json"; returns -PJ_EINVAL otherwise. */
+int log_format_parse(const char *s, LogFormat *ret) PJ_MUSTCHECK;
+void log_set_format(LogFormat format);
+const char *log_level_name(LogLevel level);
+const char *log_format_name(LogFormat format);
 bool log_enabled(LogLevel level);
 
-/* ctx is a context prefix such as "readmodel=orders" or NULL. */
+/* ctx is a context such as "readmodel=orders", "readmodel=orders stream=s entry=1-0", a
+ * word, or NULL. */
 void log_write(LogLevel level, const char *ctx, const char *fmt, ...) PJ_PRINTF(3, 4);
 
 #define log_error(ctx, ...) log_write(LOG_ERROR, ctx, __VA_ARGS__)

@@ -27,6 +27,8 @@
 typedef struct Args {
     const char *config;
     bool config_given; /* --config was on the command line */
+    bool level_given;  /* --log-level was: it wins over the config's */
+    LogLevel level;
     const char *command;
     int argc; /* arguments after the command */
     char **argv;
@@ -53,6 +55,7 @@ static const char usage_text[] =
     "\n"
     "options:\n"
     "  -c, --config FILE  configuration file (default: projector.yaml)\n"
+    "  --log-level LEVEL  error, warn, info or debug: over the config's log_level\n"
     "  -h, --help         show this help (after a command: that command's)\n"
     "  -V, --version      show the version\n"
     "\n"
@@ -156,6 +159,14 @@ static int parse_args(int argc, char **argv, Args *a)
         } else if (strncmp(s, "--config=", 9) == 0) {
             a->config = s + 9;
             a->config_given = true;
+        } else if (strcmp(s, "--log-level") == 0 || strncmp(s, "--log-level=", 12) == 0) {
+            const char *v = s[11] == '=' ? s + 12 : (++i < argc ? argv[i] : NULL);
+            if (v == NULL)
+                return usage_error("option \"%s\" needs a level", s);
+            if (log_level_parse(v, &a->level) < 0)
+                return usage_error("invalid log level \"%s\": expected error, warn, info or debug",
+                                   v);
+            a->level_given = true;
         } else if (s[0] == '-' && s[1] != '\0' && !command_takes_options(a->command)) {
             return usage_error("unrecognized option \"%s\"", s);
         } else if (a->command == NULL) {
@@ -177,8 +188,10 @@ static int load_config(const Args *a, bool missing_ok, Config **ret)
     int rc = config_load(a->config, missing_ok, pg_conninfo_parses, ret, &diag);
     diag_print(&diag, stderr);
     diag_done(&diag);
-    if (rc == 0)
-        log_set_level((*ret)->log_level);
+    if (rc == 0) {
+        log_set_level(a->level_given ? a->level : (*ret)->log_level);
+        log_set_format((*ret)->log_format);
+    }
     if (rc == 0 && (*ret)->secret_warning != NULL)
         log_warn(NULL, "%s", (*ret)->secret_warning);
     return rc;
@@ -350,7 +363,8 @@ static int cmd_run(const Args *a)
     ModelSet *set;
     if (load_both(a, false, true, &cfg, &set) < 0)
         return PJ_EXIT_USAGE;
-    int code = daemon_run(cfg, set); /* takes set */
+    DaemonReload again = {.config_path = a->config, .level_fixed = a->level_given};
+    int code = daemon_run(cfg, set, &again); /* takes set */
     return done_with(cfg, NULL, code);
 }
 

@@ -42,9 +42,10 @@ typedef struct Daemon {
     Http *http;
     int listener; /* between a reload's stop and start: the kept HTTP socket, else -1 */
     Worker **workers;
-    bool ready;          /* READY=1 sent since the last start of serving */
-    BoardTally *tally;   /* between a reload's stop and start: the counters carried over */
-    int64_t watchdog_ms; /* the service manager's watchdog interval, 0: none */
+    bool ready;                /* READY=1 sent since the last start of serving */
+    BoardTally *tally;         /* between a reload's stop and start: the counters carried over */
+    const DaemonReload *again; /* what SIGHUP reads again besides the read models */
+    int64_t watchdog_ms;       /* the service manager's watchdog interval, 0: none */
 } Daemon;
 
 /* Waits for a signal up to ms (forever when ms < 0); returns it, or 0 on timeout. */
@@ -235,8 +236,32 @@ static ModelSet *load_for_reload(Daemon *d)
 }
 
 /* Returns 0 or an exit code when the daemon cannot go on. */
+/* SIGHUP also reads projector.yaml's log level and format again (the other keys need a
+ * restart); an invalid file changes nothing and says why. */
+static void reload_logging(const Daemon *d)
+{
+    if (d->again == NULL || d->again->config_path == NULL)
+        return;
+    Config *cfg = NULL;
+    Diagnostics diag = {0};
+    if (config_load(d->again->config_path, false, NULL, &cfg, &diag) < 0) {
+        log_error(NULL, "cannot reload the log settings: %zu error%s in \"%s\"", diag.count,
+                  diag.count == 1 ? "" : "s", d->again->config_path);
+        log_diagnostics(&diag);
+    } else {
+        if (!d->again->level_fixed)
+            log_set_level(cfg->log_level);
+        log_set_format(cfg->log_format);
+        log_info(NULL, "log level %s, format %s", log_level_name(cfg->log_level),
+                 log_format_name(cfg->log_format));
+    }
+    diag_done(&diag);
+    config_free(cfg);
+}
+
 static int reload(Daemon *d)
 {
+    reload_logging(d);
     ModelSet *fresh = load_for_reload(d);
     if (fresh == NULL)
         return 0;
@@ -352,9 +377,13 @@ static int serve_until_stopped(Daemon *d)
     }
 }
 
-int daemon_run(const Config *cfg, ModelSet *set)
+int daemon_run(const Config *cfg, ModelSet *set, const DaemonReload *again)
 {
-    Daemon d = {.cfg = cfg, .set = set, .listener = -1, .watchdog_ms = notify_watchdog_ms()};
+    Daemon d = {.cfg = cfg,
+                .set = set,
+                .listener = -1,
+                .watchdog_ms = notify_watchdog_ms(),
+                .again = again};
     atomic_init(&d.stop, false);
     /* Block the signals before any thread starts, so only sigwait here sees them. */
     sigemptyset(&d.signals);

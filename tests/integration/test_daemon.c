@@ -727,6 +727,34 @@ Test(daemon, sighup_reloads_valid_models_and_keeps_the_running_ones_otherwise, .
     env_done(&e);
 }
 
+/* SIGHUP reads the log settings of projector.yaml again: from logfmt at debug to JSON at
+ * info, and a line that says so. */
+Test(daemon, sighup_reads_the_log_level_and_format_again, .timeout = 60)
+{
+    Env e;
+    env_setup(&e, "loglevel", 100);
+    env_start(&e);
+    cr_assert(log_contains(&e, " level=info msg="), "no logfmt line (log: %s)", e.log);
+    testenv_append_file(e.config, "log_format: json\n");
+    char *text = NULL;
+    PjError err;
+    cr_assert_eq(read_file(e.config, &text, NULL, &err), 0, "%s", err.message);
+    char *at = strstr(text, "log_level: debug");
+    cr_assert_not_null(at, "%s", text);
+    memcpy(at, "log_level: info ", 16);
+    free(testenv_write_file(e.dir, "projector.yaml", text));
+    free(text);
+    cr_assert_eq(kill(e.pid, SIGHUP), 0);
+    bool said = false;
+    for (int i = 0; i < 100 && !said; i++) {
+        usleep(100000);
+        said = log_contains(&e, "\"level\":\"info\",\"msg\":\"log level info, format json\"");
+    }
+    cr_assert(said, "no JSON line saying the new settings (log: %s)", e.log);
+    env_stop(&e);
+    env_done(&e);
+}
+
 /* ---- a second daemon on the same read models ---- */
 
 Test(daemon, a_second_daemon_stands_by_and_takes_over, .timeout = 180)

@@ -238,7 +238,7 @@ static int fault_log_count(Fault *f, const char *lvl, const char *text)
     PjError err;
     int n = 0;
     cr_assert_eq(read_file(f->log, &log, NULL, &err), 0, "%s", err.message);
-    snprintf(level, sizeof level, " %s ", lvl);
+    snprintf(level, sizeof level, "level=%s ", lvl);
     for (line = strtok_r(log, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save))
         n += strstr(line, level) != NULL && strstr(line, text) != NULL;
     free(log);

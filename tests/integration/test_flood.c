@@ -102,7 +102,7 @@ static void expect_each_order_once(const Env *e, int n, FloodKind kind)
 
 static int isolating_tries(const Env *e)
 {
-    return log_count(e, "readmodel=orders: isolating the events of a batch of");
+    return log_count(e, "readmodel=orders msg=\"isolating the events of a batch of");
 }
 
 /* Publishes a flood of n and runs the daemon until it has settled every entry. */

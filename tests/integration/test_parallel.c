@@ -168,7 +168,7 @@ Test(parallel, a_fan_out_runs_after_the_partitions_of_the_other_stream, .timeout
                           "substr(customer_id, 3)::int % 4 = 0 THEN 'Renamed ' ELSE 'Name ' "
                           "END || substr(customer_id, 3)::int) FROM order_read_model",
                           "250|0");
-    cr_assert(log_contains(&e, "readmodel=orders: applied a batch of"), "(log: %s)", e.log);
+    cr_assert(log_contains(&e, "readmodel=orders msg=\"applied a batch of"), "(log: %s)", e.log);
     cr_assert(log_contains(&e, "10 events after them on the main session"),
               "the renames did not run after the partitions (log: %s)", e.log);
     check_stats(&e);
@@ -327,7 +327,8 @@ Test(parallel, the_refused_events_of_a_full_batch_cost_one_more_try, .timeout = 
     static const int least[] = {4, 1};
     for (size_t m = 0; m < ARRAY_SIZE(models); m++) {
         char text[128];
-        snprintf(text, sizeof text, "readmodel=%s: isolating the events of a batch of", models[m]);
+        snprintf(text, sizeof text, "readmodel=%s msg=\"isolating the events of a batch of",
+                 models[m]);
         int tries = log_count(&e, text);
         cr_log_info("%s: %d isolating tries for 7 bad events", models[m], tries);
         cr_assert(tries >= least[m] && tries <= 5, "%s: %d isolating tries (log: %s)", models[m],

@@ -129,7 +129,8 @@ Test(config, reports_every_error_with_its_position)
     cr_assert(strstr(errs,
                      "1:1: unrecognized key \"bacth\": expected one of redis, postgres, http, "
                      "retry, readmodels, batch, block_ms, max_event_bytes, max_read_bytes, "
-                     "set_based, parallel_apply, log_level, stats_interval_s\n") != NULL,
+                     "set_based, parallel_apply, log_level, log_format, stats_interval_s\n") !=
+                  NULL,
               "%s", errs);
     cr_assert(strstr(errs, "2:8: invalid value \"0\" for \"batch\": must be 1..10000\n") != NULL,
               "%s", errs);
@@ -338,4 +339,27 @@ Test(config, a_literal_secret_in_a_readable_file_is_warned_about)
     cr_expect_null(cfg->secret_warning, "secrets from the environment are not in the file");
     config_free(cfg);
     unsetenv("PJ_TEST_SECRET");
+}
+
+/* log_format: logfmt by default, json by choice, anything else refused with its place. */
+Test(config, log_format_is_logfmt_or_json)
+{
+    Config *cfg;
+    char *errs = load("log_format: json\n", &cfg);
+    cr_assert_not_null(cfg, "%s", errs);
+    cr_assert_eq(cfg->log_format, LOG_FORMAT_JSON);
+    config_free(cfg);
+    free(errs);
+    errs = load("batch: 10\n", &cfg);
+    cr_assert_not_null(cfg, "%s", errs);
+    cr_assert_eq(cfg->log_format, LOG_FORMAT_LOGFMT);
+    config_free(cfg);
+    free(errs);
+    errs = load("log_format: xml\n", &cfg);
+    cr_assert_null(cfg);
+    cr_assert(
+        strstr(errs, "1:13: invalid value \"xml\" for \"log_format\": expected logfmt or json") !=
+            NULL,
+        "%s", errs);
+    free(errs);
 }

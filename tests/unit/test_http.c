@@ -1588,8 +1588,9 @@ Test(http, a_client_hanging_up_is_logged_at_debug)
     expect_healthy();
     testenv_sleep_ms(200);
     logged = log_capture_end(&lc);
-    cr_expect(strstr(logged, " warn ") == NULL, "%s", logged);
-    cr_expect(strstr(logged, " debug http: ") != NULL, "nothing logged at debug:\n%s", logged);
+    cr_expect(strstr(logged, "level=warn ") == NULL, "%s", logged);
+    cr_expect(strstr(logged, "level=debug component=http msg=") != NULL,
+              "nothing logged at debug:\n%s", logged);
     free(logged);
 }
 
@@ -1619,8 +1620,9 @@ Test(http_listen, warns_when_reachable_beyond_loopback_without_a_token)
         {"127.0.0.1:0", NULL}, {"127.0.0.2:0", NULL}, {":0", LISTEN_TOKEN}};
     char *logged = start_logs(":0", NULL);
 
-    cr_expect(strstr(logged, " warn http: listening on \":0\", which is not a loopback address, "
-                             "without a token") != NULL,
+    cr_expect(strstr(logged,
+                     "level=warn component=http msg=\"listening on \\\":0\\\", which is not "
+                     "a loopback address, without a token") != NULL,
               "%s", logged);
     free(logged);
     for (size_t i = 0; i < ARRAY_SIZE(quiet); i++) {
