@@ -341,3 +341,32 @@ json_t *event_raw_json(const EntryFields *fields)
     }
     return raw;
 }
+
+/* ---- log fields ---- */
+
+static void log_field(StrBuf *ctx, const char *key, const char *value)
+{
+    size_t n = value != NULL ? strlen(value) : 0;
+    if (n == 0 || n > 128)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)value[i] <= 0x20 || value[i] == '=' || value[i] == 0x7f)
+            return;
+    strbuf_appendf(ctx, " %s=%s", key, value);
+}
+
+void event_log_context(const char *stream, const char *entry_id, const EntryFields *fields,
+                       const char *event_field, StrBuf *ctx)
+{
+    log_field(ctx, "stream", stream);
+    log_field(ctx, "entry", entry_id);
+    json_t *ev = NULL;
+    PjError err;
+    if (event_decode(stream, entry_id, fields, event_field, &ev, &err) < 0)
+        return;
+    const json_t *meta = json_object_get(ev, "metadata");
+    log_field(ctx, "event_id", json_string_value(json_object_get(ev, "event_id")));
+    log_field(ctx, "correlation_id", json_string_value(json_object_get(meta, "correlationId")));
+    log_field(ctx, "causation_id", json_string_value(json_object_get(meta, "causationId")));
+    json_decref(ev);
+}

@@ -29,6 +29,13 @@ int event_decode(const char *stream, const char *entry_id, const EntryFields *fi
  * type found here is what event_decode would put in "type" if the entry decodes. */
 int event_peek_type(const EntryFields *fields, const char *event_field, char *buf, size_t cap);
 
+/* Appends to ctx the log fields of an entry (log.h): " stream=S entry=ID", and when the
+ * entry decodes, its event_id, correlation_id and causation_id (metadata.correlationId and
+ * metadata.causationId) where it has them. A value that is not one plain word (a space, an
+ * '=', a control character, over 128 bytes) is left out rather than mangled. */
+void event_log_context(const char *stream, const char *entry_id, const EntryFields *fields,
+                       const char *event_field, StrBuf *ctx);
+
 /* The raw entry as a JSON object {"name": "value", ...} for the dead-letter table; bytes
  * that are not valid UTF-8 are replaced by U+FFFD so the raw entry is always storable.
  * Caller owns the reference. */

@@ -322,9 +322,15 @@ static void bury_refused(BatchRun *b, const BatchCtx *c)
             continue;
         it->refused = false;
         it->kind = BATCH_ITEM_DEAD;
-        if (n++ < BATCH_DEAD_LOGGED)
-            log_warn(c->log_ctx, "could not apply entry %s of stream \"%s\": %s, dead-lettering it",
+        if (n++ < BATCH_DEAD_LOGGED) {
+            StrBuf ctx = {0};
+            strbuf_append(&ctx, c->log_ctx != NULL ? c->log_ctx : "");
+            event_log_context(c->m->streams[it->entry->stream], it->entry->id_text,
+                              &it->entry->fields, c->cfg->event_field, &ctx);
+            log_warn(ctx.buf, "could not apply entry %s of stream \"%s\": %s, dead-lettering it",
                      it->entry->id_text, c->m->streams[it->entry->stream], it->error);
+            strbuf_done(&ctx);
+        }
     }
     if (n > BATCH_DEAD_LOGGED)
         log_warn(c->log_ctx, "dead-lettered %zu more entries of this batch that PostgreSQL refused",

@@ -158,6 +158,9 @@ Test(flood, each_batch_of_refused_events_costs_one_isolating_try, .timeout = 180
     cr_assert(tries >= batches - 1 && tries <= batches + 1, "%d isolating tries (log: %s)", tries,
               e.log);
     cr_assert_lt(log_count(&e, "dead-lettering it"), 2 * 6 * (batches + 2), "log: %s", e.log);
+    /* each named dead letter says where it is */
+    cr_assert_geq(log_count(&e, "readmodel=orders stream=orders entry="), batches, "log: %s",
+                  e.log);
     cr_assert_geq(log_count(&e, "more entries of this batch that PostgreSQL refused"), batches - 1,
                   "log: %s", e.log);
     stop_and_done(&e);

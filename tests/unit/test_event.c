@@ -242,3 +242,31 @@ Test(event, the_type_is_not_guessed)
     fields_init(&x, flat);
     cr_expect_eq(event_peek_type(&x.f, "event", buf, sizeof buf), -1, "a flat entry without type");
 }
+
+/* The log fields of an entry: where it is, and the IDs that tie it to its request; a value
+ * that is not one plain word is left out. */
+Test(event, log_context_names_the_entry_and_its_correlation)
+{
+    Fields x;
+    const char *const env[] = {"event", envelope, NULL};
+    fields_init(&x, env);
+    StrBuf ctx = {0};
+    strbuf_append(&ctx, "readmodel=orders");
+    event_log_context("orders", "1-0", &x.f, "event", &ctx);
+    cr_assert_str_eq(ctx.buf,
+                     "readmodel=orders stream=orders entry=1-0 event_id=e-1 correlation_id=c-9");
+    strbuf_reset(&ctx);
+    const char *const flat[] = {"type",     "t",
+                                "event_id", "id with spaces",
+                                "metadata", "{\"causationId\":\"cmd=7\",\"correlationId\":\"k\"}",
+                                NULL};
+    fields_init(&x, flat);
+    event_log_context("s", "2-0", &x.f, "event", &ctx);
+    cr_assert_str_eq(ctx.buf, " stream=s entry=2-0 correlation_id=k");
+    strbuf_reset(&ctx);
+    const char *const bad[] = {"event", "{not json", NULL};
+    fields_init(&x, bad);
+    event_log_context("s", "3-0", &x.f, "event", &ctx);
+    cr_assert_str_eq(ctx.buf, " stream=s entry=3-0");
+    strbuf_done(&ctx);
+}
