@@ -115,7 +115,7 @@ void board_sampled(Board *b, size_t rm, size_t stream, const StreamBacklog *samp
 void board_set_dead_letters(Board *b, size_t rm, size_t stream, uint64_t total)
 {
     pthread_mutex_lock(&b->mu);
-    progress_stream(b, rm, stream)->dead_letters = total;
+    progress_stream(b, rm, stream)->open_dead_letters = total;
     pthread_mutex_unlock(&b->mu);
 }
 

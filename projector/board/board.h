@@ -35,7 +35,8 @@ void board_set_state(Board *board, size_t rm, BoardState state, const char *reas
 void board_polled(Board *board, size_t rm);
 
 void board_sampled(Board *board, size_t rm, size_t stream, const StreamBacklog *sample);
-/* The dead-letter count read from PostgreSQL at start. */
+/* The dead letters of the stream in the dead-letter table now, as read from PostgreSQL
+ * (at start and every few seconds; a retry or discard by `projector dlq` lowers it). */
 void board_set_dead_letters(Board *board, size_t rm, size_t stream, uint64_t total);
 
 /* After a commit: the stream's new position (never behind the old one) and the outcome
@@ -89,7 +90,8 @@ size_t board_wait_pending(Board *board);
 /* The /lag document for one read model (rm >= 0) or all of them (rm == -1):
  * {"readmodels":[{"name","state","reason","last_poll_at","last_poll_age_ms",
  *   "streams":[{"stream","last_entry_id","last_applied_id","entries_behind",
- *               "lag_seconds","events_per_second","applied","skipped","dead_letters"}]}]}
+ *               "lag_seconds","events_per_second","applied","skipped","dead_letters" (open
+ *               in the table), "dead_lettered" (by this process)}]}]}
  * for all, or the single object for one. Caller owns the reference. */
 json_t *board_json(Board *board, int rm);
 /* What /metrics shows beyond /lag, per read model: {"readmodels":[{"name", "batches",
@@ -97,10 +99,10 @@ json_t *board_json(Board *board, int rm);
  * "apply_seconds", "end_to_end_seconds": {"bounds":[...], "counts":[...] (per bucket, the
  * last one past every bound), "count", "sum"}}}]}. Caller owns the reference. */
 json_t *board_metrics_json(Board *board);
-/* The counters of a board (events applied and skipped per stream; batches, retries and
- * histograms per read model), kept by name across a reload: taken from the board that
- * stops, added to the one that starts, so /metrics' counters only ever grow for the life
- * of the process. (Dead letters are counted from PostgreSQL by each worker as it starts.) */
+/* The counters of a board (events applied, skipped and dead-lettered per stream; batches,
+ * retries and histograms per read model), kept by name across a reload: taken from the
+ * board that stops, added to the one that starts, so /metrics' counters only ever grow
+ * for the life of the process. */
 typedef struct BoardTally BoardTally;
 BoardTally *board_tally_take(Board *board);
 /* Adds the tally to the read models and streams of board that have the same names

@@ -24,8 +24,9 @@ typedef struct RingEntry {
 typedef struct StreamBoard {
     StreamBacklog backlog; /* as last sampled, lowered by each commit since */
     bool has_position;
-    StreamId position; /* committed; never moves backwards */
-    uint64_t applied, skipped, dead_letters;
+    StreamId position;                       /* committed; never moves backwards */
+    uint64_t applied, skipped, dead_letters; /* counted by this process's commits */
+    uint64_t open_dead_letters; /* in the dead-letter table now (board_set_dead_letters) */
     int64_t rate_second[BOARD_RATE_SECONDS]; /* monotonic second that each bucket counts */
     uint64_t rate_count[BOARD_RATE_SECONDS];
     RingEntry *ring; /* BOARD_RING_SIZE slots, allocated with the first outcome */

@@ -139,7 +139,7 @@ void progress_count_commit(StreamBoard *sb, const BoardOutcome *o, size_t n)
         else if (o[i].outcome == BOARD_OUTCOME_SKIPPED)
             sb->skipped++;
         else if (o[i].outcome == BOARD_OUTCOME_DEAD_LETTERED)
-            sb->dead_letters++;
+            sb->dead_letters++, sb->open_dead_letters++; /* one more, until it is read again */
         ring_push(sb, &o[i]);
     }
     sb->applied += applied;
@@ -210,7 +210,8 @@ static json_t *stream_json(const Board *b, size_t rm, size_t s, int64_t now_wall
     json_object_set_new(o, "events_per_second", json_real(rate_per_second(sb, now_sec)));
     json_object_set_new(o, "applied", json_integer((json_int_t)sb->applied));
     json_object_set_new(o, "skipped", json_integer((json_int_t)sb->skipped));
-    json_object_set_new(o, "dead_letters", json_integer((json_int_t)sb->dead_letters));
+    json_object_set_new(o, "dead_letters", json_integer((json_int_t)sb->open_dead_letters));
+    json_object_set_new(o, "dead_lettered", json_integer((json_int_t)sb->dead_letters));
     /* Redis restored behind PostgreSQL, or a failover lost entries. */
     json_object_set_new(o, "checkpoint_ahead",
                         json_boolean(sb->has_position && sb->backlog.has_last_entry &&

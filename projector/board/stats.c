@@ -127,7 +127,7 @@ json_t *board_metrics_json(Board *b)
 
 typedef struct TallyStream {
     char *readmodel, *stream;
-    uint64_t applied, skipped;
+    uint64_t applied, skipped, dead_letters;
 } TallyStream;
 
 typedef struct TallyModel {
@@ -153,8 +153,8 @@ BoardTally *board_tally_take(Board *b)
         t->streams = xrealloc(t->streams, (t->nstreams + m->nstreams + 1) * sizeof *t->streams);
         for (size_t s = 0; s < m->nstreams; s++) {
             const StreamBoard *sb = &b->rms[i].streams[s];
-            t->streams[t->nstreams++] =
-                (TallyStream){xstrdup(m->name), xstrdup(m->streams[s]), sb->applied, sb->skipped};
+            t->streams[t->nstreams++] = (TallyStream){xstrdup(m->name), xstrdup(m->streams[s]),
+                                                      sb->applied, sb->skipped, sb->dead_letters};
         }
     }
     pthread_mutex_unlock(&b->mu);
@@ -197,7 +197,8 @@ void board_tally_restore(Board *b, const BoardTally *t)
                 if (strcmp(ts->readmodel, m->name) != 0 || strcmp(ts->stream, m->streams[s]) != 0)
                     continue;
                 sb->applied += ts->applied;
-                sb->skipped += ts->skipped; /* dead letters: the worker counts them anew */
+                sb->skipped += ts->skipped;
+                sb->dead_letters += ts->dead_letters;
             }
         }
     }

@@ -596,15 +596,22 @@ static void log_stats(Worker *w)
     w->next_stats_ms = now + (int64_t)interval * 1000;
 }
 
-/* An idle read model does not touch PostgreSQL, so it would look healthy through an
- * outage; a cheap query every few idle seconds keeps its state (and /readyz) honest. */
-static int check_idle_pg(Worker *w, PjError *err)
+/* Every few seconds the dead letters still in the table are counted again (a retry or a
+ * discard by `projector dlq`, in another process, lowers them). It is also what keeps an
+ * idle read model's state (and /readyz) honest: an idle read model would otherwise not
+ * touch PostgreSQL, and look healthy through an outage. */
+static int recount_dead_letters(Worker *w, PjError *err)
 {
     int64_t now = now_monotonic_ms();
     if (now < w->next_pg_check_ms)
         return 0;
     w->next_pg_check_ms = now + IDLE_PG_CHECK_MS;
-    return pg_exec(w->pg, "SELECT 1", err);
+    uint64_t *dead = xcalloc(w->m->nstreams, sizeof *dead);
+    int rc = checkpoint_count_dead(w->pg, w->o.cfg->pg_schema, w->m, dead, err);
+    for (size_t s = 0; rc == 0 && s < w->m->nstreams; s++)
+        board_set_dead_letters(w->o.board, w->o.rm, s, dead[s]);
+    free(dead);
+    return rc;
 }
 
 /* One step of the loop; returns <0 on a fault that needs a new session. */
@@ -627,7 +634,7 @@ static int step(Worker *w, PjError *err)
         return rc;
     sample_lag(w, n == 0);
     log_stats(w);
-    return n == 0 ? check_idle_pg(w, err) : 0;
+    return recount_dead_letters(w, err);
 }
 
 /* on_error: stop. Nothing more is read until the daemon restarts; the worker stays alive
