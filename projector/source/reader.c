@@ -820,7 +820,7 @@ static void resume_update(Reader *r, const char *const *sent, const Batch *b)
 {
     for (size_t s = 0; s < r->nresume; s++) {
         Resume *rs = &r->resume[s];
-        StreamId first, last;
+        StreamId first = {0}, last = {0};
         if (stream_range(b->held, b->nheld, s, &first, &last)) {
             rs->until = rs->active && stream_id_cmp(rs->until, last) > 0 ? rs->until : last;
             rs->after = id_before(first);
@@ -863,7 +863,7 @@ static void forget_positions(const Reader *r, const char *const *ids, const char
                              const Batch *b, StreamCounts *counts)
 {
     for (size_t s = 0; s < r->nresume; s++) {
-        StreamId first, last;
+        StreamId first = {0}, last = {0};
         if ((ids[s] == NULL && sent[s] != NULL) ||
             stream_range(b->held, b->nheld, s, &first, &last))
             counts[s].has_entries_read = false;
