@@ -56,7 +56,10 @@ static int broken(Reader *r, PjError *err, const char *what, const char *detail)
 {
     if (!r->ctx->err) {
         r->ctx->err = REDIS_ERR_IO;
-        snprintf(r->ctx->errstr, sizeof r->ctx->errstr, "%s", detail);
+        size_t n = strlen(detail);
+        n = n < sizeof r->ctx->errstr ? n : sizeof r->ctx->errstr - 1; /* cut to hiredis's room */
+        memcpy(r->ctx->errstr, detail, n);
+        r->ctx->errstr[n] = '\0';
     }
     r->cutting = false;
     return pj_error_set(err, PJ_ETRANSIENT, "could not %s: %s", what, detail);
