@@ -8,7 +8,9 @@
  * position in the whole feed, so the two streams can be merged back into feed order.
  * With POISON (0-100), the poison stage's feed instead: the first customers, then orders
  * placed and nothing else, POISON in every 100 of them for customers nobody registered (the
- * orders read model's lookup of the name finds nothing for its NOT NULL column).
+ * orders read model's lookup of the name finds nothing for its NOT NULL column); with
+ * POISON written "Na", those N have the amount "abc" instead (numeric refuses it: nothing
+ * the daemon can tell before PostgreSQL does).
  * Prints one JSON line: counts per stream and type, last IDs, seconds.
  */
 #include <inttypes.h>
@@ -59,7 +61,8 @@ typedef struct Gen {
     Order open[GEN_OPEN_ORDERS];
     int nopen;
     long next_order;
-    int poison; /* of every 100 orders placed, for unknown customers; -1: the order story */
+    int poison;          /* of every 100 orders placed, bad ones; -1: the order story */
+    bool poison_amounts; /* the bad ones have a bad amount, not an unknown customer */
     long poisoned;
     long by_type[T_COUNT];
     long on_customers, on_orders;
@@ -217,9 +220,11 @@ static void gen_script(Gen *g, Order *o)
     o->next = 0;
 }
 
-/* Places an order; a ghost one is for a customer nobody registered, and has no story. */
-static void gen_place(Gen *g, bool ghost)
+/* Places an order; a bad one is for a customer nobody registered (or, poison_amounts, has
+ * an amount that is not a number), and has no story. */
+static void gen_place(Gen *g, bool bad)
 {
+    bool ghost = bad && !g->poison_amounts, nan = bad && g->poison_amounts;
     Order *o = &g->open[g->nopen];
     StrBuf items = {0};
     int nitems = 1 + (int)gen_below(g, 3);
@@ -238,9 +243,9 @@ static void gen_place(Gen *g, bool ghost)
     gen_begin(g, "orders");
     strbuf_appendf(&g->payload,
                    "{\"orderId\":\"o-%ld\",\"customerId\":\"%s-%ld\",\"items\":%s,"
-                   "\"total\":{\"amount\":\"%ld.%02ld\",\"currency\":\"EUR\"}}",
+                   "\"total\":{\"amount\":\"%s%ld.%02ld\",\"currency\":\"EUR\"}}",
                    o->id, ghost ? "ghost" : "c", ghost ? o->id : o->customer, items.buf,
-                   cents / 100, cents % 100);
+                   nan ? "abc" : "", cents / 100, cents % 100);
     strbuf_done(&items);
     gen_order_entry(g, T_PLACED, o);
     g->by_type[T_PLACED]++;
@@ -381,9 +386,13 @@ int main(int argc, char **argv)
     }
     events = atol(argv[2]);
     g.rng = argc > 3 ? strtoull(argv[3], NULL, 10) : 20260115;
-    g.poison = argc > 4 ? atoi(argv[4]) : -1;
-    if (argc > 4 && (g.poison < 0 || g.poison > 100)) {
-        fprintf(stderr, "gen_feed: POISON must be 0 to 100 (orders of every 100)\n");
+    char *kind = NULL;
+    g.poison = argc > 4 ? (int)strtol(argv[4], &kind, 10) : -1;
+    g.poison_amounts = argc > 4 && strcmp(kind, "a") == 0;
+    if (argc > 4 && (g.poison < 0 || g.poison > 100 || kind == argv[4] ||
+                     (*kind != '\0' && !g.poison_amounts))) {
+        fprintf(stderr, "gen_feed: POISON must be 0 to 100 (orders of every 100), \"a\" after "
+                        "it for bad amounts\n");
         return 2;
     }
     if (events < 1) {

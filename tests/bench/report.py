@@ -105,12 +105,12 @@ def build(results):
 
 def poison(results):
     """The poison stage: drains of 0, 1 and 100 refused orders in 100, and the stops."""
-    drains = {pct: load(results, "poison_%d" % pct) for pct in (0, 1, 100)}
-    healthy = drains[0] and drains[0]["events_per_second"]
+    drains = {pct: load(results, "poison_%s" % pct) for pct in ("0", "1", "100", "1a", "100a")}
+    healthy = drains["0"] and drains["0"]["events_per_second"]
     out = {"drains": drains, "stops": {pct: load(results, "poison_stop_%d" % pct)
                                        for pct in (1, 100)}}
     out["vs_healthy"] = {pct: ratio(d and d["events_per_second"], healthy)
-                         for pct, d in drains.items() if pct}
+                         for pct, d in drains.items() if pct != "0"}
     return out
 
 
@@ -194,12 +194,17 @@ def print_poison(doc):
     po = doc["poison"]
     print("poison (the orders read model, %s orders placed, some for unknown customers)"
           % num(doc["environment"].get("poison_events")))
-    labels = {0: "none refused (healthy)", 1: "1 in 100 refused", 100: "every one refused"}
-    targets = {1: TARGET_POISON_SOME, 100: TARGET_POISON_ALL}
+    labels = {"0": "none refused (healthy)",
+              "1": "1 in 100 refused (unknown customer)",
+              "100": "every one refused (unknown customer)",
+              "1a": "1 in 100 refused (bad amount)",
+              "100a": "every one refused (bad amount)"}
+    targets = {"1": TARGET_POISON_SOME, "100": TARGET_POISON_ALL,
+               "1a": TARGET_POISON_SOME, "100a": TARGET_POISON_ALL}
     for pct, label in labels.items():
         d = po["drains"].get(pct)
         note = d and "%.1f s, %s dead letters" % (d["seconds"], num(d["dead_letters"])) or ""
-        if pct:
+        if pct != "0":
             note += ", %s of healthy (target >= %.2f)" % (
                 num(po["vs_healthy"].get(pct), "{:.2f}"), targets[pct])
         row(label, num(d and d["events_per_second"]), note)

@@ -308,8 +308,8 @@ poison() {
     local pct db ids
     mkdir -p "$TMP/readmodels_poison"
     cp readmodels/customers.yaml readmodels/orders.yaml "$TMP/readmodels_poison/"
-    for pct in 0 1 100; do
-        db=$((pct == 0 ? 2 : pct == 1 ? 3 : 4))
+    for pct in 0 1 100 1a 100a; do
+        case $pct in 0) db=2 ;; 1) db=3 ;; 100) db=4 ;; 1a) db=5 ;; *) db=6 ;; esac
         "$BIN/gen_feed" "$(redis_url "$db")" "$POISON_EVENTS" 20260115 "$pct" \
             >"$TMP/results/poison_feed_$pct.json" || pj_die "could not generate the poison feed"
         ids=$($PY -c 'import json, sys
