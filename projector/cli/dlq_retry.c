@@ -13,6 +13,7 @@
 
 #include "apply/applier.h"
 #include "sink/migrations.h"
+#include "sink/refusal.h"
 
 /* ---- discard ---- */
 
@@ -130,23 +131,6 @@ static int letter_lock(Retrier *r, Letter *l, bool *ret_found, PjError *err)
     return 0;
 }
 
-/* As in the daemon's dead letters, the error names the column of a value PostgreSQL
- * refuses by its type alone. */
-static void name_refused_column(const ApplierPlan *plan, const BoundStatement *b,
-                                const PGresult *res, PjError *err)
-{
-    ApplierRefusal ref = {
-        .sqlstate = err->sqlstate,
-        .primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
-        .detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL),
-        .context = PQresultErrorField(res, PG_DIAG_CONTEXT),
-    };
-    StrBuf column = {0};
-    if (applier_refused_column(plan, b, &ref, &column))
-        pg_error_place(err, "could not apply", column.buf);
-    strbuf_done(&column);
-}
-
 static int exec_bound(Retrier *r, size_t m, const ApplierPlan *plan, Failure *f)
 {
     for (size_t i = 0; i < r->bound.count; i++) {
@@ -160,7 +144,7 @@ static int exec_bound(Retrier *r, size_t m, const ApplierPlan *plan, Failure *f)
         if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
             rc = pg_result_error(r->pg, res, "could not apply", &f->err);
             f->counts = rc == -PJ_EPERMANENT;
-            name_refused_column(plan, b, res, &f->err);
+            refusal_name_column(plan, b, res, &f->err);
         }
         PQclear(res);
         if (rc < 0)

@@ -16,6 +16,7 @@
 #include "apply/merge.h"
 #include "base/log.h"
 #include "sink/checkpoint.h"
+#include "sink/refusal.h"
 
 #define BATCH_TAG_GROUP (-2L) /* a set-based statement of several events, in a pipeline */
 
@@ -191,24 +192,6 @@ static size_t statement_item(const BatchRun *b, size_t s)
     return i;
 }
 
-/* PostgreSQL names the type of a value it refuses ("value too long for type character
- * varying(4)"), not its column: err names the column too when statement s's plan can tell
- * which it is ("could not apply: column \"code\": value too long ..."). */
-static void name_refused_column(const BatchRun *b, const BatchCtx *c, size_t s, const PGresult *res,
-                                PjError *err)
-{
-    ApplierRefusal r = {
-        .sqlstate = err->sqlstate,
-        .primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
-        .detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL),
-        .context = PQresultErrorField(res, PG_DIAG_CONTEXT),
-    };
-    StrBuf column = {0};
-    if (applier_refused_column(c->plan, &b->bound.items[s], &r, &column))
-        pg_error_place(err, "could not apply", column.buf);
-    strbuf_done(&column);
-}
-
 /* A PgFailureFn: the event whose statement (tag: its index in the batch's Bound) PostgreSQL
  * refused is marked, with the reason, its column named. */
 static void note_refused(void *arg, long tag, const PjError *err, const PGresult *res)
@@ -223,7 +206,7 @@ static void note_refused(void *arg, long tag, const PjError *err, const PGresult
         return;
     }
     PjError named = *err;
-    name_refused_column(b, iso->c, (size_t)tag, res, &named);
+    refusal_name_column(iso->c->plan, &b->bound.items[tag], res, &named);
     Item *it = &b->items[i];
     assert(it->kind == BATCH_ITEM_APPLY && !it->refused);
     it->refused = true;
