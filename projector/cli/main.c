@@ -255,10 +255,10 @@ static int cmd_check(const Args *a)
     Diagnostics diag = {0};
     /* Paths alone check just those files; the config is checked when it is needed (no
      * paths) or named. */
-    if ((a->argc == 0 || a->config_given) && load_config(a, false, &cfg) < 0)
+    if ((a->argc == 0 || a->config_given) && (load_config(a, false, &cfg) < 0 || cfg == NULL))
         return PJ_EXIT_USAGE;
-    int rc = a->argc > 0 ? check_paths(a->argc, a->argv, &set, &diag)
-                         : model_load_dir(cfg->readmodels_dir, &set, &diag);
+    int rc = a->argc > 0 || cfg == NULL ? check_paths(a->argc, a->argv, &set, &diag)
+                                        : model_load_dir(cfg->readmodels_dir, &set, &diag);
     diag_print(&diag, stderr);
     if (rc < 0)
         fprintf(stderr, "projector: %zu error%s\n", diag.count, diag.count == 1 ? "" : "s");
