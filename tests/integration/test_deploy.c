@@ -176,9 +176,17 @@ static void usage_of_exposition(Usage *u, const char *body)
         const char *end = strchr(line, '\n');
         size_t len = end != NULL ? (size_t)(end - line) : strlen(line);
         char *text = xstrndup(line, len);
-        if (strncmp(text, "# TYPE ", 7) == 0)
-            names_add(&u->metrics, text + 7, strcspn(text + 7, " "));
-        else if (text[0] != '#')
+        if (strncmp(text, "# TYPE ", 7) == 0) {
+            size_t n = strcspn(text + 7, " ");
+            names_add(&u->metrics, text + 7, n);
+            /* a histogram's samples are its name with _bucket, _sum and _count */
+            static const char *const parts[] = {"_bucket", "_sum", "_count"};
+            for (size_t k = 0; strcmp(text + 7 + n, " histogram") == 0 && k < 3; k++) {
+                char *sample = xasprintf("%.*s%s", (int)n, text + 7, parts[k]);
+                names_add(&u->metrics, sample, strlen(sample));
+                free(sample);
+            }
+        } else if (text[0] != '#')
             scan_matchers(u, text);
         free(text);
         line += end != NULL ? len + 1 : len;
