@@ -47,8 +47,8 @@ Test(cli, every_command_has_its_own_help_and_a_place_in_the_manual)
     char *general = run_cli(help, 0);
     char *manual = NULL;
     PjError err;
-    cr_assert_eq(read_file(PROJECTOR_SOURCE_DIR "/docs/projector.1", &manual, NULL, &err), 0, "%s",
-                 err.message);
+    cr_assert_eq(read_file(PROJECTOR_SOURCE_DIR "/deploy/man/projector.1", &manual, NULL, &err), 0,
+                 "%s", err.message);
     static const char *const commands[] = {"run", "check", "migrate", "ddl", "status", "dlq"};
     for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
         char line[64], usage[96], man[64];
