@@ -92,65 +92,6 @@ typedef struct HttpLimits {
     unsigned connections, reserved, waiters, request_bytes, header_timeout_ms;
 } HttpLimits;
 
-/* ---- responses ---- */
-
-/* A response header beyond Content-Type and Cache-Control; name NULL for none. */
-typedef struct HttpHeader {
-    const char *name;
-    const char *value;
-} HttpHeader;
-
-static enum MHD_Result queue_body(struct MHD_Connection *c, unsigned status, char *body,
-                                  const char *content_type, HttpHeader extra)
-{
-    struct MHD_Response *resp;
-    enum MHD_Result ret;
-
-    resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(body);
-        return MHD_NO;
-    }
-    (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (extra.name)
-        (void)MHD_add_response_header(resp, extra.name, extra.value);
-    ret = MHD_queue_response(c, status, resp);
-    MHD_destroy_response(resp);
-    return ret;
-}
-
-/* Takes the reference to doc. */
-static enum MHD_Result respond_json_with(struct MHD_Connection *c, unsigned status, json_t *doc,
-                                         HttpHeader extra)
-{
-    char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12));
-    char *body = xasprintf("%s\n", text ? text : "{}");
-
-    free(text);
-    json_decref(doc);
-    return queue_body(c, status, body, "application/json", extra);
-}
-
-static enum MHD_Result respond_json(struct MHD_Connection *c, unsigned status, json_t *doc)
-{
-    return respond_json_with(c, status, doc, (HttpHeader){NULL, NULL});
-}
-
-static enum MHD_Result respond_error_with(struct MHD_Connection *c, unsigned status,
-                                          const char *message, HttpHeader extra)
-{
-    json_t *doc = json_object();
-
-    json_object_set_new(doc, "error", json_text_string(message));
-    return respond_json_with(c, status, doc, extra);
-}
-
-static enum MHD_Result respond_error(struct MHD_Connection *c, unsigned status, const char *message)
-{
-    return respond_error_with(c, status, message, (HttpHeader){NULL, NULL});
-}
-
 /* ---- the bearer token ---- */
 
 /* True when given equals the token, byte for byte and in length. The loop runs over every
@@ -194,9 +135,9 @@ static enum MHD_Result respond_unauthorized(Http *h, struct MHD_Connection *c, H
 
     atomic_fetch_add(&h->unauthorized, 1);
     if (auth == AUTH_MISSING)
-        return respond_error_with(c, MHD_HTTP_UNAUTHORIZED, "missing bearer token", challenge);
+        return http_respond_error_with(c, MHD_HTTP_UNAUTHORIZED, "missing bearer token", challenge);
     challenge.value = HTTP_REALM ", error=\"invalid_token\"";
-    return respond_error_with(c, MHD_HTTP_UNAUTHORIZED, "invalid bearer token", challenge);
+    return http_respond_error_with(c, MHD_HTTP_UNAUTHORIZED, "invalid bearer token", challenge);
 }
 
 /* ---- /wait ---- */
@@ -211,7 +152,7 @@ static enum MHD_Result wait_answer(struct MHD_Connection *c, const BoardWaiter *
     unsigned status;
     json_t *doc = board_wait_result(w, &status);
 
-    return respond_json(c, status, doc);
+    return http_respond_json(c, status, doc);
 }
 
 /* A non-negative decimal integer; values past max are clamped to max. */
@@ -266,18 +207,18 @@ static enum MHD_Result wait_start(Http *h, struct MHD_Connection *c, HttpConn *c
     enum MHD_Result ret;
 
     if (wait_parse(h, c, &req, &err) < 0)
-        return respond_error(c, MHD_HTTP_BAD_REQUEST, err.message);
+        return http_respond_error(c, MHD_HTTP_BAD_REQUEST, err.message);
     req.owner = h;
     req.wake = http_resume;
     req.wake_arg = c;
     pthread_mutex_lock(&h->mu);
     if (h->stopping) {
         pthread_mutex_unlock(&h->mu);
-        return respond_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
+        return http_respond_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
     }
     if (board_wait_begin(h->board, &req, &w, &err) < 0) {
         pthread_mutex_unlock(&h->mu);
-        return respond_error(c, MHD_HTTP_NOT_FOUND, err.message);
+        return http_respond_error(c, MHD_HTTP_NOT_FOUND, err.message);
     }
     if (board_wait_done(h->board, w)) {
         pthread_mutex_unlock(&h->mu);
@@ -289,8 +230,8 @@ static enum MHD_Result wait_start(Http *h, struct MHD_Connection *c, HttpConn *c
         h->waits_refused++;
         pthread_mutex_unlock(&h->mu);
         (void)board_wait_free(h->board, w);
-        return respond_error_with(c, MHD_HTTP_SERVICE_UNAVAILABLE, "too many waiters",
-                                  (HttpHeader){MHD_HTTP_HEADER_RETRY_AFTER, "1"});
+        return http_respond_error_with(c, MHD_HTTP_SERVICE_UNAVAILABLE, "too many waiters",
+                                       (HttpHeader){MHD_HTTP_HEADER_RETRY_AFTER, "1"});
     }
     conn->waiter = w;
     h->active_waits++;
@@ -338,9 +279,9 @@ static enum MHD_Result serve_lag_one(Http *h, struct MHD_Connection *c, const ch
     enum MHD_Result ret;
 
     if (rm >= 0)
-        return respond_json(c, MHD_HTTP_OK, board_json(h->board, rm));
+        return http_respond_json(c, MHD_HTTP_OK, board_json(h->board, rm));
     message = xasprintf("unknown read model \"%s\"", name);
-    ret = respond_error(c, MHD_HTTP_NOT_FOUND, message);
+    ret = http_respond_error(c, MHD_HTTP_NOT_FOUND, message);
     free(message);
     return ret;
 }
@@ -363,7 +304,7 @@ static enum MHD_Result serve_readyz(Http *h, struct MHD_Connection *c)
     json_decref(lag);
     json_object_set_new(doc, "status", json_string(ready ? "ready" : "not_ready"));
     json_object_set_new(doc, "readmodels", rms);
-    return respond_json(c, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, doc);
+    return http_respond_json(c, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, doc);
 }
 
 /* The server's own counters ride along in the document metrics_render reads. */
@@ -390,14 +331,14 @@ static enum MHD_Result serve_metrics(Http *h, struct MHD_Connection *c)
     json_object_set_new(lag, "stats", board_metrics_json(h->board));
     text = metrics_render(lag, board_wait_pending(h->board));
     json_decref(lag);
-    return queue_body(c, MHD_HTTP_OK, text, "text/plain; version=0.0.4; charset=utf-8",
-                      (HttpHeader){NULL, NULL});
+    return http_queue_body(c, MHD_HTTP_OK, text, "text/plain; version=0.0.4; charset=utf-8",
+                           (HttpHeader){NULL, NULL});
 }
 
 static enum MHD_Result serve_not_found(struct MHD_Connection *c, const char *url)
 {
     char *message = xasprintf("unknown path \"%s\"", url);
-    enum MHD_Result ret = respond_error(c, MHD_HTTP_NOT_FOUND, message);
+    enum MHD_Result ret = http_respond_error(c, MHD_HTTP_NOT_FOUND, message);
 
     free(message);
     return ret;
@@ -415,8 +356,8 @@ static enum MHD_Result serve_not_allowed(struct MHD_Connection *c, const char *m
     json_decref(doc);
     message = xasprintf("%s\n", text ? text : "{}");
     free(text);
-    return queue_body(c, MHD_HTTP_METHOD_NOT_ALLOWED, message, "application/json",
-                      (HttpHeader){MHD_HTTP_HEADER_ALLOW, "GET, HEAD"});
+    return http_queue_body(c, MHD_HTTP_METHOD_NOT_ALLOWED, message, "application/json",
+                           (HttpHeader){MHD_HTTP_HEADER_ALLOW, "GET, HEAD"});
 }
 
 /* ---- request limits ---- */
@@ -530,11 +471,11 @@ static enum MHD_Result route(Http *h, struct MHD_Connection *c, HttpConn *conn, 
     if (strcmp(url, "/wait") == 0)
         return wait_start(h, c, conn);
     if (strcmp(url, "/lag") == 0 || strcmp(url, "/lag/") == 0)
-        return respond_json(c, MHD_HTTP_OK, board_json(h->board, -1));
+        return http_respond_json(c, MHD_HTTP_OK, board_json(h->board, -1));
     if (strncmp(url, "/lag/", 5) == 0)
         return serve_lag_one(h, c, url + 5);
     if (strcmp(url, "/healthz") == 0)
-        return respond_json(c, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
+        return http_respond_json(c, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
     if (strcmp(url, "/readyz") == 0)
         return serve_readyz(h, c);
     if (strcmp(url, "/metrics") == 0)
@@ -585,55 +526,7 @@ static enum MHD_Result http_handle(void *cls, struct MHD_Connection *c, const ch
     return route(h, c, conn, url, method);
 }
 
-/* ---- connections and libmicrohttpd's log ---- */
-
-/* What libmicrohttpd reports about one client's request or connection: the client gets its
- * answer (400, 413, 414, 431, ...), hangs up or loses its connection, and nothing is wrong
- * with the server. Logged at debug level, so that a hostile client cannot flood the log. */
-static bool http_log_is_client_fault(const char *message)
-{
-    static const char *const client_faults[] = {
-        "Error processing request",
-        "Content-Length",
-        "Not enough memory in pool",
-        "connection limit",
-        "Failed to receive data",
-        "Failed to send", /* the headers, the body, ...: the client is gone */
-        "malformed",
-        "timed out",
-        "Host' header",
-        "Connection reset",
-        "closed by remote side",            /* a client that hung up mid-request */
-        "disconnected when reading",        /* the same, seen by the read */
-        "closed when reading",              /* a read that failed: reset, shut down here */
-        "Too late",                         /* an error after the answer began: closed */
-        "Application reported internal",    /* a request refused here, then closed */
-        "failed to create response header", /* a request that left no room for them */
-        /* libmicrohttpd 0.9.75 says this even when the logger is the first option. */
-        "MHD_OPTION_EXTERNAL_LOGGER is not the first option",
-    };
-
-    for (size_t i = 0; i < ARRAY_SIZE(client_faults); i++)
-        if (strstr(message, client_faults[i]) != NULL)
-            return true;
-    return false;
-}
-
-static void http_log(void *cls, const char *fmt, va_list ap)
-{
-    char buf[512];
-    size_t n;
-
-    (void)cls;
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    n = strlen(buf);
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '.'))
-        buf[--n] = '\0';
-    if (http_log_is_client_fault(buf))
-        log_debug("http", "%s", buf);
-    else
-        log_warn("http", "%s", buf);
-}
+/* ---- connections ---- */
 
 /* A connection opens (its deadline starts) or is about to be closed by libmicrohttpd. */
 static void http_connection(void *cls, struct MHD_Connection *c, void **socket_context,

@@ -1,9 +1,13 @@
 /* http_internal.h - what the http*.c files of the endpoints share, included by nothing
- * else. http_listen.c and http_conns.c sit below http.c and know nothing of the endpoints.
+ * else. http_listen.c and http_conns.c sit below http.c and know nothing of the endpoints;
+ * http_respond.c writes the answers, http_log.c takes libmicrohttpd's messages.
  */
 #ifndef PROJECTOR_HTTP_INTERNAL_H
 #define PROJECTOR_HTTP_INTERNAL_H
 
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdarg.h>
 #include <stdint.h>
 
 #include "base/util.h"
@@ -85,5 +89,30 @@ void http_conns_refuse(HttpConns *cs, HttpConn *c, const char *answer, size_t le
  * pipelined requests it holds are answered. On libmicrohttpd's thread only. */
 void http_conns_check_end(HttpConns *cs, HttpConn *c);
 HttpConnsStats http_conns_stats(HttpConns *cs);
+
+/* ---- http_respond.c ---- */
+
+/* A response header beyond Content-Type and Cache-Control; name NULL for none. */
+typedef struct HttpHeader {
+    const char *name;
+    const char *value;
+} HttpHeader;
+
+/* Queues body (taken: freed whatever happens) with its content type and extra. */
+enum MHD_Result http_queue_body(struct MHD_Connection *c, unsigned status, char *body,
+                                const char *content_type, HttpHeader extra);
+/* Takes the reference to doc. */
+enum MHD_Result http_respond_json_with(struct MHD_Connection *c, unsigned status, json_t *doc,
+                                       HttpHeader extra);
+enum MHD_Result http_respond_json(struct MHD_Connection *c, unsigned status, json_t *doc);
+/* {"error": message} */
+enum MHD_Result http_respond_error_with(struct MHD_Connection *c, unsigned status,
+                                        const char *message, HttpHeader extra);
+enum MHD_Result http_respond_error(struct MHD_Connection *c, unsigned status, const char *message);
+
+/* ---- http_log.c ---- */
+
+/* libmicrohttpd's logger (MHD_OPTION_EXTERNAL_LOGGER). */
+void http_log(void *cls, const char *fmt, va_list ap);
 
 #endif
