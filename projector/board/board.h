@@ -105,9 +105,10 @@ json_t *board_metrics_json(Board *board);
  * for the life of the process. */
 typedef struct BoardTally BoardTally;
 BoardTally *board_tally_take(Board *board);
-/* Adds the tally to the read models and streams of board that have the same names
- * (tally NULL: nothing). */
-void board_tally_restore(Board *board, const BoardTally *tally);
+/* Adds the tally to the read models and streams of board that have the same names, and
+ * hands them the recent outcomes it holds, so a /wait for an entry settled before the
+ * reload still gets its outcome (tally NULL: nothing). */
+void board_tally_restore(Board *board, BoardTally *tally);
 /* Accepts NULL; returns NULL. */
 BoardTally *board_tally_free(BoardTally *tally);
 /* True when no read model is retrying, stopped or starting. */

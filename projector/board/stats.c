@@ -128,6 +128,8 @@ json_t *board_metrics_json(Board *b)
 typedef struct TallyStream {
     char *readmodel, *stream;
     uint64_t applied, skipped, dead_letters;
+    RingEntry *ring; /* the stream's recent outcomes, moved out of the board that stopped */
+    size_t ring_start, ring_count;
 } TallyStream;
 
 typedef struct TallyModel {
@@ -152,9 +154,13 @@ BoardTally *board_tally_take(Board *b)
         t->models[t->nmodels++] = (TallyModel){xstrdup(m->name), b->rms[i].stats};
         t->streams = xrealloc(t->streams, (t->nstreams + m->nstreams + 1) * sizeof *t->streams);
         for (size_t s = 0; s < m->nstreams; s++) {
-            const StreamBoard *sb = &b->rms[i].streams[s];
-            t->streams[t->nstreams++] = (TallyStream){xstrdup(m->name), xstrdup(m->streams[s]),
-                                                      sb->applied, sb->skipped, sb->dead_letters};
+            StreamBoard *sb = &b->rms[i].streams[s];
+            t->streams[t->nstreams++] =
+                (TallyStream){xstrdup(m->name), xstrdup(m->streams[s]), sb->applied,
+                              sb->skipped,      sb->dead_letters,       sb->ring,
+                              sb->ring_start,   sb->ring_count};
+            sb->ring = NULL; /* moved: the board that starts answers /wait from it */
+            sb->ring_start = sb->ring_count = 0;
         }
     }
     pthread_mutex_unlock(&b->mu);
@@ -180,7 +186,7 @@ static void stats_add(RmStats *to, const RmStats *from)
     hist_add(&to->end_to_end_seconds, &from->end_to_end_seconds);
 }
 
-void board_tally_restore(Board *b, const BoardTally *t)
+void board_tally_restore(Board *b, BoardTally *t)
 {
     if (t == NULL)
         return;
@@ -193,12 +199,18 @@ void board_tally_restore(Board *b, const BoardTally *t)
         for (size_t s = 0; s < m->nstreams; s++) {
             StreamBoard *sb = &b->rms[i].streams[s];
             for (size_t k = 0; k < t->nstreams; k++) {
-                const TallyStream *ts = &t->streams[k];
+                TallyStream *ts = &t->streams[k];
                 if (strcmp(ts->readmodel, m->name) != 0 || strcmp(ts->stream, m->streams[s]) != 0)
                     continue;
                 sb->applied += ts->applied;
                 sb->skipped += ts->skipped;
                 sb->dead_letters += ts->dead_letters;
+                if (sb->ring == NULL && ts->ring != NULL) { /* outcomes survive the reload */
+                    sb->ring = ts->ring;
+                    sb->ring_start = ts->ring_start;
+                    sb->ring_count = ts->ring_count;
+                    ts->ring = NULL;
+                }
             }
         }
     }
@@ -212,8 +224,12 @@ BoardTally *board_tally_free(BoardTally *t)
     for (size_t k = 0; k < t->nmodels; k++)
         free(t->models[k].readmodel);
     for (size_t k = 0; k < t->nstreams; k++) {
-        free(t->streams[k].readmodel);
-        free(t->streams[k].stream);
+        TallyStream *ts = &t->streams[k];
+        for (size_t e = 0; ts->ring != NULL && e < ts->ring_count; e++)
+            free(ts->ring[(ts->ring_start + e) % BOARD_RING_SIZE].error);
+        free(ts->ring);
+        free(ts->readmodel);
+        free(ts->stream);
     }
     free(t->models);
     free(t->streams);

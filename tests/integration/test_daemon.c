@@ -676,6 +676,8 @@ Test(daemon, sighup_reloads_valid_models_and_keeps_the_running_ones_otherwise, .
     env_start(&e);
     publish(&e, "tally", "tally.set", "1", "{\"id\":\"a\",\"n\":1}", id);
     wait_applied(&e, "tally", id);
+    char first[48];
+    snprintf(first, sizeof first, "%s", id);
 
     /* An invalid file: reported, and the running read model goes on. */
     free(testenv_write_file(models, "broken.yaml", "readmodel: broken\ntable: [x]\n"));
@@ -715,6 +717,13 @@ Test(daemon, sighup_reloads_valid_models_and_keeps_the_running_ones_otherwise, .
     rows = query(&e, "SELECT string_agg(id || '=' || n, ',' ORDER BY id) FROM lenient_counts");
     cr_assert_str_eq(rows, "a=1,b=2");
     free(rows);
+    /* An entry settled before the reloads still has its outcome, not just "settled". */
+    snprintf(path, sizeof path, "/wait?stream=tally&id=%s&readmodel=lenient&timeout_ms=1000",
+             first);
+    cr_assert_eq(testenv_http_get(e.port, path, &body), 200, "%s", body ? body : "");
+    cr_assert(strstr(body, "\"outcome\":\"applied\"") != NULL,
+              "the outcome did not survive the reload: %s", body);
+    free(body);
     /* The counters outlive the reloads: lenient applied both events, one before each. */
     cr_assert_eq(testenv_http_get(e.port, "/lag/lenient", &body), 200);
     json_t *lag = json_loads(body, 0, NULL);
