@@ -14,52 +14,39 @@
 
 #include "apply/applier.h"
 #include "apply/merge.h"
+#include "ledger.h"
 #include "model/model.h"
 #include "testenv.h"
 
-static const char ledger_yaml[] = "readmodel: ledger\n"
-                                  "table: ledger\n"
-                                  "streams: [ledger]\n"
-                                  "key: [id, n]\n"
-                                  "version: version\n"
-                                  "columns:\n"
-                                  "  id: text\n"
-                                  "  n: integer\n"
-                                  "  owner: { type: text, nullable: true }\n"
-                                  "  tag: { type: text, nullable: true }\n"
-                                  "  count: { type: integer, default: 0 }\n"
-                                  "  amount: { type: \"numeric(12,2)\", default: 0 }\n"
-                                  "  score: { type: double precision, default: 1.5 }\n"
-                                  "  version: { type: bigint, nullable: true }\n"
-                                  "on:\n"
-                                  "  open:\n" /* folds: adds to integer and numeric(12,2) */
-                                  "    upsert:\n"
-                                  "      id: $.payload.id\n"
-                                  "      n: $.payload.n\n"
-                                  "      owner: $.payload.owner\n"
-                                  "      add: { count: $.payload.k, amount: $.payload.amount }\n"
-                                  "  tag:\n" /* by key, set only */
-                                  "    update:\n"
-                                  "      where: { id: $.payload.id, n: $.payload.n }\n"
-                                  "      set: { tag: $.payload.tag }\n"
-                                  "  close:\n"
-                                  "    delete:\n"
-                                  "      where: { id: $.payload.id, n: $.payload.n }\n"
-                                  "  retag:\n" /* fan-out: no row key, a barrier */
-                                  "    update:\n"
-                                  "      where: { owner: $.payload.owner }\n"
-                                  "      set: { tag: $.payload.tag }\n"
-                                  "  versioned:\n" /* merges, never folds: version guard */
-                                  "    upsert:\n"
-                                  "      id: $.payload.id\n"
-                                  "      n: $.payload.n\n"
-                                  "      owner: $.payload.owner\n"
-                                  "      version: $.version\n"
-                                  "  score:\n" /* float add: with a default: no set-based form */
-                                  "    upsert:\n"
-                                  "      id: $.payload.id\n"
-                                  "      n: $.payload.n\n"
-                                  "      add: { score: $.payload.x }\n";
+static const char ledger_yaml[] =
+    LEDGER_HEAD_YAML "  open:\n" /* folds: adds to integer and numeric(12,2) */
+                     "    upsert:\n"
+                     "      id: $.payload.id\n"
+                     "      n: $.payload.n\n"
+                     "      owner: $.payload.owner\n"
+                     "      add: { count: $.payload.k, amount: $.payload.amount }\n"
+                     "  tag:\n" /* by key, set only */
+                     "    update:\n"
+                     "      where: { id: $.payload.id, n: $.payload.n }\n"
+                     "      set: { tag: $.payload.tag }\n"
+                     "  close:\n"
+                     "    delete:\n"
+                     "      where: { id: $.payload.id, n: $.payload.n }\n"
+                     "  retag:\n" /* fan-out: no row key, a barrier */
+                     "    update:\n"
+                     "      where: { owner: $.payload.owner }\n"
+                     "      set: { tag: $.payload.tag }\n"
+                     "  versioned:\n" /* merges, never folds: version guard */
+                     "    upsert:\n"
+                     "      id: $.payload.id\n"
+                     "      n: $.payload.n\n"
+                     "      owner: $.payload.owner\n"
+                     "      version: $.version\n"
+                     "  score:\n" /* float add: with a default: no set-based form */
+                     "    upsert:\n"
+                     "      id: $.payload.id\n"
+                     "      n: $.payload.n\n"
+                     "      add: { score: $.payload.x }\n";
 
 static ModelSet *set;
 static ApplierPlan *plan;
